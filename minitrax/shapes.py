@@ -1,0 +1,95 @@
+"""Shapes and dtypes of (trees of) arrays, without the arrays.
+
+`ShapeDtype` describes one array; an *input signature* is one `ShapeDtype` or
+a tuple of them (one per input of a layer). Layers learn their input sizes
+from a signature at `init`, never from real data.
+"""
+
+import numpy as np
+
+from minitrax.errors import ShapeError
+
+import jax
+
+
+class ShapeDtype:
+  """The shape and dtype of one array.
+
+  >>> ShapeDtype((1, 1), np.int32)
+  ShapeDtype{shape:(1, 1), dtype:int32}
+
+  Args:
+    shape: tuple of non-negative ints.
+    dtype: anything `np.dtype` accepts; default float32.
+  """
+
+  __slots__ = ('shape', 'dtype')
+
+  def __init__(self, shape, dtype=np.float32):
+    try:
+      shape = tuple(int(d) for d in shape)
+    except TypeError as e:
+      raise ShapeError(f'ShapeDtype: shape must be a tuple of ints, got {shape!r}') from e
+    if any(d < 0 for d in shape):
+      raise ShapeError(f'ShapeDtype: dimensions must be >= 0, got shape {shape}')
+    self.shape = shape
+    self.dtype = np.dtype(dtype)
+
+  @property
+  def ndim(self):
+    return len(self.shape)
+
+  @property
+  def size(self):
+    return int(np.prod(self.shape, dtype=np.int64))
+
+  def replace(self, shape=None, dtype=None):
+    """A copy with `shape` and/or `dtype` replaced."""
+    return ShapeDtype(self.shape if shape is None else shape,
+                      self.dtype if dtype is None else dtype)
+
+  def as_struct(self):
+    """This signature as a `jax.ShapeDtypeStruct` (for `jax.eval_shape`)."""
+    return jax.ShapeDtypeStruct(self.shape, self.dtype)
+
+  def __eq__(self, other):
+    return (isinstance(other, ShapeDtype) and self.shape == other.shape
+            and self.dtype == other.dtype)
+
+  def __hash__(self):
+    return hash((self.shape, self.dtype))
+
+  def __repr__(self):
+    return f'ShapeDtype{{shape:{self.shape}, dtype:{self.dtype}}}'
+
+
+def signature(obj):
+  """The `ShapeDtype` of an array, or a tuple/list of signatures for a tuple/list.
+
+  Works on NumPy and JAX arrays, tracers, `jax.ShapeDtypeStruct` and anything
+  with `.shape` and `.dtype`; Python scalars become rank-0 signatures.
+  """
+  if isinstance(obj, ShapeDtype):
+    return obj
+  if isinstance(obj, (list, tuple)):
+    return type(obj)(signature(x) for x in obj)
+  if hasattr(obj, 'shape') and hasattr(obj, 'dtype'):
+    return ShapeDtype(obj.shape, obj.dtype)
+  if isinstance(obj, (bool, int, float, complex, np.generic)):
+    return ShapeDtype((), np.asarray(obj).dtype)
+  raise ShapeError(f'signature: expected an array or a tuple of arrays, got {type(obj).__name__}')
+
+
+def as_structs(sig):
+  """Maps ShapeDtypes in a (nested tuple) signature to `jax.ShapeDtypeStruct`."""
+  if isinstance(sig, (list, tuple)):
+    return type(sig)(as_structs(s) for s in sig)
+  return signature(sig).as_struct()
+
+
+def splice_signatures(*sigs):
+  """Concatenates signatures into one flat tuple (a bare ShapeDtype counts as one)."""
+  out = []
+  for s in sigs:
+    out.extend(s if isinstance(s, (list, tuple)) else [s])
+  return tuple(out)
