@@ -19,13 +19,30 @@ class LayerError(MinitraxError):
   (file:line of user code), the path of enclosing combinators and the input
   shapes and dtypes. The original exception is `__cause__`.
 
-  Fix: read the innermost message (after the shapes); usually an input has the
+  Fix: read the last line (the original error); usually an input has the
   wrong shape or dtype for the layer named first.
   """
 
-  def __init__(self, message, layer_path=()):
-    super().__init__(message)
-    self.layer_path = tuple(layer_path)
+  def __init__(self, layer_name, method, created_at, input_signature, cause):
+    self.layer_name = layer_name
+    self.method = method
+    self.created_at = created_at
+    self.input_signature = input_signature
+    self.cause_text = f'{type(cause).__name__}: {cause}'
+    self.layer_path = (layer_name,)
+    super().__init__(self._message())
+
+  def add_outer(self, name):
+    """Records that the failing layer sits inside the layer `name`."""
+    self.layer_path = (name,) + self.layer_path
+    self.args = (self._message(),)
+
+  def _message(self):
+    return (f'Exception passing through layer {self.layer_name} (in {self.method}):\n'
+            f'  layer created in {self.created_at}\n'
+            f'  layer path: {" > ".join(self.layer_path)}\n'
+            f'  input signature: {self.input_signature}\n'
+            f'  {self.cause_text}')
 
 
 class LayerAttributeError(MinitraxError, AttributeError):

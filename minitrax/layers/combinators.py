@@ -1,0 +1,400 @@
+"""Combinators: layers made of layers, working on the data stack.
+
+Every layer takes its `n_in` inputs from the top of a stack and puts its
+`n_out` outputs back. `Serial` runs layers one after another on the stack;
+`Parallel` runs them side by side on consecutive stack items; the small ones
+(`Branch`, `Residual`, `Dup`, `Swap`, ...) are functions built from `Serial`,
+`Parallel`, `Select` and `Fn`. A combinator's weights and state are tuples with
+one entry per sublayer.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from minitrax.layers.base import (EMPTY, Fn, Layer, as_stack, from_stack, push_outputs,
+                                  split_rng, stack_inputs)
+
+
+def _flatten(layers, name, allow_none=False):
+  """Flattens nested lists/tuples of layers; checks every item is a Layer."""
+  out = []
+  for i, item in enumerate(layers):
+    if isinstance(item, (list, tuple)):
+      out.extend(_flatten(item, name, allow_none))
+    elif item is None and allow_none:
+      out.append(Serial())
+    elif not isinstance(item, Layer):
+      raise TypeError(f'{name}: item {i} is a {type(item).__name__}, not a Layer')
+    else:
+      out.append(item)
+  return out
+
+
+def _serial_arity(layers):
+  """(n_in, n_out) of running `layers` one after another on the stack."""
+  depth = need = 0  # depth: items produced beyond what was taken from the input
+  for layer in layers:
+    depth -= layer.n_in
+    need = max(need, -depth)
+    depth += layer.n_out
+  return need, need + depth
+
+
+class Serial(Layer):
+  """Runs sublayers one after another on the data stack.
+
+  Nested lists are flattened; `Serial()` is the identity (1 in, 1 out).
+  `n_in`/`n_out` follow from the sublayers' stack effects, e.g.
+  `Serial(Dense(4), Relu())` is 1 -> 1 and `Serial(Dup(), Add())` is 1 -> 1.
+  """
+
+  def __init__(self, *sublayers, name=None, sublayers_to_print=None):
+    layers = _flatten(sublayers, 'Serial')
+    n_in, n_out = _serial_arity(layers) if layers else (1, 1)
+    super().__init__(n_in=n_in, n_out=n_out, name=name or 'Serial',
+                     sublayers_to_print=sublayers_to_print)
+    self._sublayers = tuple(layers)
+
+  def init_weights_and_state(self, input_signature, rng):
+    stack = as_stack(input_signature, self.n_in)
+    weights, states = [], []
+    for layer, r in zip(self._sublayers, split_rng(rng, len(self._sublayers))):
+      inputs = stack_inputs(layer, stack)
+      w, s = layer._init_checked(inputs, r)  # pylint: disable=protected-access
+      out = layer.output_signature_with(inputs, w, s, r)
+      stack = push_outputs(layer, out, stack)
+      weights.append(w)
+      states.append(s)
+    return tuple(weights), tuple(states)
+
+  def forward_with_state(self, x, weights, state, rng):
+    if not self._sublayers:
+      return x, state
+    stack = as_stack(x, self.n_in)
+    new_states = []
+    rngs = split_rng(rng, len(self._sublayers))
+    for layer, w, s, r in zip(self._sublayers, weights, state, rngs):
+      out, s = layer.pure_fn(stack_inputs(layer, stack), w, s, r)
+      stack = push_outputs(layer, out, stack)
+      new_states.append(s)
+    return from_stack(stack, self.n_out), tuple(new_states)
+
+
+class Parallel(Layer):
+  """Runs sublayers side by side on consecutive stack items.
+
+  `Parallel(f, g)` with f: 1 -> 1 and g: 2 -> 1 maps (a, b, c) to
+  (f(a), g(b, c)). A `None` sublayer is the identity.
+  """
+
+  def __init__(self, *sublayers, name=None):
+    layers = _flatten(sublayers, 'Parallel', allow_none=True)
+    super().__init__(n_in=sum(l.n_in for l in layers), n_out=sum(l.n_out for l in layers),
+                     name=name or 'Parallel')
+    self._sublayers = tuple(layers)
+
+  def _slices(self, stack):
+    start = 0
+    for layer in self._sublayers:
+      yield layer, stack_inputs(layer, stack[start:])
+      start += layer.n_in
+
+  def init_weights_and_state(self, input_signature, rng):
+    stack = as_stack(input_signature, self.n_in)
+    pairs = [layer._init_checked(inputs, r)  # pylint: disable=protected-access
+             for (layer, inputs), r in zip(self._slices(stack),
+                                           split_rng(rng, len(self._sublayers)))]
+    return tuple(w for w, _ in pairs), tuple(s for _, s in pairs)
+
+  def forward_with_state(self, x, weights, state, rng):
+    stack = as_stack(x, self.n_in)
+    outputs, new_states = [], []
+    rngs = split_rng(rng, len(self._sublayers))
+    for (layer, inputs), w, s, r in zip(self._slices(stack), weights, state, rngs):
+      out, s = layer.pure_fn(inputs, w, s, r)
+      outputs.extend(as_stack(out, layer.n_out) if layer.n_out != 0 else ())
+      new_states.append(s)
+    return from_stack(tuple(outputs), self.n_out), tuple(new_states)
+
+
+class Select(Layer):
+  """Copies and reorders stack items: outputs `stack[i] for i in indices`.
+
+  `Select([0, 0])` duplicates the top item; `Select([1, 0])` swaps; with
+  `n_in=3`, `Select([0], n_in=3)` keeps the top item and drops two.
+  """
+
+  def __init__(self, indices, n_in=None, name=None):
+    indices = [int(i) for i in indices]
+    n_in = (max(indices) + 1 if indices else 0) if n_in is None else n_in
+    if any(i < 0 or i >= n_in for i in indices):
+      raise ValueError(f'Select: indices {indices} must lie in [0, n_in={n_in})')
+    super().__init__(n_in=n_in, n_out=len(indices), name=name or 'Select')
+    self._indices = tuple(indices)
+
+  def forward(self, x, weights):
+    stack = as_stack(x, self.n_in) if self.n_in else ()
+    return from_stack(tuple(stack[i] for i in self._indices), self.n_out) \
+        if self.n_out else ()
+
+
+def Dup():  # pylint: disable=invalid-name
+  """Duplicates the top stack item: x -> (x, x)."""
+  return Fn('Dup', lambda x: (x, x), n_out=2)
+
+
+def Drop():  # pylint: disable=invalid-name
+  """Drops the top stack item: x -> ()."""
+  return Fn('Drop', lambda x: (), n_out=0)
+
+
+def Swap():  # pylint: disable=invalid-name
+  """Swaps the two top stack items: (a, b) -> (b, a)."""
+  return Fn('Swap', lambda a, b: (b, a), n_out=2)
+
+
+def Add():  # pylint: disable=invalid-name
+  """Adds the two top stack items: (a, b) -> a + b (shapes must broadcast)."""
+  return Fn('Add', lambda a, b: a + b)
+
+
+def SubtractTop():  # pylint: disable=invalid-name
+  """Subtracts the top stack item from the one below: (a, b) -> a - b."""
+  return Fn('SubtractTop', lambda a, b: a - b)
+
+
+def Multiply():  # pylint: disable=invalid-name
+  """Multiplies the two top stack items elementwise: (a, b) -> a * b."""
+  return Fn('Multiply', lambda a, b: a * b)
+
+
+def Branch(*layers, name='Branch'):  # pylint: disable=invalid-name
+  """Runs each layer on copies of the top stack items; outputs all results.
+
+  `Branch(f, g)` maps x to (f(x), g(x)); with g: 2 -> 1 it maps (a, b) to
+  (f(a), g(a, b)). `None` stands for the identity.
+  """
+  layers = _flatten(layers, name, allow_none=True)
+  if len(layers) == 1:
+    return layers[0]
+  parallel = Parallel(*layers)
+  indices = [i for layer in parallel.sublayers for i in range(layer.n_in)]
+  return Serial(Select(indices), parallel, name=name, sublayers_to_print=layers)
+
+
+def Residual(*layers, shortcut=None):  # pylint: disable=invalid-name
+  """`x + f(x)` for `f = Serial(*layers)`; `shortcut` replaces the identity."""
+  layer = layers[0] if len(layers) == 1 else Serial(*layers)
+  shown = [layer] if shortcut is None else [shortcut, layer]
+  return Serial(Branch(shortcut, layer), Add(), name='Residual', sublayers_to_print=shown)
+
+
+class Concatenate(Layer):
+  """Concatenates `n_items` stack items along `axis`: n_items -> 1."""
+
+  def __init__(self, n_items=2, axis=-1):
+    super().__init__(n_in=n_items, name='Concatenate')
+    self._axis = axis
+
+  def forward(self, x, weights):
+    return jnp.concatenate(as_stack(x, self.n_in), axis=self._axis)
+
+
+class Split(Layer):
+  """Splits the top item into `n_items` equal parts along `axis`: 1 -> n_items."""
+
+  def __init__(self, n_items=2, axis=-1):
+    super().__init__(n_out=n_items, name='Split')
+    self._axis = axis
+
+  def forward(self, x, weights):
+    if x.shape[self._axis] % self.n_out:
+      raise ValueError(f'Split: axis {self._axis} of size {x.shape[self._axis]} does not '
+                       f'divide into {self.n_out} equal parts')
+    return tuple(jnp.split(x, self.n_out, axis=self._axis))
+
+
+class Scan(Layer):
+  """Scans a layer over `axis` of its inputs, threading `n_carry` carries.
+
+  The inner layer maps `(x_1, ..., x_k, c_1, ..., c_n) -> (y_1, ..., y_m,
+  c'_1, ..., c'_n)` for one slice; Scan maps `(xs_1..k, c_1..n)` with `xs`
+  having the scanned `axis` to `(ys_1..m, final carries)`, stacking the ys
+  along `axis`. The inner layer's weights are shared across steps; its state
+  is threaded through the loop; step t gets `fold_in(rng, t)`. With
+  `remat=True` each step is recomputed in the backward pass (less memory).
+  """
+
+  def __init__(self, layer, axis=0, n_carry=1, remat=False):
+    if n_carry > min(layer.n_in, layer.n_out):
+      raise ValueError(f'Scan: n_carry={n_carry} exceeds n_in={layer.n_in} or '
+                       f'n_out={layer.n_out} of {layer.name}')
+    super().__init__(n_in=layer.n_in, n_out=layer.n_out, name='Scan')
+    self._sublayers = (layer,)
+    self._axis, self._n_carry, self._remat = axis, n_carry, remat
+
+  def init_weights_and_state(self, input_signature, rng):
+    stack = as_stack(input_signature, self.n_in)
+    n_xs = self.n_in - self._n_carry
+    slices = []
+    for sig in stack[:n_xs]:
+      shape = list(sig.shape)
+      del shape[self._axis]
+      slices.append(sig.replace(shape=tuple(shape)))
+    slices = tuple(slices)
+    w, s = self._sublayers[0]._init_checked(  # pylint: disable=protected-access
+        from_stack(slices + stack[n_xs:], self.n_in), rng)
+    return (w,), (s,)
+
+  def forward_with_state(self, x, weights, state, rng):
+    layer = self._sublayers[0]
+    stack = as_stack(x, self.n_in)
+    n_xs, n_ys = self.n_in - self._n_carry, self.n_out - self._n_carry
+    xs = tuple(jnp.moveaxis(a, self._axis, 0) for a in stack[:n_xs])
+
+    def step(carry, x_t):
+      carries, layer_state, t = carry
+      r = None if rng is None else jax.random.fold_in(rng, t)
+      y, layer_state = layer.pure_fn(from_stack(tuple(x_t) + carries, self.n_in),
+                                     weights[0], layer_state, r)
+      ys = as_stack(y, self.n_out) if self.n_out else ()
+      return (tuple(ys[n_ys:]), layer_state, t + 1), tuple(ys[:n_ys])
+
+    if self._remat:
+      step = jax.checkpoint(step)
+    init = (tuple(stack[n_xs:]), state[0], jnp.zeros((), jnp.int32))
+    (carries, layer_state, _), ys = jax.lax.scan(step, init, xs)
+    ys = tuple(jnp.moveaxis(y, 0, self._axis) for y in ys)
+    return from_stack(ys + carries, self.n_out), (layer_state,)
+
+
+class _ToChunks(Layer):
+  """Reshapes (batch, ...) to (batch // size, size, ...); one chunk if it does not divide."""
+
+  def __init__(self, n, chunk_size, undo=False):
+    super().__init__(n_in=n, n_out=n, name='FromChunks' if undo else 'ToChunks')
+    self._chunk_size, self._undo = chunk_size, undo
+
+  def forward(self, x, weights):
+    def reshape(a):
+      if self._undo:
+        return a.reshape((-1,) + a.shape[2:])
+      size = self._chunk_size if a.shape[0] % self._chunk_size == 0 else a.shape[0]
+      return a.reshape((a.shape[0] // size, size) + a.shape[1:])
+    out = tuple(reshape(a) for a in as_stack(x, self.n_in))
+    return from_stack(out, self.n_out)
+
+
+def Chunk(layer, chunk_size):  # pylint: disable=invalid-name
+  """Runs `layer` on chunks of `chunk_size` batch items at a time (less memory).
+
+  The batch must split into equal chunks; otherwise the whole batch is one
+  chunk. `chunk_size < 1` returns `layer` unchanged. Each chunk is
+  rematerialised in the backward pass.
+  """
+  if chunk_size < 1:
+    return layer
+  return Serial(_ToChunks(layer.n_in, chunk_size),
+                Scan(layer, axis=0, n_carry=0, remat=True),
+                _ToChunks(layer.n_out, chunk_size, undo=True),
+                name='Chunk', sublayers_to_print=[layer])
+
+
+class Cond(Layer):
+  """`true(y) if cond(x) else false(y)`, running only the chosen branch.
+
+  `x` is the top `cond.n_in` stack items, `y` the next `true.n_in` items;
+  `cond` must output one boolean scalar; `true` and `false` must have equal
+  arities. `false=None` is the identity (needs `true.n_in == true.n_out`).
+  The branch not taken keeps its state.
+  """
+
+  def __init__(self, cond, true, false=None, name=None):
+    if false is None:
+      if true.n_in != true.n_out:
+        raise ValueError(f'Cond: false=None needs true.n_in == true.n_out, got '
+                         f'{true.n_in} and {true.n_out}')
+      false = Select(list(range(true.n_in)))
+    if (true.n_in, true.n_out) != (false.n_in, false.n_out):
+      raise ValueError(f'Cond: true ({true.n_in} -> {true.n_out}) and false '
+                       f'({false.n_in} -> {false.n_out}) must have the same arities')
+    if cond.n_out != 1:
+      raise ValueError(f'Cond: cond must have n_out=1, got {cond.n_out}')
+    super().__init__(n_in=cond.n_in + true.n_in, n_out=true.n_out, name=name or 'Cond')
+    self._sublayers = (cond, true, false)
+
+  def init_weights_and_state(self, input_signature, rng):
+    cond, true, false = self._sublayers
+    stack = as_stack(input_signature, self.n_in)
+    x, y = stack_inputs(cond, stack), stack_inputs(true, stack[cond.n_in:])
+    r = split_rng(rng, 3)
+    parts = [cond._init_checked(x, r[0]), true._init_checked(y, r[1]),  # pylint: disable=protected-access
+             false._init_checked(y, r[2])]  # pylint: disable=protected-access
+    return tuple(w for w, _ in parts), tuple(s for _, s in parts)
+
+  def forward_with_state(self, x, weights, state, rng):
+    cond, true, false = self._sublayers
+    stack = as_stack(x, self.n_in)
+    r = split_rng(rng, 3)
+    pred, cond_state = cond.pure_fn(stack_inputs(cond, stack), weights[0], state[0], r[0])
+    if jnp.shape(pred) not in ((), (1,)):
+      raise ValueError(f'Cond: cond must output one boolean, got shape {jnp.shape(pred)}')
+    y = stack_inputs(true, stack[cond.n_in:])
+
+    def run_true(operands):
+      out, s = true.pure_fn(operands, weights[1], state[1], r[1])
+      return out, (s, state[2])
+
+    def run_false(operands):
+      out, s = false.pure_fn(operands, weights[2], state[2], r[2])
+      return out, (state[1], s)
+
+    out, (true_state, false_state) = jax.lax.cond(jnp.reshape(pred, ()).astype(bool),
+                                                  run_true, run_false, y)
+    return out, (cond_state, true_state, false_state)
+
+
+class Cache(Layer):
+  """Runs `layer` on the first call and returns its cached outputs afterwards.
+
+  For parts of a predict-mode model that see the same input at every step
+  (an encoder). The weights are exactly `layer`'s (wrapping in Cache does not
+  change the weights tree); the state is `(layer_state, (outputs, is_cached))`.
+  Compiled with `lax.cond`, so the first and later calls share one program.
+  Re-initialise the state (or set `is_cached` False) to start a new input.
+  """
+
+  def __init__(self, layer):
+    super().__init__(n_in=layer.n_in, n_out=layer.n_out, name='Cache')
+    self._sublayers = (layer,)
+
+  def pack_tree(self, kind, sub_trees, own):
+    return sub_trees[0] if kind == 'weights' else (sub_trees[0], own)
+
+  def unpack_tree(self, kind, tree):
+    return ((tree,), EMPTY) if kind == 'weights' else ((tree[0],), tree[1])
+
+  def init_weights_and_state(self, input_signature, rng):
+    layer = self._sublayers[0]
+    w, s = layer._init_checked(input_signature, rng)  # pylint: disable=protected-access
+    out = layer.output_signature_with(input_signature, w, s, rng)
+    out = out if isinstance(out, tuple) else (out,)
+    cached = tuple(jnp.zeros(o.shape, o.dtype) for o in out)
+    return w, (s, (cached, jnp.zeros((), bool)))
+
+  def forward_with_state(self, x, weights, state, rng):
+    layer = self._sublayers[0]
+    layer_state, (cached, is_cached) = state
+
+    def compute(_):
+      y, s = layer.pure_fn(x, weights, layer_state, rng)
+      y = y if isinstance(y, tuple) else (y,)
+      return tuple(a.astype(c.dtype) for a, c in zip(y, cached)), s
+
+    y, layer_state = jax.lax.cond(is_cached, lambda _: (cached, layer_state), compute, None)
+    return from_stack(y, self.n_out), (layer_state, (y, jnp.ones((), bool)))
+
+
+__all__ = ['Serial', 'Parallel', 'Select', 'Branch', 'Residual', 'Dup', 'Drop', 'Swap',
+           'Add', 'SubtractTop', 'Multiply', 'Concatenate', 'Split', 'Scan', 'Chunk',
+           'Cond', 'Cache']

@@ -1,0 +1,294 @@
+"""Learning-rate schedules: functions of the training step.
+
+Two forms, both built by factories that check their arguments once:
+
+* Trax 1.2 form, used by Trax's codelab: `MultifactorSchedule(history=None,
+  ...)` and `EvalAdjustingSchedule(history, ...)` take the training history
+  and return `step -> {'learning_rate': value}`. A Trainer is given the
+  factory itself, calls it with its history, and merges the dict into the
+  optimizer's `opt_params` (`Optimizer.with_schedule`).
+* Step functions, as in later Trax: `constant`, `warmup`,
+  `warmup_and_rsqrt_decay`, `cosine` and `multifactor` return
+  `step -> value`. `Optimizer.with_schedule` takes a bare value as the
+  learning rate.
+
+Every schedule takes a Python or NumPy int step (computed on the host in
+float64, returned as a NumPy float32 scalar) or a JAX int array, traced or
+not (computed with `jax.numpy`, returned as a float32 scalar array), so the
+same schedule runs on the host each step or inside a compiled step.
+
+>>> MultifactorSchedule()(400)
+{'learning_rate': np.float32(0.005)}
+"""
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from minitrax.errors import OptimizerError
+
+FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay',
+           'rsqrt_normalized_decay', 'decay_every', 'cosine_decay')
+
+
+def multifactor(factors='constant * linear_warmup * rsqrt_decay',
+                constant=0.1, warmup_steps=400, decay_factor=0.5,
+                steps_per_decay=20000, steps_per_cycle=100000, minimum=0.0):
+  r"""A schedule that is the product of named factors, as in Trax.
+
+  With step s, warmup steps n:
+
+  * `constant`: `constant`.
+  * `linear_warmup`: :math:`\min(1, s / n)` (1 when n = 0).
+  * `rsqrt_decay`: :math:`1 / \sqrt{\max(s, n)}`.
+  * `rsqrt_normalized_decay`: :math:`\sqrt{n} / \sqrt{\max(s, n)}` (1 up to n).
+  * `decay_every`: :math:`\text{decay\_factor}^{\lfloor s / \text{steps\_per\_decay}
+    \rfloor}`.
+  * `cosine_decay`: :math:`\frac12 (1 + \cos(\pi\, \mathrm{frac}(p)))`,
+    :math:`p = \max(0, (s - n) / \text{steps\_per\_cycle})` (restarts each
+    cycle; Loshchilov and Hutter, 2017, https://arxiv.org/abs/1608.03983).
+
+  The result is raised to at least `minimum`.
+
+  Args:
+    factors: Factor names joined by `*`, parsed here, once.
+    constant: The `constant` factor.
+    warmup_steps: n (>= 0; >= 1 for the rsqrt factors).
+    decay_factor: Base of `decay_every`.
+    steps_per_decay: Period of `decay_every` (int >= 1).
+    steps_per_cycle: Period of `cosine_decay` (> 0).
+    minimum: The least value returned.
+
+  Returns:
+    A function `step -> value`, value a float32 scalar.
+
+  Raises:
+    OptimizerError: for an unknown factor (naming it and the valid ones) or
+      an argument out of range.
+  """
+  names = _parse_factors(factors, 'multifactor')
+  for arg, value in [('constant', constant), ('decay_factor', decay_factor),
+                     ('minimum', minimum)]:
+    _check_real('multifactor', arg, value)
+  _check_int('multifactor', 'warmup_steps', warmup_steps, least=0)
+  _check_int('multifactor', 'steps_per_decay', steps_per_decay, least=1)
+  _check_real('multifactor', 'steps_per_cycle', steps_per_cycle)
+  if steps_per_cycle <= 0:
+    raise OptimizerError(
+        f'multifactor: steps_per_cycle must be > 0, got {steps_per_cycle!r}')
+  rsqrt = {'rsqrt_decay', 'rsqrt_normalized_decay'} & set(names)
+  if rsqrt and warmup_steps < 1:
+    raise OptimizerError(
+        f'multifactor: {sorted(rsqrt)[0]} divides by sqrt(max(step, '
+        f'warmup_steps)), so warmup_steps must be >= 1, got {warmup_steps}')
+  n = warmup_steps
+
+  def schedule(step):
+    """The product of the factors at `step` (int or int array)."""
+    xp, step, s = _numeric_step(step)
+    value = 1.0
+    for name in names:
+      if name == 'constant':
+        value = value * constant
+      elif name == 'linear_warmup':
+        value = value * (xp.minimum(1.0, s / n) if n else 1.0)
+      elif name == 'rsqrt_decay':
+        value = value / xp.sqrt(xp.maximum(s, n))
+      elif name == 'rsqrt_normalized_decay':
+        value = value * xp.sqrt(n / xp.maximum(s, n))
+      elif name == 'decay_every':
+        value = value * decay_factor**(step // steps_per_decay)
+      else:  # cosine_decay
+        progress = xp.maximum(0.0, (s - n) / steps_per_cycle)
+        value = value * 0.5 * (1.0 + xp.cos(math.pi * (progress % 1.0)))
+    return _float32(xp, xp.maximum(value, minimum))
+
+  return schedule
+
+
+def constant(value):
+  """A schedule that returns `value` at every step (even step 0).
+
+  Returns:
+    A function `step -> value`, value a float32 scalar.
+  """
+  return multifactor('constant', constant=value)
+
+
+def warmup(n_warmup_steps, max_value):
+  """Linear warm-up from 0 at step 0 to `max_value` at `n_warmup_steps`, then flat.
+
+  Returns:
+    A function `step -> value`, value a float32 scalar.
+  """
+  return multifactor('constant * linear_warmup', constant=max_value,
+                     warmup_steps=n_warmup_steps)
+
+
+def warmup_and_rsqrt_decay(n_warmup_steps, max_value):
+  r"""Linear warm-up to `max_value` at step n, then :math:`\text{max} \sqrt{n / s}`.
+
+  Returns:
+    A function `step -> value`, value a float32 scalar.
+  """
+  return multifactor('constant * linear_warmup * rsqrt_normalized_decay',
+                     constant=max_value, warmup_steps=n_warmup_steps)
+
+
+def cosine(n_warmup_steps, max_value, steps_per_cycle):
+  """Linear warm-up to `max_value`, then cosine decay to 0, restarting each cycle.
+
+  The value falls from `max_value` at step `n_warmup_steps + k *
+  steps_per_cycle` towards 0 along half a cosine (SGDR, Loshchilov and
+  Hutter, 2017, https://arxiv.org/abs/1608.03983).
+
+  Returns:
+    A function `step -> value`, value a float32 scalar.
+  """
+  return multifactor('constant * linear_warmup * cosine_decay',
+                     constant=max_value, warmup_steps=n_warmup_steps,
+                     steps_per_cycle=steps_per_cycle)
+
+
+def MultifactorSchedule(history=None,  # pylint: disable=invalid-name
+                        factors='constant * linear_warmup * rsqrt_decay',
+                        constant=0.1,  # pylint: disable=redefined-outer-name
+                        warmup_steps=400,
+                        decay_factor=0.5,
+                        steps_per_decay=20000,
+                        steps_per_cycle=100000):
+  """Trax 1.2's factor-based schedule, in its history-taking form.
+
+  The factors are those of `multifactor`. With the defaults the value rises
+  linearly to 0.1 / sqrt(400) = 0.005 at step 400, then falls as 0.1 /
+  sqrt(step).
+
+  Args:
+    history: Ignored (the Trainer passes its training history).
+    factors: Factor names joined by `*`; see `multifactor`.
+    constant: The `constant` factor.
+    warmup_steps: Steps of linear warm-up.
+    decay_factor: Base of `decay_every`.
+    steps_per_decay: Period of `decay_every`.
+    steps_per_cycle: Period of `cosine_decay`.
+
+  Returns:
+    A function `step -> {'learning_rate': value}`.
+
+  Raises:
+    OptimizerError: for an unknown factor or an argument out of range.
+  """
+  del history
+  try:
+    schedule = multifactor(factors, constant, warmup_steps, decay_factor,
+                           steps_per_decay, steps_per_cycle)
+  except OptimizerError as e:
+    raise OptimizerError(
+        str(e).replace('multifactor:', 'MultifactorSchedule:', 1)) from None
+
+  def learning_rate(step):
+    """`{'learning_rate': value}` at `step`."""
+    return {'learning_rate': schedule(step)}
+
+  return learning_rate
+
+
+def EvalAdjustingSchedule(history,  # pylint: disable=invalid-name
+                          constant=0.1,  # pylint: disable=redefined-outer-name
+                          steps_to_decrease=20,
+                          improvement_margin=0.001,
+                          decrease_rate=1.5,
+                          history_mode='eval',
+                          metric='metrics/accuracy'):
+  """Trax 1.2's schedule that lowers its constant when a metric stalls.
+
+  Reads `history.get(history_mode, metric)`, a list of `(step, value)` in
+  time order, where a higher value is better. Walking back from the newest
+  value `cur` over the earlier ones `prev` (as Trax does, the oldest value is
+  never compared): if `cur < prev * (1 + improvement_margin)`, that counts as
+  one evaluation without improvement, else `cur` becomes `prev` and the count
+  restarts. Every `steps_to_decrease` evaluations without improvement divide
+  the constant by `decrease_rate` (and `cur` becomes `prev`). The result is
+  `MultifactorSchedule(constant=adjusted)` with its other defaults.
+
+  Args:
+    history: An object with `get(mode, metric) -> [(step, value), ...]`.
+    constant: The starting constant.
+    steps_to_decrease: Evaluations without improvement per decrease (>= 1).
+    improvement_margin: Relative improvement that counts as one.
+    decrease_rate: Divisor of the constant at each decrease (> 0).
+    history_mode: The history mode to read, e.g. 'eval' or 'train'.
+    metric: The metric to read.
+
+  Returns:
+    A function `step -> {'learning_rate': value}`.
+  """
+  _check_real('EvalAdjustingSchedule', 'constant', constant)
+  _check_real('EvalAdjustingSchedule', 'improvement_margin', improvement_margin)
+  _check_int('EvalAdjustingSchedule', 'steps_to_decrease', steps_to_decrease,
+             least=1)
+  _check_real('EvalAdjustingSchedule', 'decrease_rate', decrease_rate)
+  if decrease_rate <= 0:
+    raise OptimizerError(
+        f'EvalAdjustingSchedule: decrease_rate must be > 0, got '
+        f'{decrease_rate!r}')
+  values = [value for _, value in history.get(history_mode, metric)]
+  adjusted = constant
+  if len(values) >= 2:
+    stalled, cur = 0, values[-1]
+    for prev in reversed(values[1:-1]):
+      if cur < prev * (1 + improvement_margin):
+        stalled += 1
+      else:
+        cur, stalled = prev, 0
+      if stalled >= steps_to_decrease:
+        adjusted /= decrease_rate
+        cur, stalled = prev, 0
+  return MultifactorSchedule(history, constant=adjusted)
+
+
+def _parse_factors(factors, owner):
+  """The list of factor names in `factors`, each checked against FACTORS."""
+  if not isinstance(factors, str):
+    raise OptimizerError(
+        f'{owner}: factors must be a string like "constant * linear_warmup", '
+        f'got {factors!r}')
+  names = [name.strip() for name in factors.split('*')]
+  for name in names:
+    if name not in FACTORS:
+      raise OptimizerError(
+          f'{owner}: unknown factor {name!r} in factors={factors!r}; valid '
+          f'factors are: {", ".join(FACTORS)}')
+  return names
+
+
+def _numeric_step(step):
+  """`(xp, int_step, float_step)`: NumPy for host steps, jax.numpy for arrays."""
+  if isinstance(step, jax.Array):
+    step = jnp.asarray(step)
+    if not jnp.issubdtype(step.dtype, jnp.integer):
+      step = step.astype(jnp.int32)
+    return jnp, step, step.astype(jnp.float32)
+  step = np.int64(step)
+  return np, step, np.float64(step)
+
+
+def _float32(xp, value):
+  return np.float32(value) if xp is np else jnp.asarray(value, jnp.float32)
+
+
+def _check_real(owner, name, value):
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+      or not math.isfinite(value)):
+    raise OptimizerError(
+        f'{owner}: {name} must be a finite real number, got {value!r}')
+
+
+def _check_int(owner, name, value, least):
+  if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+      or value < least):
+    raise OptimizerError(
+        f'{owner}: {name} must be an int >= {least}, got {value!r}')
