@@ -36,7 +36,7 @@ FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay',
 
 def multifactor(factors='constant * linear_warmup * rsqrt_decay',
                 constant=0.1, warmup_steps=400, decay_factor=0.5,
-                steps_per_decay=20000, steps_per_cycle=100000, minimum=0.0):
+                steps_per_decay=20000, steps_per_cycle=100000, minimum=None):
   r"""A schedule that is the product of named factors, as in Trax.
 
   With step s, warmup steps n:
@@ -45,13 +45,13 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay',
   * `linear_warmup`: :math:`\min(1, s / n)` (1 when n = 0).
   * `rsqrt_decay`: :math:`1 / \sqrt{\max(s, n)}`.
   * `rsqrt_normalized_decay`: :math:`\sqrt{n} / \sqrt{\max(s, n)}` (1 up to n).
-  * `decay_every`: :math:`\text{decay\_factor}^{\lfloor s / \text{steps\_per\_decay}
-    \rfloor}`.
+  * `decay_every`: `decay_factor` to the power
+    :math:`\lfloor s / \text{steps\_per\_decay} \rfloor`.
   * `cosine_decay`: :math:`\frac12 (1 + \cos(\pi\, \mathrm{frac}(p)))`,
     :math:`p = \max(0, (s - n) / \text{steps\_per\_cycle})` (restarts each
     cycle; Loshchilov and Hutter, 2017, https://arxiv.org/abs/1608.03983).
 
-  The result is raised to at least `minimum`.
+  If `minimum` is given, the result is raised to at least `minimum`.
 
   Args:
     factors: Factor names joined by `*`, parsed here, once.
@@ -60,7 +60,7 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay',
     decay_factor: Base of `decay_every`.
     steps_per_decay: Period of `decay_every` (int >= 1).
     steps_per_cycle: Period of `cosine_decay` (> 0).
-    minimum: The least value returned.
+    minimum: None, or the least value returned.
 
   Returns:
     A function `step -> value`, value a float32 scalar.
@@ -69,48 +69,15 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay',
     OptimizerError: for an unknown factor (naming it and the valid ones) or
       an argument out of range.
   """
-  names = _parse_factors(factors, 'multifactor')
-  for arg, value in [('constant', constant), ('decay_factor', decay_factor),
-                     ('minimum', minimum)]:
-    _check_real('multifactor', arg, value)
-  _check_int('multifactor', 'warmup_steps', warmup_steps, least=0)
-  _check_int('multifactor', 'steps_per_decay', steps_per_decay, least=1)
-  _check_real('multifactor', 'steps_per_cycle', steps_per_cycle)
-  if steps_per_cycle <= 0:
-    raise OptimizerError(
-        f'multifactor: steps_per_cycle must be > 0, got {steps_per_cycle!r}')
-  rsqrt = {'rsqrt_decay', 'rsqrt_normalized_decay'} & set(names)
-  if rsqrt and warmup_steps < 1:
-    raise OptimizerError(
-        f'multifactor: {sorted(rsqrt)[0]} divides by sqrt(max(step, '
-        f'warmup_steps)), so warmup_steps must be >= 1, got {warmup_steps}')
-  n = warmup_steps
-
-  def schedule(step):
-    """The product of the factors at `step` (int or int array)."""
-    xp, step, s = _numeric_step(step)
-    value = 1.0
-    for name in names:
-      if name == 'constant':
-        value = value * constant
-      elif name == 'linear_warmup':
-        value = value * (xp.minimum(1.0, s / n) if n else 1.0)
-      elif name == 'rsqrt_decay':
-        value = value / xp.sqrt(xp.maximum(s, n))
-      elif name == 'rsqrt_normalized_decay':
-        value = value * xp.sqrt(n / xp.maximum(s, n))
-      elif name == 'decay_every':
-        value = value * decay_factor**(step // steps_per_decay)
-      else:  # cosine_decay
-        progress = xp.maximum(0.0, (s - n) / steps_per_cycle)
-        value = value * 0.5 * (1.0 + xp.cos(math.pi * (progress % 1.0)))
-    return _float32(xp, xp.maximum(value, minimum))
-
-  return schedule
+  return _multifactor('multifactor', factors, constant, warmup_steps,
+                      decay_factor, steps_per_decay, steps_per_cycle, minimum)
 
 
 def constant(value):
   """A schedule that returns `value` at every step (even step 0).
+
+  Args:
+    value: The learning rate.
 
   Returns:
     A function `step -> value`, value a float32 scalar.
@@ -119,7 +86,11 @@ def constant(value):
 
 
 def warmup(n_warmup_steps, max_value):
-  """Linear warm-up from 0 at step 0 to `max_value` at `n_warmup_steps`, then flat.
+  """Linear warm-up from 0 at step 0 to `max_value` at step n, then flat.
+
+  Args:
+    n_warmup_steps: n, the steps of warm-up (>= 0).
+    max_value: The value from step n on.
 
   Returns:
     A function `step -> value`, value a float32 scalar.
@@ -129,7 +100,13 @@ def warmup(n_warmup_steps, max_value):
 
 
 def warmup_and_rsqrt_decay(n_warmup_steps, max_value):
-  r"""Linear warm-up to `max_value` at step n, then :math:`\text{max} \sqrt{n / s}`.
+  r"""Linear warm-up to `max_value` at step n, then reciprocal square root.
+
+  From step n on the value is :math:`\text{max\_value} \sqrt{n / s}`.
+
+  Args:
+    n_warmup_steps: n, the steps of warm-up (>= 1).
+    max_value: The value at step n.
 
   Returns:
     A function `step -> value`, value a float32 scalar.
@@ -139,11 +116,16 @@ def warmup_and_rsqrt_decay(n_warmup_steps, max_value):
 
 
 def cosine(n_warmup_steps, max_value, steps_per_cycle):
-  """Linear warm-up to `max_value`, then cosine decay to 0, restarting each cycle.
+  """Linear warm-up to `max_value`, then cosine decays that restart.
 
   The value falls from `max_value` at step `n_warmup_steps + k *
   steps_per_cycle` towards 0 along half a cosine (SGDR, Loshchilov and
   Hutter, 2017, https://arxiv.org/abs/1608.03983).
+
+  Args:
+    n_warmup_steps: Steps of linear warm-up (>= 0).
+    max_value: The value at the start of each cycle.
+    steps_per_cycle: Steps per cosine cycle (> 0).
 
   Returns:
     A function `step -> value`, value a float32 scalar.
@@ -182,12 +164,9 @@ def MultifactorSchedule(history=None,  # pylint: disable=invalid-name
     OptimizerError: for an unknown factor or an argument out of range.
   """
   del history
-  try:
-    schedule = multifactor(factors, constant, warmup_steps, decay_factor,
-                           steps_per_decay, steps_per_cycle)
-  except OptimizerError as e:
-    raise OptimizerError(
-        str(e).replace('multifactor:', 'MultifactorSchedule:', 1)) from None
+  schedule = _multifactor('MultifactorSchedule', factors, constant,
+                          warmup_steps, decay_factor, steps_per_decay,
+                          steps_per_cycle, minimum=None)
 
   def learning_rate(step):
     """`{'learning_rate': value}` at `step`."""
@@ -250,6 +229,60 @@ def EvalAdjustingSchedule(history,  # pylint: disable=invalid-name
   return MultifactorSchedule(history, constant=adjusted)
 
 
+def _multifactor(owner, factors, constant, warmup_steps, decay_factor,
+                 steps_per_decay, steps_per_cycle, minimum):
+  """`multifactor`, with errors naming `owner`."""
+  names = _parse_factors(factors, owner)
+  _check_multifactor_args(owner, names, constant, warmup_steps, decay_factor,
+                          steps_per_decay, steps_per_cycle, minimum)
+  n = warmup_steps
+
+  def schedule(step):
+    """The product of the factors at `step` (int or int array)."""
+    xp, step, s = _numeric_step(step)
+    value = 1.0
+    for name in names:
+      if name == 'constant':
+        value = value * constant
+      elif name == 'linear_warmup':
+        value = value * (xp.minimum(1.0, s / n) if n else 1.0)
+      elif name == 'rsqrt_decay':
+        value = value / xp.sqrt(xp.maximum(s, n))
+      elif name == 'rsqrt_normalized_decay':
+        value = value * xp.sqrt(n / xp.maximum(s, n))
+      elif name == 'decay_every':
+        value = value * decay_factor**(step // steps_per_decay)
+      else:  # cosine_decay
+        progress = xp.maximum(0.0, (s - n) / steps_per_cycle)
+        value = value * 0.5 * (1.0 + xp.cos(math.pi * (progress % 1.0)))
+    if minimum is not None:
+      value = xp.maximum(value, minimum)
+    return _float32(xp, value)
+
+  return schedule
+
+
+def _check_multifactor_args(owner, names, constant, warmup_steps,
+                            decay_factor, steps_per_decay, steps_per_cycle,
+                            minimum):
+  """Raises OptimizerError, naming `owner`, for an argument out of range."""
+  for arg, value in [('constant', constant), ('decay_factor', decay_factor)]:
+    _check_real(owner, arg, value)
+  if minimum is not None:
+    _check_real(owner, 'minimum', minimum)
+  _check_int(owner, 'warmup_steps', warmup_steps, least=0)
+  _check_int(owner, 'steps_per_decay', steps_per_decay, least=1)
+  _check_real(owner, 'steps_per_cycle', steps_per_cycle)
+  if steps_per_cycle <= 0:
+    raise OptimizerError(
+        f'{owner}: steps_per_cycle must be > 0, got {steps_per_cycle!r}')
+  rsqrt = {'rsqrt_decay', 'rsqrt_normalized_decay'} & set(names)
+  if rsqrt and warmup_steps < 1:
+    raise OptimizerError(
+        f'{owner}: {sorted(rsqrt)[0]} divides by sqrt(max(step, '
+        f'warmup_steps)), so warmup_steps must be >= 1, got {warmup_steps}')
+
+
 def _parse_factors(factors, owner):
   """The list of factor names in `factors`, each checked against FACTORS."""
   if not isinstance(factors, str):
@@ -266,7 +299,7 @@ def _parse_factors(factors, owner):
 
 
 def _numeric_step(step):
-  """`(xp, int_step, float_step)`: NumPy for host steps, jax.numpy for arrays."""
+  """`(xp, int_step, float_step)`: NumPy for host ints, jax.numpy for arrays."""
   if isinstance(step, jax.Array):
     step = jnp.asarray(step)
     if not jnp.issubdtype(step.dtype, jnp.integer):

@@ -213,6 +213,9 @@ class Layer(metaclass=_LayerMeta):
       state = _resolve(self, 'state', state, {})
     try:
       y, new_state = self.forward_with_state(x, weights, state, rng)
+    except LayerError as e:
+      e.add_outer(self._name)
+      raise
     except Exception as e:  # pylint: disable=broad-except
       raise self._error('pure_fn', x, e) from e
     if shared:
@@ -296,13 +299,13 @@ class Layer(metaclass=_LayerMeta):
     """`init_weights_and_state` with errors re-raised as LayerError."""
     try:
       return self.init_weights_and_state(input_signature, rng)
+    except LayerError as e:
+      e.add_outer(self._name)
+      raise
     except Exception as e:  # pylint: disable=broad-except
       raise self._error('init', input_signature, e) from e
 
   def _error(self, method, x, cause):
-    if isinstance(cause, LayerError):
-      cause.add_outer(self._name)
-      return cause
     try:
       sig = signature(x)
     except Exception:  # pylint: disable=broad-except

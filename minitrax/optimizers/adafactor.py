@@ -28,8 +28,8 @@ class Adafactor(base.Optimizer):
           \quad \text{(if do\_clipping; } d = \text{clipping\_threshold)} \\
       \rho &= \eta \cdot \max(\epsilon_2, \mathrm{RMS}(w))
           \quad \text{(if multiply\_by\_parameter\_scale, else } \eta) \\
-      m &\leftarrow \beta_1 m + (1-\beta_1)\, \rho u,
-          \quad \Delta = m \quad \text{(if do\_momentum, else } \Delta = \rho u) \\
+      \Delta &= \beta_1 m + (1-\beta_1)\, \rho u, \quad m \leftarrow \Delta
+          \quad \text{(if do\_momentum, else } \Delta = \rho u) \\
       w &\leftarrow (1 - \lambda)\, w - \Delta
 
   Slots per array: `(R, C)` or `(V,)`, followed by `m` if `do_momentum`.

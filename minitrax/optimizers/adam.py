@@ -17,7 +17,8 @@ class Adam(base.Optimizer):
       m &\leftarrow \beta_1 m + (1 - \beta_1)\, g \\
       v &\leftarrow \beta_2 v + (1 - \beta_2)\, g^2 \\
       \hat m &= m / (1 - \beta_1^t), \quad \hat v = v / (1 - \beta_2^t) \\
-      w &\leftarrow (1 - \lambda)\, w - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)
+      w &\leftarrow (1 - \lambda)\, w
+          - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)
 
   The decay :math:`\lambda` is not scaled by :math:`\eta` (Trax's choice).
 

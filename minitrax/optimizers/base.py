@@ -3,7 +3,8 @@
 A subclass writes the rule for ONE weight array:
 
   * `init(weights) -> slots`: a tuple of arrays (possibly empty).
-  * `update(step, grads, weights, slots, opt_params) -> (new_weights, new_slots)`.
+  * `update(step, grads, weights, slots, opt_params)
+    -> (new_weights, new_slots)`.
 
 This class lifts the rule over any tree of weights (tuples, lists, dicts, with
 empty tuples `()` for layers without weights) in `tree_init` and
@@ -226,7 +227,7 @@ class Optimizer:
     return new_w.astype(jnp.asarray(weights).dtype), tuple(new_s)
 
   def _leaves_like(self, treedef, tree, what):
-    """Leaves of `tree` at the positions of treedef's leaves (one per weight)."""
+    """The subtrees of `tree` at the positions of treedef's leaves."""
     if what == 'grads' and jax.tree.structure(tree) != treedef:
       raise OptimizerError(
           f'{type(self).__name__}.tree_update: grads must have the structure '

@@ -47,4 +47,5 @@ class Momentum(base.Optimizer):
     velocity = mass * velocity + grads
     direction = mass * velocity + grads if self._nesterov else velocity
     decay = 1 - opt_params['weight_decay_rate']
-    return decay * weights - opt_params['learning_rate'] * direction, (velocity,)
+    new_weights = decay * weights - opt_params['learning_rate'] * direction
+    return new_weights, (velocity,)

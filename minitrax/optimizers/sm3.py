@@ -10,14 +10,16 @@ from minitrax.optimizers import base
 class SM3(base.Optimizer):
   r"""SM3: memory-efficient AdaGrad with one accumulator per axis.
 
-  Anil, Gupta, Koren and Singer (2019), https://arxiv.org/abs/1901.11150. For an array of rank r > 1 it keeps one
-  accumulator per axis, :math:`\mu_i` of shape `(S[i],)`, instead of one per
-  entry. With learning rate :math:`\eta` and momentum :math:`\beta`:
+  Anil, Gupta, Koren and Singer (2019), https://arxiv.org/abs/1901.11150.
+  For an array of rank r > 1 it keeps one accumulator per axis,
+  :math:`\mu_i` of shape `(S[i],)`, instead of one per entry. With learning
+  rate :math:`\eta` and momentum :math:`\beta`:
 
   .. math::
       \nu &= \min_i \mu_i[\text{index}_i] + g^2
           \quad \text{(rank > 1; broadcast over the other axes)} \\
-      \nu &= \nu_{\text{prev}} + g^2 \quad \text{(rank <= 1: diagonal AdaGrad)} \\
+      \nu &= \nu_{\text{prev}} + g^2
+          \quad \text{(rank <= 1: diagonal AdaGrad)} \\
       \mu_i &\leftarrow \max_{\text{axes} \ne i} \nu \\
       m &\leftarrow \beta m + (1 - \beta)\, g / \sqrt{\nu}
           \quad (g / \sqrt{\nu} := 0 \text{ where } \nu = 0) \\
@@ -65,7 +67,7 @@ class SM3(base.Optimizer):
 
 
 def _along_axis(vector, axis, rank):
-  """Reshapes a vector of shape (n,) to rank `rank`, n on `axis`, 1 elsewhere."""
+  """`vector` (shape (n,)) reshaped to rank `rank`: n on `axis`, 1 elsewhere."""
   shape = [1] * rank
   shape[axis] = vector.shape[0]
   return vector.reshape(shape)
