@@ -60,11 +60,10 @@ class Optimizer:
     if clip_grad_norm is not None:
       values['clip_grad_norm'] = clip_grad_norm
     self._hyperparameters = {k: _real(name, k, v) for k, v in values.items()}
-    if clip_grad_norm is not None and self._hyperparameters[
-        'clip_grad_norm'] <= 0:
+    self._clip = clip_grad_norm is not None
+    if self._clip and self._hyperparameters['clip_grad_norm'] <= 0:
       raise OptimizerError(
           f'{name}: clip_grad_norm must be None or > 0, got {clip_grad_norm!r}')
-    self._clip = clip_grad_norm is not None
 
   # Subclass interface: the rule for one array.
 
@@ -170,7 +169,8 @@ class Optimizer:
   def with_schedule(opt_params, schedule_values):
     """Merges a schedule's output into opt_params (for the Trainer).
 
-    >>> opt_params = Optimizer.with_schedule(opt_params, lr_fn(step))
+    For example, each step: `opt_params = Optimizer.with_schedule(opt_params,
+    schedule(step))`.
 
     Args:
       opt_params: Dict of float32 scalars, as from `tree_init`.
@@ -217,7 +217,7 @@ class Optimizer:
 
   def _update_leaf(self, path, step, grads, weights, slots, opt_params):
     w = _compute_view(weights)
-    new_w, new_s = self.update(step, grads.astype(w.dtype), w, slots,
+    new_w, new_s = self.update(step, jnp.asarray(grads, w.dtype), w, slots,
                                opt_params)
     if jnp.shape(new_w) != w.shape:
       raise OptimizerError(
@@ -243,19 +243,18 @@ class Optimizer:
   def _check_opt_params(self, opt_params):
     expected, got = set(self._hyperparameters), set(opt_params)
     if expected != got:
+      missing, unknown = sorted(expected - got), sorted(got - expected)
       raise OptimizerError(
-          f'{type(self).__name__}.tree_update: opt_params lacks '
-          f'{sorted(expected - got)} and has unknown {sorted(got - expected)}; '
-          f'expected exactly {sorted(expected)}')
+          f'{type(self).__name__}.tree_update: opt_params has missing keys '
+          f'{missing} and unknown keys {unknown}; expected exactly '
+          f'{sorted(expected)} (make opt_params with tree_init)')
 
 
 def global_norm(leaves):
   """The L2 norm of a list of arrays taken as one vector; float32 scalar."""
   total = jnp.zeros((), jnp.float32)
   for x in leaves:
-    x = jnp.asarray(x)
-    total = total + jnp.sum(jnp.square(x.astype(jnp.promote_types(
-        x.dtype, jnp.float32)))).astype(jnp.float32)
+    total = total + jnp.sum(jnp.square(jnp.asarray(x, jnp.float32)))
   return jnp.sqrt(total)
 
 

@@ -1,4 +1,6 @@
-"""The Optimizer contract: trees, opt_params, clipping, dtypes, no recompiles."""
+"""The Optimizer contract: trees, opt_params, clipping, dtypes, recompiles."""
+
+import doctest
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +94,7 @@ def test_with_schedule_merges_values_and_names_bad_keys():
       opt_params, {'learning_rate': 0.5, 'mass': np.float32(0.8)})
   assert float(merged['learning_rate']) == 0.5
   assert merged['mass'].dtype == jnp.float32 and merged['mass'].shape == ()
-  assert float(opt_params['learning_rate']) == 0.01  # Not changed in place.
+  assert opt_params['learning_rate'] == np.float32(0.01)  # Not changed.
   bare = optimizers.Optimizer.with_schedule(opt_params, 0.25)
   assert float(bare['learning_rate']) == 0.25
   with pytest.raises(OptimizerError) as e:
@@ -183,8 +185,8 @@ def test_bad_hyperparameters(kwargs, message):
 
 
 def test_bad_flag():
-  with pytest.raises(OptimizerError,
-                     match="Adafactor: factored must be True or False, got 'yes'"):
+  with pytest.raises(OptimizerError, match=(
+      "Adafactor: factored must be True or False, got 'yes'")):
     optimizers.Adafactor(factored='yes')
 
 
@@ -194,8 +196,9 @@ def test_mismatched_trees_and_opt_params():
   slots, opt_params = optimizer.tree_init(weights)
   with pytest.raises(OptimizerError, match='grads must have the structure'):
     optimizer.tree_update(0, {'w': jnp.zeros(2)}, weights, slots, opt_params)
-  with pytest.raises(OptimizerError,
-                     match=r"opt_params lacks \['mass'\] and has unknown"):
+  with pytest.raises(OptimizerError, match=(
+      r"Momentum.tree_update: opt_params has missing keys \['mass'\] and "
+      r"unknown keys \[\]; expected exactly \['learning_rate', 'mass', ")):
     params = {k: v for k, v in opt_params.items() if k != 'mass'}
     optimizer.tree_update(0, weights, weights, slots, params)
   with pytest.raises(OptimizerError, match='slots do not fit the weights'):
@@ -219,3 +222,8 @@ def test_bad_rule_output_is_named():
   assert str(e.value) == (
       "Broken.update returned weights of shape (1, 2) for "
       "weights['layer'][0] of shape (2,)")
+
+
+def test_docstring_example_runs():
+  failed, attempted = doctest.testmod(optimizers)
+  assert (failed, attempted) == (0, 7)

@@ -1,0 +1,149 @@
+"""Learning-rate schedules: exact values per factor, host and traced steps."""
+
+import doctest
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from minitrax import lr
+from minitrax.errors import OptimizerError
+
+# (factors, keyword arguments, {step: value}), values worked out by hand.
+FACTOR_CASES = {
+    'constant': ('constant', {'constant': 0.3},
+                 {0: 0.3, 7: 0.3, 10**6: 0.3}),
+    'linear_warmup': ('linear_warmup', {'warmup_steps': 10},
+                      {0: 0.0, 5: 0.5, 10: 1.0, 20: 1.0}),
+    'rsqrt_decay': ('rsqrt_decay', {'warmup_steps': 4},
+                    {0: 0.5, 4: 0.5, 16: 0.25, 100: 0.1}),
+    'rsqrt_normalized_decay': ('rsqrt_normalized_decay', {'warmup_steps': 4},
+                               {0: 1.0, 4: 1.0, 16: 0.5, 64: 0.25}),
+    'decay_every': ('decay_every', {'decay_factor': 0.5, 'steps_per_decay': 10},
+                    {0: 1.0, 9: 1.0, 10: 0.5, 25: 0.25, 30: 0.125}),
+    'cosine_decay': ('cosine_decay',
+                     {'warmup_steps': 10, 'steps_per_cycle': 100},
+                     {0: 1.0, 10: 1.0, 35: 0.5 * (1 + math.cos(math.pi / 4)),
+                      60: 0.5, 109: 0.5 * (1 + math.cos(0.99 * math.pi)),
+                      110: 1.0}),
+    'trax_default': ('constant * linear_warmup * rsqrt_decay', {},
+                     {0: 0.0, 100: 0.1 * 0.25 / 20, 400: 0.005,
+                      1600: 0.1 / 40}),
+    'minimum': ('constant * decay_every',
+                {'constant': 1.0, 'decay_factor': 0.1, 'steps_per_decay': 1,
+                 'minimum': 1e-3},
+                {0: 1.0, 1: 0.1, 5: 1e-3}),
+}
+
+
+def _check(schedule, expected):
+  """Host steps give float32 values; one jit over all steps gives the same."""
+  steps = list(expected)
+  want = np.array([expected[s] for s in steps], np.float32)
+  host = [schedule(s) for s in steps]
+  assert all(isinstance(v, np.float32) for v in host)
+  np.testing.assert_allclose(host, want, rtol=1e-7, atol=1e-12)
+  traced = jax.jit(schedule)(jnp.array(steps, jnp.int32))
+  assert traced.dtype == jnp.float32
+  np.testing.assert_allclose(traced, want, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('case', list(FACTOR_CASES))
+def test_multifactor_values(case):
+  factors, kwargs, expected = FACTOR_CASES[case]
+  _check(lr.multifactor(factors, **kwargs), expected)
+
+
+def test_multifactor_schedule_trax_form():
+  schedule = lr.MultifactorSchedule()
+  assert schedule(400) == {'learning_rate': np.float32(0.005)}
+  traced = jax.jit(schedule)(jnp.int32(400))
+  np.testing.assert_allclose(traced['learning_rate'], 0.005, rtol=1e-6)
+  decayed = lr.MultifactorSchedule(
+      None, factors='constant * decay_every', constant=1.0, decay_factor=0.5,
+      steps_per_decay=10)
+  assert decayed(25) == {'learning_rate': np.float32(0.25)}
+
+
+@pytest.mark.parametrize('schedule, expected', [
+    (lr.constant(0.1), {0: 0.1, 1000: 0.1}),
+    (lr.warmup(10, 0.5), {0: 0.0, 5: 0.25, 10: 0.5, 100: 0.5}),
+    (lr.warmup_and_rsqrt_decay(100, 0.01),
+     {50: 0.005, 100: 0.01, 400: 0.005, 10000: 0.001}),
+    (lr.cosine(10, 1.0, 100), {5: 0.5, 10: 1.0, 60: 0.5, 110: 1.0}),
+], ids=['constant', 'warmup', 'warmup_and_rsqrt_decay', 'cosine'])
+def test_step_functions(schedule, expected):
+  _check(schedule, expected)
+
+
+def test_unknown_factor_names_it_and_the_valid_ones():
+  with pytest.raises(OptimizerError) as e:
+    lr.MultifactorSchedule(factors='constant * linear_warmpu')
+  assert str(e.value) == (
+      "MultifactorSchedule: unknown factor 'linear_warmpu' in "
+      "factors='constant * linear_warmpu'; valid factors are: constant, "
+      'linear_warmup, rsqrt_decay, rsqrt_normalized_decay, decay_every, '
+      'cosine_decay')
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'factors': ''}, "unknown factor ''"),
+    ({'factors': ['constant']}, 'factors must be a string'),
+    ({'warmup_steps': 0},
+     'multifactor: rsqrt_decay divides by sqrt'),
+    ({'steps_per_decay': 0}, 'steps_per_decay must be an int >= 1, got 0'),
+    ({'steps_per_cycle': 0}, 'steps_per_cycle must be > 0'),
+    ({'constant': 'big'}, "constant must be a finite real number, got 'big'"),
+])
+def test_bad_arguments(kwargs, message):
+  with pytest.raises(OptimizerError, match=message):
+    lr.multifactor(**kwargs)
+
+
+class FakeHistory:
+  """The one method of History that schedules use."""
+
+  def __init__(self, values, mode='eval', metric='metrics/accuracy'):
+    self._key = (mode, metric)
+    self.values = [(100 * i, v) for i, v in enumerate(values)]
+
+  def get(self, mode, metric):
+    return self.values if (mode, metric) == self._key else []
+
+
+def _eval_adjusted_rate(history, **kwargs):
+  return float(lr.EvalAdjustingSchedule(history, **kwargs)(400)[
+      'learning_rate'])
+
+
+@pytest.mark.parametrize('values, constant', [
+    ([], 0.1),
+    ([0.5], 0.1),
+    ([0.5 * 1.01**i for i in range(30)], 0.1),  # Improving: no change.
+    ([0.5] * 21, 0.1),  # 19 comparisons (Trax skips the oldest): no change.
+    ([0.5] * 22, 0.1 / 1.5),  # 20 evaluations without improvement.
+    ([0.5] * 42, 0.1 / 1.5**2),
+])
+def test_eval_adjusting_schedule(values, constant):
+  history = FakeHistory(values)
+  before = list(history.values)
+  rate = _eval_adjusted_rate(history)
+  np.testing.assert_allclose(rate, constant / 20, rtol=1e-6)
+  assert history.values == before  # The history is only read.
+
+
+def test_eval_adjusting_schedule_reads_the_named_metric():
+  history = FakeHistory([0.9] * 6, mode='train', metric='metrics/loss')
+  np.testing.assert_allclose(_eval_adjusted_rate(history), 0.1 / 20)
+  rate = _eval_adjusted_rate(history, history_mode='train',
+                             metric='metrics/loss', steps_to_decrease=2,
+                             decrease_rate=2.0, constant=1.0)
+  np.testing.assert_allclose(rate, 1.0 / 2**2 / 20, rtol=1e-6)
+  with pytest.raises(OptimizerError, match='steps_to_decrease must be an int'):
+    lr.EvalAdjustingSchedule(history, steps_to_decrease=0)
+
+
+def test_docstring_example_runs():
+  assert doctest.testmod(lr) == (0, 1)
