@@ -19,10 +19,10 @@ def _flatten(layers, name, allow_none=False):
   """Flattens nested lists/tuples of layers; checks every item is a Layer."""
   out = []
   for i, item in enumerate(layers):
-    if isinstance(item, (list, tuple)):
+    if allow_none and (item is None or isinstance(item, (list, tuple)) and not item):
+      out.append(Serial())  # Trax: None or [] stands for the identity
+    elif isinstance(item, (list, tuple)):
       out.extend(_flatten(item, name, allow_none))
-    elif item is None and allow_none:
-      out.append(Serial())
     elif not isinstance(item, Layer):
       raise TypeError(f'{name}: item {i} is a {type(item).__name__}, not a Layer')
     else:
@@ -84,7 +84,7 @@ class Parallel(Layer):
   """Runs sublayers side by side on consecutive stack items.
 
   `Parallel(f, g)` with f: 1 -> 1 and g: 2 -> 1 maps (a, b, c) to
-  (f(a), g(b, c)). A `None` sublayer is the identity.
+  (f(a), g(b, c)). A `None` or `[]` sublayer is the identity.
   """
 
   def __init__(self, *sublayers, name=None):
@@ -172,7 +172,7 @@ def Branch(*layers, name='Branch'):  # pylint: disable=invalid-name
   """Runs each layer on copies of the top stack items; outputs all results.
 
   `Branch(f, g)` maps x to (f(x), g(x)); with g: 2 -> 1 it maps (a, b) to
-  (f(a), g(a, b)). `None` stands for the identity.
+  (f(a), g(a, b)). `None` or `[]` stands for the identity.
   """
   layers = _flatten(layers, name, allow_none=True)
   if len(layers) == 1:

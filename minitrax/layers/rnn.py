@@ -9,8 +9,12 @@ keeping the outputs and dropping the final state:
                      Select([0], n_in=2))
 
 The equations, gate order, bias layout and initialisers are Trax's, so that
-weights and behaviour carry over one to one.
+weights and behaviour carry over one to one. One difference: the zero state
+is sized by the cell (`2 * n_units` for LSTM, `n_units` for GRU), where Trax
+copies the input width, so the input width need not equal `n_units`.
 """
+
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +25,9 @@ from minitrax.layers.initializers import (GlorotUniformInitializer, RandomNormal
                                           RandomUniformInitializer)
 
 
-def _check_n_units(name, n_units):
-  if isinstance(n_units, bool) or not isinstance(n_units, int) or n_units < 1:
-    raise ValueError(f'{name}: n_units must be a positive int, got {n_units!r}')
+def _check_n_units(name, n_units, what='n_units'):
+  if isinstance(n_units, bool) or not isinstance(n_units, numbers.Integral) or n_units < 1:
+    raise ValueError(f'{name}: {what} must be a positive int, got {n_units!r}')
 
 
 def _check_step_inputs(name, x, state, state_size, n_rows, n_units):
@@ -69,7 +73,7 @@ class LSTMCell(Layer):
                bias_initializer=RandomNormalInitializer(1e-6)):
     _check_n_units('LSTMCell', n_units)
     super().__init__(n_in=2, n_out=2, name='LSTMCell')
-    self._n_units = n_units
+    self._n_units = int(n_units)
     self._forget_bias = float(forget_bias)
     self._kernel_initializer = kernel_initializer
     self._bias_initializer = bias_initializer
@@ -124,7 +128,7 @@ class GRUCell(Layer):
                bias_initializer=RandomNormalInitializer(1e-6)):
     _check_n_units('GRUCell', n_units)
     super().__init__(n_in=2, n_out=2, name='GRUCell')
-    self._n_units = n_units
+    self._n_units = int(n_units)
     self._forget_bias = float(forget_bias)
     self._kernel_initializer = kernel_initializer
     self._bias_initializer = bias_initializer
@@ -153,26 +157,33 @@ class GRUCell(Layer):
     return new_h, new_h
 
 
-def MakeZeroState(state_size):  # pylint: disable=invalid-name
-  """A zero RNN state for a sequence: `(batch, time, d) -> (batch, state_size)`, float32.
-
-  n_in = 1, n_out = 1.
-  """
-  _check_n_units('MakeZeroState', state_size)
+def _zeros_layer(size_of):
+  """`Fn` named MakeZeroState: `(batch, time, d) -> (batch, size_of(d))` float32 zeros."""
 
   def zero_state(x):
     if x.ndim != 3:
       raise ValueError(f'MakeZeroState: expected input of shape (batch, time, features), '
                        f'got shape {tuple(x.shape)}')
-    return jnp.zeros((x.shape[0], state_size), jnp.float32)
+    return jnp.zeros((x.shape[0], size_of(x.shape[-1])), jnp.float32)
 
   return Fn('MakeZeroState', zero_state)
 
 
+def MakeZeroState(depth_multiplier=1):  # pylint: disable=invalid-name
+  """Trax's zero state: `(batch, time, d) -> (batch, depth_multiplier * d)`, float32.
+
+  n_in = 1, n_out = 1. (`LSTM` and `GRU` size their zero state from the cell
+  instead; see the module docstring.)
+  """
+  _check_n_units('MakeZeroState', depth_multiplier, 'depth_multiplier')
+  return _zeros_layer(lambda d: depth_multiplier * d)
+
+
 def _recurrent(name, cell, state_size):
-  return Serial(Branch(None, MakeZeroState(state_size)),  # x -> (x, zero state)
-                Scan(cell, axis=1),                       # -> (outputs, final state)
-                Select([0], n_in=2),                      # -> outputs
+  zero_state = _zeros_layer(lambda d: state_size)
+  return Serial(Branch(None, zero_state),  # x -> (x, zero state)
+                Scan(cell, axis=1),        # -> (outputs, final state)
+                Select([0], n_in=2),       # -> outputs
                 name=name, sublayers_to_print=[])
 
 

@@ -41,6 +41,8 @@ class Scale(Layer):
     (Serial([Drop(), [Drop()]]), 2, 0),
     (Serial(Select([2, 0])), 3, 2),
     (Parallel(Dup(), Add(), None), 4, 4),
+    (Parallel([], Dup()), 2, 3),
+    (Branch([], Dup()), 1, 3),
     (Branch(Add(), Drop(), Dup()), 2, 3),
     (Select([0], n_in=3), 3, 1),
     (Residual(Scale()), 1, 1),
