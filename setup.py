@@ -20,6 +20,7 @@ setuptools.setup(
         'gin-config',
         'tensorflow-datasets',
         'tensorboard',
+        'importlib_resources',  # tensorflow-datasets needs it to prepare data, undeclared
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-xdist', 'nbclient', 'nbformat', 'ipykernel'],

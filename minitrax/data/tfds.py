@@ -1,0 +1,387 @@
+"""TFDS datasets by name, read without TensorFlow through random-access data sources.
+
+`inputs('mnist')` prepares (if needed and possible) and opens a
+`tensorflow_datasets` dataset in the `array_record` file format, whose
+examples `tfds` decodes with NumPy (and PIL for images), and returns an
+`Inputs` whose batch `i` is a pure function of `(seed, i)`: exact resume.
+
+As in Trax: the eval split is `validation`, else `test`, else (with
+`eval_holdout_size`) the end of `train`; inputs and targets default to the
+dataset's supervised keys; the training batch size is
+`batch_size_per_device * n_devices`; variable-length data is bucketed by
+length with Trax's boundaries and batch sizes (`batching.trax_buckets`).
+
+Preprocessing: uint8 images become float32 in `[0, 1]`; `augment_images=True`
+applies Trax's CIFAR-10 augmentation to training batches; text becomes byte
+ids (`minitrax.data.text`), truncated to `max_length`; a text dataset whose
+input and target are the same feature (`lm1b`) gives language-model batches
+`(ids, ids, weights)` with weights 0 on padding.
+
+Bucketing needs the length of every example of a split: the first batch of
+a bucketed stream reads the whole split once (seconds for imdb_reviews'
+25,000 reviews). Datasets of many millions of texts (lm1b) are better read
+with `pad_to_length`, which needs no such pass.
+
+TensorFlow is never imported here, and `tensorflow_datasets` only inside the
+functions. Preparing some datasets (image encoding) or reading TFRecord files
+needs TensorFlow; that, and a dataset that cannot be downloaded, end in one
+`DataError` that says what to do.
+"""
+
+import contextlib
+import os
+import re
+import threading
+import types
+
+import numpy as np
+
+from minitrax.data import batching
+from minitrax.data import text as text_lib
+from minitrax.data.inputs import Inputs, Stream
+from minitrax.errors import DataError
+
+__all__ = ['inputs', 'crop_and_flip', 'TF_EXTRA']
+
+TF_EXTRA = 'pip install minitrax[tfds]'
+_TF_WORD = re.compile(r'\btensorflow\b')
+
+
+def _missing_tensorflow(error):
+  """True if `error`, or an exception it was raised from, is TensorFlow failing to import."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, ImportError) and (
+        (error.name or '').split('.')[0] == 'tensorflow' or _TF_WORD.search(str(error))):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _missing_module(error):
+  """The name of a module that failed to import in `error`'s chain, or None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, ImportError) and error.name:
+      return error.name
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _first_line(error):
+  lines = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {lines[0] if lines else ""}'
+
+
+@contextlib.contextmanager
+def _tf_guard(name, action):
+  """Turns a missing-TensorFlow failure inside the block into the install-extra DataError."""
+  try:
+    yield
+  except DataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if _missing_tensorflow(e):
+      raise DataError(
+          f'TFDS dataset {name!r} needs TensorFlow to {action}, and TensorFlow is not installed '
+          f'(minitrax itself never imports it). Install the extra with `{TF_EXTRA}` and run '
+          'again.') from e
+    raise
+
+
+def _unprepared_message(builder, name, reason):
+  root = os.fspath(builder.data_dir_root)
+  return (f'TFDS dataset {name!r} is not prepared in data_dir {root!r} and could not be prepared '
+          f'here ({reason}). Without network, place files downloaded elsewhere:\n'
+          f'  - a prepared copy in array_record format, in {os.fspath(builder.data_dir)}/ (make it '
+          f'where there is network: `tfds build {name} --data_dir=DIR '
+          '--file_format=array_record`), or\n'
+          f'  - the dataset\'s source files, in the TFDS manual directory '
+          f'{os.path.join(root, "downloads", "manual")}/, then run again with download=True.')
+
+
+def _open_builder(name, data_dir, download):
+  """The dataset's builder, prepared in array_record format (or a DataError saying why not)."""
+  import tensorflow_datasets as tfds_lib  # pylint: disable=g-import-not-at-top  (slow import)
+  with _tf_guard(name, 'load its dataset builder'):
+    try:
+      builder = tfds_lib.builder(name, data_dir=data_dir, file_format='array_record')
+    except tfds_lib.core.DatasetNotFoundError as e:
+      raise DataError(f'unknown TFDS dataset {name!r} (tensorflow_datasets '
+                      f'{tfds_lib.__version__}); tfds.list_builders() lists the names') from e
+  if builder.is_prepared():
+    return builder
+  if not download:
+    raise DataError(_unprepared_message(builder, name, 'download=False'))
+  with _tf_guard(name, 'prepare it (encode its examples)'):
+    try:
+      builder.download_and_prepare()
+    except Exception as e:  # pylint: disable=broad-except
+      if _missing_tensorflow(e):
+        raise
+      module = _missing_module(e)
+      if module:
+        raise DataError(f'TFDS dataset {name!r}: tensorflow_datasets needs the Python module '
+                        f'{module!r} to prepare it, and it is not installed; `pip install '
+                        f'{module.split(".")[0]}` and run again') from e
+      raise DataError(_unprepared_message(builder, name, _first_line(e))) from e
+  return builder
+
+
+def _choose_splits(builder, name, eval_holdout_size):
+  """`(train_split, eval_split)` names, as Trax chooses them."""
+  if eval_holdout_size:
+    percent = int(eval_holdout_size * 100)
+    if not 0 < percent < 100:
+      raise DataError(f'TFDS dataset {name!r}: eval_holdout_size must be in [0.01, 1), '
+                      f'got {eval_holdout_size}')
+    return f'train[:{100 - percent}%]', f'train[{100 - percent}%:]'
+  known = set(builder.info.splits.keys())
+  if not known:  # Split names unknown (tfds.testing.mock_data): train and test, as most datasets.
+    return 'train', 'test'
+  if 'train' not in known:
+    raise DataError(f'TFDS dataset {name!r} has no train split (splits: {sorted(known)})')
+  for split in ('validation', 'test'):
+    if split in known:
+      return 'train', split
+  raise DataError(f'TFDS dataset {name!r} has no validation or test split (splits: '
+                  f'{sorted(known)}); pass eval_holdout_size to hold out part of train')
+
+
+def _open_source(builder, name, split):
+  with _tf_guard(name, f'read split {split!r}'):
+    try:
+      return builder.as_data_source(split=split)
+    except NotImplementedError as e:
+      raise DataError(
+          f'TFDS dataset {name!r} in {os.fspath(builder.data_dir)} is stored as TFRecord files, '
+          'which only TensorFlow reads; minitrax reads array_record files. Convert it with '
+          f'`tfds convert_format --dataset_version_dir={os.fspath(builder.data_dir)} '
+          '--out_file_format=array_record`, or build it again with `tfds build '
+          f'{name} --file_format=array_record` (both need TensorFlow: `{TF_EXTRA}`)') from e
+
+
+class _Feature:
+  """One selected feature: its name, kind ('image', 'text', 'tensor') and whether axis 0 varies."""
+
+  def __init__(self, name, kind, variable):
+    self.name, self.kind, self.variable = name, kind, variable
+
+
+def _feature(features, key, name):
+  import tensorflow_datasets as tfds_lib  # pylint: disable=g-import-not-at-top
+  if key not in features:
+    raise DataError(f'TFDS dataset {name!r} has no feature {key!r}; its features: '
+                    f'{", ".join(features.keys())}')
+  f = features[key]
+  shape = tuple(getattr(f, 'shape', ()))
+  if isinstance(f, tfds_lib.features.Image):
+    if None in shape:
+      raise DataError(f'TFDS dataset {name!r}: feature {key!r} holds images of varying size '
+                      f'{shape}; only fixed-size images are supported')
+    return _Feature(key, 'image', False)
+  if isinstance(f, tfds_lib.features.Text):
+    return _Feature(key, 'text', True)
+  if isinstance(f, tfds_lib.features.Tensor) and None not in shape[1:]:
+    return _Feature(key, 'tensor', bool(shape) and shape[0] is None)
+  raise DataError(f'TFDS dataset {name!r}: feature {key!r} is a {type(f).__name__} of shape '
+                  f'{shape}; supported are Image, Text, ClassLabel and Tensor features whose '
+                  'only varying axis is the first')
+
+
+def _select(info, name, input_name, target_name):
+  """`(input_feature, target_feature)`, defaulting to the supervised keys."""
+  keys = info.supervised_keys
+  if keys and len(keys) == 2 and all(isinstance(k, str) for k in keys):
+    input_name, target_name = input_name or keys[0], target_name or keys[1]
+  if input_name is None and target_name is None and len(info.features.keys()) == 1:
+    input_name = target_name = list(info.features.keys())[0]
+  if input_name is None or target_name is None:
+    raise DataError(f'TFDS dataset {name!r} has no supervised keys; pass input_name and '
+                    f'target_name (features: {", ".join(info.features.keys())})')
+  return _feature(info.features, input_name, name), _feature(info.features, target_name, name)
+
+
+class _Split:
+  """Random access to converted examples of one split: tuples of arrays, one per feature."""
+
+  def __init__(self, source, features, max_length):
+    self.source, self.features, self.max_length = source, features, max_length
+    self.n_examples = len(source)
+    self._lengths = None
+    self._lock = threading.Lock()
+
+  def example(self, index):
+    raw = self.source[int(index)]
+    out = []
+    for f in self.features:
+      value = text_lib.encode_bytes(raw[f.name]) if f.kind == 'text' else (
+          batching.canonical_array(raw[f.name]))
+      out.append(value[:self.max_length] if f.variable and self.max_length else value)
+    return tuple(out)
+
+  def lengths(self, length_fn):
+    """`length_fn` of every example, computed once (one pass over the split).
+
+    All streams of one `inputs` call share one `length_fn`, so one cache suffices.
+    """
+    with self._lock:
+      if self._lengths is None:
+        self._lengths = np.array([length_fn(self.example(i)) for i in range(self.n_examples)])
+      return self._lengths
+
+
+def crop_and_flip(images, rng, pad=4):
+  """Trax's CIFAR-10 augmentation: zero-pad by `pad`, random crop back, random left-right flip.
+
+  Args:
+    images: `(B, H, W, C)`.
+    rng: NumPy Generator.
+    pad: padding on each side (4: 32x32 -> 40x40 -> a random 32x32 crop).
+
+  Returns:
+    Augmented images, same shape and dtype.
+  """
+  b, h, w = images.shape[:3]
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  dy, dx = rng.integers(0, 2 * pad + 1, size=(2, b))
+  flip = rng.random(b) < 0.5
+  out = np.empty_like(images)
+  for i in range(b):
+    crop = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    out[i] = crop[:, ::-1] if flip[i] else crop
+  return out
+
+
+def _length_fn(features, include_inputs):
+  """Bucketing length of an example: its targets', else its inputs' (Trax's rule)."""
+  if len(features) == 1:
+    return lambda ex: len(ex[0])
+  inp, tgt = features
+  if tgt.variable and not (include_inputs and inp.variable):
+    return lambda ex: len(ex[1])
+  if tgt.variable:
+    return lambda ex: max(len(ex[0]), len(ex[1]))
+  return lambda ex: len(ex[0])
+
+
+def _collate(examples, features, pad_length):
+  columns = list(zip(*examples))
+  return tuple(batching.pad_stack(col, max(pad_length or 0, max(len(a) for a in col)))
+               if f.variable else np.stack(col) for col, f in zip(columns, features))
+
+
+def _stream(split, tag, training, cfg):
+  """A `Stream` over `split` for stream `tag` (train batch sizes and buckets if `training`)."""
+  def batch_size(n_devices):
+    size = (cfg.batch_size or cfg.batch_size_per_device * n_devices) if training else (
+        cfg.eval_batch_size)
+    return batching.devices_batch_size(size, n_devices)
+
+  bucketed = any(f.variable for f in split.features) and not cfg.pad_to_length
+  orders, lock = {}, threading.Lock()
+
+  def order_for(n_devices):
+    with lock:
+      if n_devices not in orders:
+        if bucketed:
+          boundaries, sizes = cfg.buckets or batching.trax_buckets(
+              cfg.bucket_length, batch_size(n_devices), n_devices, training, cfg.max_eval_length)
+          lengths = split.lengths(_length_fn(split.features, cfg.buckets_include_inputs_in_length))
+          orders[n_devices] = batching.BucketedOrder(lengths, boundaries, sizes, cfg.seed, tag,
+                                                     cfg.shuffle)
+        else:
+          orders[n_devices] = batching.EpochOrder(split.n_examples, cfg.seed, tag, cfg.shuffle)
+      return orders[n_devices]
+
+  def batch_fn(index, n_devices):
+    order = order_for(n_devices)
+    if bucketed:
+      ids, pad = order.batch(index)
+    else:
+      size = batch_size(n_devices)
+      ids, pad = order.take(index * size, size), cfg.pad_to_length
+    batch = _collate([split.example(i) for i in ids], split.features, pad)
+    x = batch[0]
+    if split.features[0].kind == 'image':
+      if training and cfg.augment_images:
+        x = crop_and_flip(x, batching.rng_for(cfg.seed, tag, index))
+      if cfg.scale_images and x.dtype == np.uint8:
+        x = x.astype(np.float32) * np.float32(1 / 255)
+    if len(split.features) == 1:
+      return x, x, text_lib.lm_weights(x)
+    return (x,) + batch[1:]
+
+  return Stream(batch_fn, f'{cfg.name}/{batching.STREAM_NAMES[tag]}')
+
+
+def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
+           batch_size_per_device=32, batch_size=None, eval_batch_size=32, eval_holdout_size=0.0,
+           shuffle=True, seed=0, scale_images=True, augment_images=False,
+           max_length=None, pad_to_length=None, bucket_length=32, buckets=None,
+           buckets_include_inputs_in_length=False, max_eval_length=None, download=True):
+  """`Inputs` for the TFDS dataset `dataset_name` (Trax's `inputs`, offline and exact).
+
+  Args:
+    dataset_name: a TFDS name, e.g. 'mnist', 'cifar10', 'imdb_reviews', 'lm1b'
+      ('name/config:version' works too).
+    data_dir: TFDS data directory; default `$TFDS_DATA_DIR` or
+      `~/tensorflow_datasets`.
+    input_name, target_name: features to use; default the supervised keys
+      (the only feature for both, if there is just one).
+    batch_size_per_device: training batch size per device (Trax's default 32).
+    batch_size: global training batch size; overrides the above.
+    eval_batch_size: eval and train-eval batch size.
+      (Batch sizes become multiples of `n_devices`, as in Trax.)
+    eval_holdout_size: if > 0, eval on this fraction of train (whole percents).
+    shuffle: permute each epoch (seeded); seed: int >= 0.
+    scale_images: uint8 images as float32 in `[0, 1]`.
+    augment_images: Trax's CIFAR-10 augmentation on training batches.
+    max_length: truncate variable-length features (text ids) to this length.
+    pad_to_length: pad (and truncate) variable-length features to this fixed
+      length instead of bucketing.
+    bucket_length, buckets, buckets_include_inputs_in_length, max_eval_length:
+      length bucketing as Trax's `batch_fn`; `buckets` is an explicit
+      `(boundaries, batch_sizes)` pair.
+    download: try to download and prepare a dataset missing from `data_dir`.
+
+  Returns:
+    `Inputs` of `(inputs, targets)`, or `(ids, ids, weights)` for a text
+    dataset whose input and target are the same feature.
+
+  Raises:
+    DataError: unknown dataset or feature; dataset not prepared and not
+      downloadable (the message says where to put files); TensorFlow needed
+      (the message gives `pip install minitrax[tfds]`).
+  """
+  optional = lambda value, what: None if value is None else batching.check_int(value, what)
+  if buckets is not None and (len(buckets) != 2 or len(buckets[1]) != len(buckets[0]) + 1):
+    raise DataError(f'inputs({dataset_name!r}): buckets must be (boundaries, batch_sizes) with one '
+                    f'more batch size than boundaries, got {buckets!r}')
+  cfg = types.SimpleNamespace(  # The arguments that shape batches.
+      name=dataset_name, seed=batching.check_seed(seed, f'inputs({dataset_name!r})'),
+      batch_size_per_device=batching.check_int(batch_size_per_device, 'batch_size_per_device'),
+      batch_size=optional(batch_size, 'batch_size'),
+      eval_batch_size=batching.check_int(eval_batch_size, 'eval_batch_size'),
+      shuffle=shuffle, scale_images=scale_images, augment_images=augment_images,
+      pad_to_length=optional(pad_to_length, 'pad_to_length'),
+      bucket_length=batching.check_int(bucket_length, 'bucket_length'), buckets=buckets,
+      max_eval_length=optional(max_eval_length, 'max_eval_length'),
+      buckets_include_inputs_in_length=buckets_include_inputs_in_length)
+  max_length = cfg.pad_to_length or optional(max_length, 'max_length')
+  builder = _open_builder(dataset_name, data_dir, download)
+  train_split, eval_split = _choose_splits(builder, dataset_name, eval_holdout_size)
+  inp, tgt = _select(builder.info, dataset_name, input_name, target_name)
+  features = [inp] if inp.name == tgt.name and inp.variable else [inp, tgt]
+  train = _Split(_open_source(builder, dataset_name, train_split), features, max_length)
+  evals = _Split(_open_source(builder, dataset_name, eval_split), features, max_length)
+  for split, data in ((train_split, train), (eval_split, evals)):
+    if data.n_examples == 0:
+      raise DataError(f'TFDS dataset {dataset_name!r}: split {split!r} has no examples')
+  with _tf_guard(dataset_name, 'decode its examples'):
+    train.example(0)
+  return Inputs(_stream(train, batching.TRAIN, True, cfg),
+                _stream(evals, batching.EVAL, False, cfg),
+                _stream(train, batching.TRAIN_EVAL, False, cfg))
