@@ -15,19 +15,26 @@ from minitrax.layers.base import (EMPTY, Fn, Layer, as_stack, from_stack, push_o
                                   split_rng, stack_inputs)
 
 
-def _flatten(layers, name, allow_none=False):
+def _flatten(layers, name):
   """Flattens nested lists/tuples of layers; checks every item is a Layer."""
   out = []
   for i, item in enumerate(layers):
-    if allow_none and (item is None or isinstance(item, (list, tuple)) and not item):
-      out.append(Serial())  # Trax: None or [] stands for the identity
-    elif isinstance(item, (list, tuple)):
-      out.extend(_flatten(item, name, allow_none))
+    if isinstance(item, (list, tuple)):
+      out.extend(_flatten(item, name))
     elif not isinstance(item, Layer):
       raise TypeError(f'{name}: item {i} is a {type(item).__name__}, not a Layer')
     else:
       out.append(item)
   return out
+
+
+def _as_branch(item, name):
+  """One branch of Parallel/Branch: None or [] is the identity, a list a Serial."""
+  if item is None or isinstance(item, (list, tuple)):
+    return Serial(*_flatten([item] if item else [], name))
+  if not isinstance(item, Layer):
+    raise TypeError(f'{name}: a branch is a {type(item).__name__}, not a Layer or list')
+  return item
 
 
 def _serial_arity(layers):
@@ -84,11 +91,12 @@ class Parallel(Layer):
   """Runs sublayers side by side on consecutive stack items.
 
   `Parallel(f, g)` with f: 1 -> 1 and g: 2 -> 1 maps (a, b, c) to
-  (f(a), g(b, c)). A `None` or `[]` sublayer is the identity.
+  (f(a), g(b, c)). A `None` or `[]` sublayer is the identity; a list of
+  layers is one `Serial` branch.
   """
 
   def __init__(self, *sublayers, name=None):
-    layers = _flatten(sublayers, 'Parallel', allow_none=True)
+    layers = [_as_branch(item, 'Parallel') for item in sublayers]
     super().__init__(n_in=sum(l.n_in for l in layers), n_out=sum(l.n_out for l in layers),
                      name=name or 'Parallel')
     self._sublayers = tuple(layers)
@@ -172,9 +180,10 @@ def Branch(*layers, name='Branch'):  # pylint: disable=invalid-name
   """Runs each layer on copies of the top stack items; outputs all results.
 
   `Branch(f, g)` maps x to (f(x), g(x)); with g: 2 -> 1 it maps (a, b) to
-  (f(a), g(a, b)). `None` or `[]` stands for the identity.
+  (f(a), g(a, b)). `None` or `[]` stands for the identity; a list of layers
+  is one `Serial` branch.
   """
-  layers = _flatten(layers, name, allow_none=True)
+  layers = [_as_branch(item, name) for item in layers]
   if len(layers) == 1:
     return layers[0]
   parallel = Parallel(*layers)
@@ -183,10 +192,11 @@ def Branch(*layers, name='Branch'):  # pylint: disable=invalid-name
 
 
 def Residual(*layers, shortcut=None):  # pylint: disable=invalid-name
-  """`x + f(x)` for `f = Serial(*layers)`; `shortcut` replaces the identity."""
-  layer = layers[0] if len(layers) == 1 else Serial(*layers)
-  shown = [layer] if shortcut is None else [shortcut, layer]
-  return Serial(Branch(shortcut, layer), Add(), name='Residual', sublayers_to_print=shown)
+  """`x + f(x)` for `f = Serial(*layers)`; `shortcut` (a layer or list) replaces the identity."""
+  layer = layers[0] if len(layers) == 1 and isinstance(layers[0], Layer) else Serial(*layers)
+  shown = [layer] if shortcut is None else [_as_branch(shortcut, 'Residual'), layer]
+  return Serial(Branch(shown[0] if shortcut is not None else None, layer), Add(),
+                name='Residual', sublayers_to_print=shown)
 
 
 class Concatenate(Layer):

@@ -1,0 +1,11 @@
+"""Models built from `minitrax.layers`, with Trax's signatures, and a registry by name."""
+
+from minitrax.models.mlp import MLP
+from minitrax.models.registry import get_model, model_names, register
+from minitrax.models.resnet import (ConvBlock, GlobalAvgPool, IdentityBlock, Resnet50, WideResnet,
+                                    WideResnetBlock, WideResnetGroup)
+from minitrax.models.rnn import GRULM, MultiRNNCell, RNNLM, Recurrent
+
+__all__ = ['MLP', 'Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock',
+           'WideResnetGroup', 'GlobalAvgPool', 'RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell',
+           'register', 'get_model', 'model_names']
