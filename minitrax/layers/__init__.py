@@ -23,6 +23,10 @@ from minitrax.layers.normalization import (BatchNorm, FilterResponseNorm, LayerN
 from minitrax.layers.convolution import (CausalConv, Conv, Conv1d)
 from minitrax.layers.pooling import (AvgPool, MaxPool, SumPool)
 from minitrax.layers.rnn import (GRU, GRUCell, LSTM, LSTMCell, MakeZeroState)
+from minitrax.layers.attention import (Attention, AttentionQKV, CausalAttention,
+                                       DotProductCausalAttention, EncoderDecoderMask, PaddingMask,
+                                       PositionalEncoding, PureAttention, ShiftRight,
+                                       check_positions, dot_product_attention, sinusoidal_encoding)
 from minitrax.layers.metrics import (Accuracy, AccuracyScalar, BinaryCrossEntropy,
                                      CrossEntropyLoss, L2Loss, METRICS, NegLogPerplexity,
                                      NegLogPerplexityScalar, SequenceAccuracy,
@@ -42,7 +46,10 @@ __all__ = ['Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs', 
            'LeCunNormalInitializer', 'LeCunUniformInitializer', 'KaimingNormalInitializer',
            'KaimingUniformInitializer', 'OrthogonalInitializer', 'get_fans', 'LayerNorm',
            'BatchNorm', 'FilterResponseNorm', 'Conv', 'Conv1d', 'CausalConv', 'MaxPool', 'AvgPool',
-           'SumPool', 'LSTMCell', 'GRUCell', 'LSTM', 'GRU', 'MakeZeroState', 'CrossEntropyLoss',
+           'SumPool', 'LSTMCell', 'GRUCell', 'LSTM', 'GRU', 'MakeZeroState', 'Attention',
+           'AttentionQKV', 'PureAttention', 'CausalAttention', 'DotProductCausalAttention',
+           'PositionalEncoding', 'ShiftRight', 'PaddingMask', 'EncoderDecoderMask',
+           'dot_product_attention', 'sinusoidal_encoding', 'check_positions', 'CrossEntropyLoss',
            'NegLogPerplexity', 'Accuracy', 'SequenceAccuracy', 'SumOfWeights', 'L2Loss',
            'SmoothL1Loss', 'BinaryCrossEntropy', 'WeightedCategoryCrossEntropy',
            'WeightedCategoryAccuracy', 'AccuracyScalar', 'SequenceAccuracyScalar',

@@ -5,7 +5,10 @@ from minitrax.models.registry import get_model, model_names, register
 from minitrax.models.resnet import (ConvBlock, GlobalAvgPool, IdentityBlock, Resnet50, WideResnet,
                                     WideResnetBlock, WideResnetGroup)
 from minitrax.models.rnn import GRULM, MultiRNNCell, RNNLM, Recurrent
+from minitrax.models.transformer import (Transformer, TransformerDecoder, TransformerEncoder,
+                                         TransformerLM)
 
 __all__ = ['MLP', 'Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock',
            'WideResnetGroup', 'GlobalAvgPool', 'RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell',
+           'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerLM',
            'register', 'get_model', 'model_names']

@@ -21,6 +21,7 @@ IDS = ShapeDtype((2, 5), np.int32)
 SEQ = ShapeDtype((2, 5, 4))
 LOGP = ShapeDtype((2, 5, 7))
 W = ShapeDtype((2, 5))
+MASK = ShapeDtype((2, 1, 1, 5), np.bool_)
 
 CASES = {
     'Serial': (lambda: tl.Serial(tl.Dense(3), tl.Relu()), F),
@@ -85,12 +86,22 @@ CASES = {
     'BinaryCrossEntropy': (tl.BinaryCrossEntropy, (W, W)),
     'WeightedCategoryCrossEntropy': (tl.WeightedCategoryCrossEntropy, (LOGP, IDS, W)),
     'WeightedCategoryAccuracy': (tl.WeightedCategoryAccuracy, (LOGP, IDS, W)),
+    'PureAttention': (lambda: tl.PureAttention(n_heads=2), (SEQ, SEQ, SEQ, MASK)),
+    'AttentionQKV': (lambda: tl.AttentionQKV(4, n_heads=2), (SEQ, SEQ, SEQ, MASK)),
+    'Attention': (lambda: tl.Attention(4, n_heads=2), (SEQ, MASK)),
+    'CausalAttention': (lambda: tl.CausalAttention(4, n_heads=2), SEQ),
+    'DotProductCausalAttention': (tl.DotProductCausalAttention, (SEQ, SEQ, SEQ)),
+    'PositionalEncoding': (lambda: tl.PositionalEncoding(max_len=16), SEQ),
+    'ShiftRight': (tl.ShiftRight, IDS),
+    'PaddingMask': (tl.PaddingMask, IDS),
+    'EncoderDecoderMask': (tl.EncoderDecoderMask, (SEQ, MASK)),
 }
 
 # Names in minitrax.layers that are not layers (helpers, initializers, base pieces).
 NOT_LAYERS = {'Layer', 'EMPTY', 'LayerError', 'METRICS', 'one_hot', 'log_softmax', 'check_ids',
               'poison', 'get_fans', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs',
-              'as_stack', 'from_stack'}
+              'as_stack', 'from_stack', 'dot_product_attention', 'sinusoidal_encoding',
+              'check_positions'}
 
 
 def _public_layers():
@@ -109,6 +120,8 @@ def _random_input(sig, rng):
   gen = np.random.default_rng(rng)
   if np.issubdtype(sig.dtype, np.integer):
     return gen.integers(0, 4, sig.shape).astype(sig.dtype)
+  if sig.dtype == np.bool_:
+    return np.ones(sig.shape, bool)
   return (gen.random(sig.shape) + 0.5).astype(sig.dtype)  # positive: Log and BCE stay finite
 
 

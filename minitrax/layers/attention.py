@@ -1,0 +1,448 @@
+"""Attention layers: multi-head attention, causal attention with a predict-mode cache.
+
+Names and arities follow Trax (`trax/layers/attention.py`):
+
+* `Attention(d_feature, n_heads)`: `(x, mask) -> (y, mask)`, self-attention
+  where `mask` (from `PaddingMask`) hides padding positions.
+* `AttentionQKV`: `(q, k, v, mask) -> (y, mask)`, e.g. encoder-decoder
+  attention; `PureAttention` is its core without the dense projections.
+* `CausalAttention(d_feature, n_heads)`: `x -> y`, each position sees only
+  itself and earlier positions; `DotProductCausalAttention` is its core on
+  per-head arrays.
+* `PositionalEncoding`, `ShiftRight`, `PaddingMask`, `EncoderDecoderMask`.
+
+Predict mode (fast autoregressive decoding): `DotProductCausalAttention` and
+`PositionalEncoding` keep an int32 position counter in their state, and the
+attention also keeps its keys and values in a cache of `max_len` positions.
+A call with `n` new positions writes them at the counter (one token, or a
+prompt chunk at once) and advances it. Going past `max_len` is an error:
+a `ValueError` when the counter is concrete; under `jax.jit` the outputs
+become NaN and the compiled program raises the same message (a
+`jax.errors.JaxRuntimeError`), never a silent wrap-around. Weights are the
+same in every mode; only the state differs.
+
+Masked positions get the score -1e9 and the softmax runs in float32.
+"""
+
+import functools
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from minitrax.layers.base import Fn, Layer
+from minitrax.layers.combinators import Branch, Parallel, Select, Serial
+from minitrax.layers.core import Dense, poison
+
+_MODES = ('train', 'eval', 'predict')
+_MASKED = -1e9
+
+
+# ------------------------------------------------------------------ argument checks
+
+
+def _check_mode(who, mode):
+  if mode not in _MODES:
+    raise ValueError(f'{who}: mode must be one of {_MODES}, got {mode!r}')
+
+
+def _check_rate(who, rate):
+  if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= rate < 1:
+    raise ValueError(f'{who}: dropout must be a number in [0, 1), got {rate!r}')
+
+
+def _check_int(who, what, value, minimum):
+  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    raise ValueError(f'{who}: {what} must be an int >= {minimum}, got {value!r}')
+
+
+def _check_heads(who, d_feature, n_heads):
+  if d_feature % n_heads:
+    raise ValueError(f'{who}: d_feature={d_feature} is not a multiple of n_heads={n_heads}')
+
+
+# ------------------------------------------------------------------ position checks
+
+
+def _overflow_message(who, start, n, max_len):
+  return (f'{who}: predict mode ran past max_len={max_len}: {n} new position(s) at position '
+          f'{start} need {start + n} cache slots; build the model with a larger max_len, or '
+          f're-initialise its state to start a new sequence')
+
+
+def _raise_if_overflow(who, n, max_len, bad, start):
+  """Host side of the compiled check (may see batched values under vmap)."""
+  if np.any(bad):
+    raise ValueError(_overflow_message(who, int(np.max(start)), n, max_len))
+
+
+def check_positions(start, n, max_len, who):
+  """Checks that positions `[start, start + n)` fit a cache of `max_len`.
+
+  The same pattern as `core.check_ids`: for a concrete `start`, raises
+  `ValueError` or returns None; for a traced one, returns a traced boolean
+  `bad` and the compiled program raises the same message when it is true (the
+  caller poisons its outputs with `core.poison(y, bad)`).
+  """
+  if not isinstance(start, jax.core.Tracer):
+    start = int(start)
+    if start + n > max_len:
+      raise ValueError(_overflow_message(who, start, n, max_len))
+    return None
+  bad = start + n > max_len
+  report = functools.partial(_raise_if_overflow, who, n, max_len)
+  jax.lax.cond(bad, lambda: jax.debug.callback(report, bad, start), lambda: None)
+  return bad
+
+
+# ------------------------------------------------------------------ the attention function
+
+
+def dot_product_attention(queries, keys, values, mask, dropout=0.0, rng=None):
+  """`softmax(q k^T / sqrt(d) + masking) v` (Trax's `DotProductAttention`).
+
+  Args:
+    queries: (..., n_q, d) array.
+    keys: (..., n_k, d) array.
+    values: (..., n_k, d_v) array.
+    mask: None, or a boolean array broadcastable to (..., n_q, n_k); False
+      hides a key from a query (its score becomes -1e9).
+    dropout: rate of dropout on the attention weights; needs `rng` if > 0.
+    rng: JAX key for the dropout, or None.
+
+  Returns:
+    (..., n_q, d_v) array of the values' dtype. Scores and softmax are float32.
+  """
+  scale = 1.0 / math.sqrt(queries.shape[-1])
+  dots = jnp.matmul(queries, jnp.swapaxes(keys, -1, -2),
+                    preferred_element_type=jnp.float32) * scale
+  if mask is not None:
+    dots = jnp.where(mask, dots, jnp.float32(_MASKED))
+  weights = jax.nn.softmax(dots, axis=-1)
+  if dropout > 0.0:
+    keep = jax.random.bernoulli(rng, 1.0 - dropout, weights.shape)
+    weights = jnp.where(keep, weights / (1.0 - dropout), 0.0)
+  return jnp.matmul(weights.astype(values.dtype), values)
+
+
+def _active_rate(who, rate, mode, rng):
+  """The dropout rate to use (0 outside training); checks that an rng is given."""
+  if mode != 'train' or rate == 0.0:
+    return 0.0
+  if rng is None:
+    raise ValueError(f"{who}: mode='train' with dropout={rate} needs an rng, got rng=None; "
+                     f"pass a JAX key or use mode='eval'")
+  return rate
+
+
+# ------------------------------------------------------------------ multi-head attention
+
+
+def _split_heads(x, n_heads):
+  """(batch, n, d) -> (batch, n_heads, n, d // n_heads)."""
+  b, n, d = x.shape
+  return x.reshape((b, n, n_heads, d // n_heads)).transpose((0, 2, 1, 3))
+
+
+def _merge_heads(x):
+  """(batch, n_heads, n, d_head) -> (batch, n, n_heads * d_head)."""
+  b, h, n, d = x.shape
+  return x.transpose((0, 2, 1, 3)).reshape((b, n, h * d))
+
+
+class PureAttention(Layer):
+  """Multi-head attention without projections: (q, k, v, mask) -> (y, mask).
+
+  n_in = 4, n_out = 2. `q` is (batch, n_q, d), `k` (batch, n_k, d), `v`
+  (batch, n_k, d_v), with `d` and `d_v` multiples of `n_heads`; `mask` is
+  boolean, broadcastable to (batch, n_heads, n_q, n_k) (e.g. (batch, 1, 1, n_k)
+  from `PaddingMask`). `y` is (batch, n_q, d_v); the mask passes through.
+
+  Args:
+    n_heads: number of heads; each works on `d // n_heads` features.
+    dropout: dropout rate on the attention weights (training only).
+    mode: 'train', 'eval' or 'predict'.
+  """
+
+  def __init__(self, n_heads=1, dropout=0.0, mode='train'):
+    _check_int('PureAttention', 'n_heads', n_heads, 1)
+    _check_rate('PureAttention', dropout)
+    _check_mode('PureAttention', mode)
+    super().__init__(n_in=4, n_out=2, name='PureAttention')
+    self._n_heads, self._dropout, self._mode = n_heads, float(dropout), mode
+
+  def forward_with_state(self, x, weights, state, rng):
+    q, k, v, mask = x
+    for name, a in (('queries', q), ('keys', k), ('values', v)):
+      if a.ndim != 3 or a.shape[-1] % self._n_heads:
+        raise ValueError(f'PureAttention: {name} must be (batch, length, d) with d a multiple '
+                         f'of n_heads={self._n_heads}, got shape {a.shape}')
+    rate = _active_rate(self.name, self._dropout, self._mode, rng)
+    heads = [_split_heads(a, self._n_heads) for a in (q, k, v)]
+    y = dot_product_attention(*heads, mask, dropout=rate, rng=rng)
+    return (_merge_heads(y), mask), state
+
+
+def AttentionQKV(d_feature, n_heads=1, dropout=0.0, mode='train'):  # pylint: disable=invalid-name
+  """Multi-head attention of given queries, keys, values: (q, k, v, mask) -> (y, mask).
+
+  n_in = 4, n_out = 2. Dense projections of q, k and v to `d_feature`, then
+  `PureAttention`, then a Dense output projection: `y` is (batch, n_q,
+  d_feature). Weights: four `Dense(d_feature)`.
+  """
+  _check_int('AttentionQKV', 'd_feature', d_feature, 1)
+  _check_int('AttentionQKV', 'n_heads', n_heads, 1)
+  _check_heads('AttentionQKV', d_feature, n_heads)
+  return Serial(Parallel(Dense(d_feature), Dense(d_feature), Dense(d_feature)),
+                PureAttention(n_heads=n_heads, dropout=dropout, mode=mode),
+                Dense(d_feature), name='AttentionQKV')
+
+
+def Attention(d_feature, n_heads=1, dropout=0.0, mode='train'):  # pylint: disable=invalid-name
+  """Multi-head self-attention with a mask: (x, mask) -> (y, mask).
+
+  n_in = 2, n_out = 2; (batch, n, d) -> (batch, n, d_feature). `mask` is a
+  boolean array broadcastable to (batch, n_heads, n, n), e.g. from
+  `PaddingMask`. The same in every mode (no cache).
+  """
+  return Serial(Select([0, 0, 0]), AttentionQKV(d_feature, n_heads, dropout, mode),
+                name='Attention')
+
+
+# ------------------------------------------------------------------ causal attention
+
+
+class DotProductCausalAttention(Layer):
+  """Causal attention on per-head arrays: (q, k, v) -> y.
+
+  n_in = 3, n_out = 1; (..., n, d), (..., n, d), (..., n, d_v) -> (..., n, d_v).
+  Position i attends to positions 0..i.
+
+  In predict mode the state is `(keys, values, position)`: caches of shape
+  (..., max_len, d) and (..., max_len, d_v) (leading axes from the input
+  signature) and an int32 counter. Each call writes its `n` new keys and
+  values at the counter, attends over the cache up to each query's own
+  position, and advances the counter by `n`. Past `max_len`: see the module
+  docstring.
+
+  Args:
+    dropout: dropout rate on the attention weights (training only).
+    max_len: cache length in predict mode.
+    mode: 'train', 'eval' or 'predict'.
+  """
+
+  def __init__(self, dropout=0.0, max_len=2048, mode='train'):
+    _check_rate('DotProductCausalAttention', dropout)
+    _check_int('DotProductCausalAttention', 'max_len', max_len, 1)
+    _check_mode('DotProductCausalAttention', mode)
+    super().__init__(n_in=3, n_out=1, name='DotProductCausalAttention')
+    self._dropout, self._max_len, self._mode = float(dropout), max_len, mode
+
+  @property
+  def max_len(self):
+    return self._max_len
+
+  @property
+  def mode(self):
+    return self._mode
+
+  def init_weights_and_state(self, input_signature, rng):
+    del rng
+    if self._mode != 'predict':
+      return (), ()
+    _, k, v = input_signature
+    def cache(sig):
+      return jnp.zeros(sig.shape[:-2] + (self._max_len, sig.shape[-1]), sig.dtype)
+    return (), (cache(k), cache(v), jnp.zeros((), jnp.int32))
+
+  def forward_with_state(self, x, weights, state, rng):
+    q, k, v = x
+    if q.ndim < 2 or q.shape[-2] != k.shape[-2] or k.shape[-2] != v.shape[-2]:
+      raise ValueError(f'{self.name}: q, k, v must be (..., n, d) with the same n, got shapes '
+                       f'{q.shape}, {k.shape}, {v.shape}')
+    rate = _active_rate(self.name, self._dropout, self._mode, rng)
+    n = q.shape[-2]
+    if self._mode != 'predict':
+      mask = jnp.tril(jnp.ones((n, n), bool))
+      return dot_product_attention(q, k, v, mask, rate, rng), state
+    return self._predict(q, k, v, state)
+
+  def _predict(self, q, k, v, state):
+    keys, values, pos = state
+    n = q.shape[-2]
+    if n > self._max_len:
+      raise ValueError(_overflow_message(self.name, 0, n, self._max_len))
+    if keys.shape[:-2] != k.shape[:-2]:
+      raise ValueError(f'{self.name}: the predict cache was made for leading axes '
+                       f'{keys.shape[:-2]} (batch x heads), got inputs of shape {k.shape}; '
+                       f're-initialise the model with this batch size')
+    bad = check_positions(pos, n, self._max_len, self.name)
+    start = (0,) * (k.ndim - 2) + (pos, 0)
+    keys = jax.lax.dynamic_update_slice(keys, k.astype(keys.dtype), start)
+    values = jax.lax.dynamic_update_slice(values, v.astype(values.dtype), start)
+    query_pos = pos + jnp.arange(n)[:, None]
+    mask = jnp.arange(self._max_len)[None, :] <= query_pos
+    y = dot_product_attention(q, keys, values, mask)
+    return poison(y, bad), (keys, values, pos + n)
+
+
+def CausalAttention(d_feature, n_heads=1, dropout=0.0, max_len=2048,  # pylint: disable=invalid-name
+                    mode='train'):
+  """Multi-head causal self-attention: (batch, n, d) -> (batch, n, d_feature).
+
+  n_in = n_out = 1. Dense projections to queries, keys and values, split into
+  `n_heads` heads, `DotProductCausalAttention`, heads merged, a Dense output
+  projection. Weights: four `Dense(d_feature)`, the same in every mode; in
+  predict mode the state holds the key/value cache of `max_len` positions.
+  (Trax hard-coded the cache length to 2048; here it is an argument.)
+  """
+  _check_int('CausalAttention', 'd_feature', d_feature, 1)
+  _check_int('CausalAttention', 'n_heads', n_heads, 1)
+  _check_heads('CausalAttention', d_feature, n_heads)
+
+  def split(x):  # (batch, n, d) -> (batch * n_heads, n, d // n_heads)
+    heads = _split_heads(x, n_heads)
+    return heads.reshape((-1,) + heads.shape[2:])
+
+  def merge(x):  # (batch * n_heads, n, d_head) -> (batch, n, d)
+    return _merge_heads(x.reshape((-1, n_heads) + x.shape[1:]))
+
+  def projection():
+    return Serial(Dense(d_feature), Fn('SplitIntoHeads', split))
+
+  return Serial(Branch(projection(), projection(), projection()),
+                DotProductCausalAttention(dropout=dropout, max_len=max_len, mode=mode),
+                Fn('MergeHeads', merge), Dense(d_feature), name='CausalAttention')
+
+
+# ------------------------------------------------------------------ positions and masks
+
+
+def sinusoidal_encoding(positions, d_feature):
+  """Sine/cosine position signals: (n,) int -> (n, d_feature) float32.
+
+  Column 2i is `sin(p / 10000^(2i / d))`, column 2i + 1 is
+  `cos(p / 10000^(2i / d))` (Vaswani et al., 2017).
+  """
+  freqs = jnp.exp(jnp.arange(0, d_feature, 2, dtype=jnp.float32)
+                  * jnp.float32(-math.log(10000.0) / d_feature))
+  angles = positions.astype(jnp.float32)[:, None] * freqs[None, :]
+  pe = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+  return pe.reshape((positions.shape[0], -1))[:, :d_feature]
+
+
+class PositionalEncoding(Layer):
+  """Adds sinusoidal position signals: (batch, n, d) -> (batch, n, d).
+
+  n_in = n_out = 1; the signal for position p is `sinusoidal_encoding`. In
+  training, dropout (rate `dropout`) applies to the signal, with one mask
+  entry shared along `dropout_broadcast_dims`. No weights (Trax stored the
+  table as trainable weights; here it is the fixed sinusoid). In predict mode
+  the state is an int32 counter: a call with n positions adds the signals for
+  `counter .. counter + n - 1` and advances the counter; past `max_len` is an
+  error (see the module docstring). In other modes, n must be <= max_len.
+
+  Args:
+    max_len: the longest sequence (and the predict-mode capacity).
+    dropout: dropout rate on the signal (training only).
+    dropout_broadcast_dims: axes of (1, n, d) sharing one dropout entry.
+    mode: 'train', 'eval' or 'predict'.
+  """
+
+  def __init__(self, max_len=2048, dropout=0.0, dropout_broadcast_dims=(-2,), mode='train'):
+    _check_int('PositionalEncoding', 'max_len', max_len, 1)
+    _check_rate('PositionalEncoding', dropout)
+    _check_mode('PositionalEncoding', mode)
+    super().__init__(name='PositionalEncoding')
+    self._max_len, self._mode = max_len, mode
+    self._dropout = float(dropout) if mode == 'train' else 0.0
+    self._broadcast_dims = tuple(dropout_broadcast_dims)
+
+  @property
+  def max_len(self):
+    return self._max_len
+
+  @property
+  def mode(self):
+    return self._mode
+
+  def init_weights_and_state(self, input_signature, rng):
+    del rng
+    if input_signature.ndim != 3:
+      raise ValueError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
+                       f'shape {input_signature.shape}')
+    return (), (jnp.zeros((), jnp.int32) if self._mode == 'predict' else ())
+
+  def forward_with_state(self, x, weights, state, rng):
+    if x.ndim != 3:
+      raise ValueError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
+                       f'shape {x.shape}')
+    n, d = x.shape[1], x.shape[2]
+    if self._mode == 'predict':
+      bad = check_positions(state, n, self._max_len, self.name)
+      pe = sinusoidal_encoding(state + jnp.arange(n), d).astype(x.dtype)
+      return poison(x + pe[None], bad), state + n
+    if n > self._max_len:
+      raise ValueError(f'PositionalEncoding: sequence length {n} exceeds max_len='
+                       f'{self._max_len}')
+    pe = sinusoidal_encoding(jnp.arange(n), d).astype(x.dtype)[None]
+    if self._dropout > 0.0:
+      if rng is None:
+        raise ValueError(f"PositionalEncoding: mode='train' with dropout={self._dropout} "
+                         f"needs an rng, got rng=None")
+      shape = list(pe.shape)
+      for axis in self._broadcast_dims:
+        shape[axis] = 1
+      keep = jax.random.bernoulli(rng, 1.0 - self._dropout, tuple(shape))
+      pe = jnp.where(keep, pe / (1.0 - self._dropout), 0.0).astype(x.dtype)
+    return x + pe, state
+
+
+def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
+  """Shifts sequences right by `n_positions` along axis 1, padding with zeros.
+
+  `(batch, n, ...) -> (batch, n, ...)`: `y[:, i] = x[:, i - n_positions]`, 0
+  for `i < n_positions`. The identity in predict mode (the decoder then feeds
+  the start symbol itself).
+  """
+  _check_int('ShiftRight', 'n_positions', n_positions, 1)
+  _check_mode('ShiftRight', mode)
+
+  def f(x):
+    if mode == 'predict':
+      return x
+    if x.ndim < 2:
+      raise ValueError(f'ShiftRight: input must be (batch, length, ...), got shape {x.shape}')
+    pad = [(0, 0)] * x.ndim
+    pad[1] = (n_positions, 0)
+    return jnp.pad(x, pad)[:, :x.shape[1]]
+
+  return Fn('ShiftRight', f)
+
+
+def PaddingMask(pad=0):  # pylint: disable=invalid-name
+  """Marks non-padding ids: (batch, n) int -> (batch, 1, 1, n) bool (True = content)."""
+  def f(x):
+    if x.ndim != 2:
+      raise ValueError(f'PaddingMask: input must be (batch, length), got shape {x.shape}')
+    return (x != pad).reshape((x.shape[0], 1, 1, x.shape[1]))
+  return Fn('PaddingMask', f)
+
+
+def EncoderDecoderMask():  # pylint: disable=invalid-name
+  """Encoder padding mask per decoder position: (dec (b, n_d, d), mask) -> (b, 1, n_d, n_e)."""
+  def f(decoder_input, mask):
+    if decoder_input.ndim != 3:
+      raise ValueError(f'EncoderDecoderMask: decoder input must be (batch, length, d), got '
+                       f'shape {decoder_input.shape}')
+    b, n_e = mask.shape[0], mask.shape[-1]
+    return jnp.broadcast_to(mask.reshape((b, 1, 1, n_e)), (b, 1, decoder_input.shape[1], n_e))
+  return Fn('EncoderDecoderMask', f)
+
+
+__all__ = ['Attention', 'AttentionQKV', 'PureAttention', 'CausalAttention',
+           'DotProductCausalAttention', 'PositionalEncoding', 'ShiftRight', 'PaddingMask',
+           'EncoderDecoderMask', 'dot_product_attention', 'sinusoidal_encoding',
+           'check_positions']

@@ -1,0 +1,345 @@
+"""Decoding from predict-mode models: sampling, greedy decoding and beam search.
+
+`model` is a layer built with `mode='predict'` and holding trained weights
+(e.g. `TransformerLM(..., mode='predict')` after `init` and
+`init_from_file`). Two kinds of model are supported, told apart by
+`model.n_in` (as in Trax):
+
+* a language model (n_in = 1) is fed the start id and then its own outputs;
+  `inputs` (batch, n), if given, is a prompt fed (after the start id) in one
+  call before the first sample;
+* an encoder-decoder (n_in = 2, e.g. `Transformer`) is called with
+  `(inputs, tokens)`, `inputs` being the source (batch, n_s).
+
+Every function starts from a fresh predict state (as after `model.init` with
+this batch size), never from the state the model holds, and leaves the model
+unchanged. `autoregressive_sample` and `beam_search` run compiled end to end:
+one `jax.jit` holds the prompt call and a `lax.while_loop` over positions
+(compiled once per model, shapes and static arguments). Tokens after a
+sequence's EOS are `eos_id`. Sampling draws Gumbel noise from `rng` (a JAX
+key or an int seed; default seed 0), so it is reproducible.
+"""
+
+import functools
+import numbers
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from minitrax.layers.attention import DotProductCausalAttention
+from minitrax.shapes import ShapeDtype
+
+_NEG = -1e9  # score of impossible beams (finite, so no inf - inf)
+_FRESH_STATES = weakref.WeakKeyDictionary()  # model -> {input signature: fresh state}
+
+
+# ------------------------------------------------------------------ checks and setup
+
+
+def _check_int(what, value, minimum):
+  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    raise ValueError(f'decoding: {what} must be an int >= {minimum}, got {value!r}')
+
+
+def _all_layers(layer, seen=None):
+  seen = set() if seen is None else seen
+  if id(layer) not in seen:
+    seen.add(id(layer))
+    yield layer
+    for sub in layer.sublayers:
+      yield from _all_layers(sub, seen)
+
+
+def _capacity(model):
+  """The fewest positions any predict-mode layer holds (None: no limit).
+
+  Counts every layer with `mode == 'predict'` and an int `max_len` (position
+  encodings, causal attention caches); a causal attention layer in another
+  mode means the model was not built for decoding.
+  """
+  lengths = []
+  for layer in _all_layers(model):
+    mode = getattr(layer, 'mode', None)
+    if isinstance(layer, DotProductCausalAttention) and mode != 'predict':
+      raise ValueError(f"decoding: the model must be built with mode='predict', but its "
+                       f"{layer.name} has mode={mode!r}")
+    max_len = getattr(layer, 'max_len', None)
+    if mode == 'predict' and isinstance(max_len, numbers.Integral):
+      lengths.append(int(max_len))
+  return min(lengths) if lengths else None
+
+
+def _prepare(model, inputs, batch_size, start_id, rows_per_example=1):
+  """Checks arguments; returns (prompt, inputs, fresh state, capacity).
+
+  Examples are repeated `rows_per_example` times (beams) along the batch.
+  """
+  _check_int('batch_size', batch_size, 1)
+  _check_int('start_id', start_id, 0)
+  if not model.initialized:
+    raise ValueError(f'decoding: model {model.name} is not initialised; call model.init('
+                     f'ShapeDtype((batch, 1), np.int32)) and load its weights first')
+  if model.n_in not in (1, 2):
+    raise ValueError(f'decoding: the model must take 1 input (a language model) or 2 '
+                     f'(source, target), but {model.name} has n_in={model.n_in}')
+  capacity = _capacity(model)
+  if inputs is not None:
+    inputs = np.asarray(inputs)
+    if inputs.ndim != 2 or inputs.shape[0] != batch_size:
+      raise ValueError(f'decoding: inputs must be (batch_size={batch_size}, length), got '
+                       f'shape {inputs.shape}')
+    if not np.issubdtype(inputs.dtype, np.integer):
+      raise TypeError(f'decoding: inputs must be integer ids, got dtype {inputs.dtype}')
+    inputs = np.repeat(inputs.astype(np.int32), rows_per_example, axis=0)
+  elif model.n_in == 2:
+    raise ValueError(f'decoding: the encoder-decoder {model.name} needs inputs (the source '
+                     f'ids, shape (batch_size, length))')
+  rows = batch_size * rows_per_example
+  prompt = np.full((rows, 1), start_id, np.int32)
+  if model.n_in == 1 and inputs is not None:
+    prompt, inputs = np.concatenate([prompt, inputs], axis=1), None
+  signature = ShapeDtype((rows, 1), np.int32)
+  if inputs is not None:
+    signature = (ShapeDtype(inputs.shape, np.int32), signature)
+  return prompt, inputs, _fresh_state(model, signature), capacity
+
+
+def _fresh_state(model, signature):
+  """The state that `model.init(signature)` makes (cached); the model is left unchanged."""
+  per_model = _FRESH_STATES.setdefault(model, {})
+  if signature not in per_model:
+    weights, state, rng = model.weights, model.state, model.rng
+    try:
+      model.init(signature, rng=rng)
+      per_model[signature] = model.state
+    finally:
+      model.weights, model.state, model.rng = weights, state, rng
+  return per_model[signature]
+
+
+def _check_room(capacity, n_positions, what):
+  if capacity is not None and n_positions > capacity:
+    raise ValueError(f'decoding: {what} needs {n_positions} positions but the model\'s '
+                     f'predict cache holds max_len={capacity}; build the model with a larger '
+                     f'max_len or decode fewer tokens')
+
+
+def _as_key(rng):
+  if rng is None:
+    return jax.random.key(0)
+  if isinstance(rng, numbers.Integral):
+    return jax.random.key(int(rng))
+  return rng
+
+
+def _check_temperature(temperature):
+  if not isinstance(temperature, numbers.Real) or not temperature >= 0:
+    raise ValueError(f'decoding: temperature must be a number >= 0, got {temperature!r}')
+
+
+# ------------------------------------------------------------------ compiled pieces
+
+
+def _log_probs(model, weights, state, tokens, inputs):
+  """Runs the model on `tokens` (rows, n); returns (log-probs at the last position, state)."""
+  x = tokens if inputs is None else (inputs, tokens)
+  y, state = model.pure_fn(x, weights, state, None)
+  y = y[0] if isinstance(y, tuple) else y
+  return jax.nn.log_softmax(y[:, -1, :].astype(jnp.float32), axis=-1), state
+
+
+def _sample(log_probs, temperature, rng):
+  """One id per row: argmax of log_probs + temperature * Gumbel noise (argmax at 0)."""
+  noise = jax.random.gumbel(rng, log_probs.shape, jnp.float32)
+  return jnp.argmax(log_probs + temperature * noise, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def _stream_step(model, weights, state, tokens, inputs, temperature, rng):
+  log_probs, state = _log_probs(model, weights, state, tokens, inputs)
+  return _sample(log_probs, temperature, rng), state
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'eos_id', 'max_length'))
+def _sample_loop(model, weights, state, prompt, inputs, temperature, rng, *, eos_id, max_length):
+  """Prompt call, then a while loop of one-token calls; returns (ids (rows, max_length), n)."""
+  log_probs, state = _log_probs(model, weights, state, prompt, inputs)
+  first = _sample(log_probs, temperature, jax.random.fold_in(rng, 0))
+  out = jnp.full((prompt.shape[0], max_length), eos_id, jnp.int32).at[:, 0].set(first)
+
+  def running(carry):
+    i, _, _, _, done = carry
+    return (i < max_length) & ~jnp.all(done)
+
+  def step(carry):
+    i, last, state, out, done = carry
+    log_probs, state = _log_probs(model, weights, state, last[:, None], inputs)
+    token = _sample(log_probs, temperature, jax.random.fold_in(rng, i))
+    token = jnp.where(done, eos_id, token)
+    return i + 1, token, state, out.at[:, i].set(token), done | (token == eos_id)
+
+  carry = (jnp.int32(1), first, state, out, first == eos_id)
+  n, _, _, out, _ = jax.lax.while_loop(running, step, carry)
+  return out, n
+
+
+def _reorder_rows(state, index):
+  """Gathers batch rows of every state array whose leading axis is a multiple of the rows.
+
+  Assumes batch-major state (rows first, possibly folded with heads as in
+  `CausalAttention`'s caches); scalars (counters) are left alone.
+  """
+  rows = index.shape[0]
+
+  def gather(leaf):
+    if leaf.ndim == 0 or leaf.shape[0] % rows:
+      return leaf
+    grouped = leaf.reshape((rows, leaf.shape[0] // rows) + leaf.shape[1:])
+    return jnp.take(grouped, index, axis=0).reshape(leaf.shape)
+
+  return jax.tree.map(gather, state)
+
+
+def _beam_select(i, log_probs, beams, *, n_beams, eos_id):
+  """Extends the beams by one token each; keeps the n_beams best (raw log-prob sums)."""
+  scores, seqs, lengths, finished = beams
+  batch, vocab = scores.shape[0], log_probs.shape[-1]
+  log_probs = log_probs.reshape((batch, n_beams, vocab))
+  only_eos = jnp.where(jnp.arange(vocab) == eos_id, 0.0, _NEG)
+  log_probs = jnp.where(finished[..., None], only_eos, log_probs)
+  candidates = (scores[..., None] + log_probs).reshape((batch, n_beams * vocab))
+  scores, index = jax.lax.top_k(candidates, n_beams)
+  parent, token = index // vocab, (index % vocab).astype(jnp.int32)
+  seqs = jnp.take_along_axis(seqs, parent[..., None], axis=1).at[:, :, i].set(token)
+  was_finished = jnp.take_along_axis(finished, parent, axis=1)
+  lengths = jnp.take_along_axis(lengths, parent, axis=1) + (~was_finished).astype(jnp.int32)
+  finished = was_finished | (token == eos_id)
+  rows = (jnp.arange(batch)[:, None] * n_beams + parent).reshape(-1)
+  return (scores, seqs, lengths, finished), token.reshape(-1), rows
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'n_beams', 'eos_id', 'max_length'))
+def _beam_loop(model, weights, state, prompt, inputs, length_penalty, *, n_beams, eos_id,
+               max_length):
+  """Beam search over a predict state; returns (seqs, scores, lengths, n_steps)."""
+  batch = prompt.shape[0] // n_beams
+  select = functools.partial(_beam_select, n_beams=n_beams, eos_id=eos_id)
+  log_probs, state = _log_probs(model, weights, state, prompt, inputs)
+  scores = jnp.where(jnp.arange(n_beams) == 0, 0.0, _NEG) * jnp.ones((batch, 1))
+  beams = (scores, jnp.full((batch, n_beams, max_length), eos_id, jnp.int32),
+           jnp.zeros((batch, n_beams), jnp.int32), jnp.zeros((batch, n_beams), bool))
+  beams, tokens, rows = select(0, log_probs, beams)
+  state = _reorder_rows(state, rows)
+
+  def running(carry):
+    return (carry[0] < max_length) & ~jnp.all(carry[3][3])
+
+  def step(carry):
+    i, tokens, state, beams = carry
+    log_probs, state = _log_probs(model, weights, state, tokens[:, None], inputs)
+    beams, tokens, rows = select(i, log_probs, beams)
+    return i + 1, tokens, _reorder_rows(state, rows), beams
+
+  n, _, _, (scores, seqs, lengths, _) = jax.lax.while_loop(
+      running, step, (jnp.int32(1), tokens, state, beams))
+  penalty = ((5.0 + lengths.astype(jnp.float32)) / 6.0) ** length_penalty
+  final = scores / penalty
+  order = jnp.argsort(-final, axis=1)
+  seqs = jnp.take_along_axis(seqs, order[..., None], axis=1)
+  return seqs, jnp.take_along_axis(final, order, axis=1), n
+
+
+# ------------------------------------------------------------------ public functions
+
+
+def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, start_id=0,
+                                 rng=None):
+  """Yields samples from `model` one position at a time, forever.
+
+  Each step is one call of a compiled one-step function (two compiles: the
+  prompt and the one-token step); the sampled ids are fed back. Stops with a
+  `ValueError` before the model's predict cache (`max_len`) would overflow.
+
+  Args:
+    model: predict-mode model with trained weights (see the module docstring).
+    inputs: None, or int ids (batch_size, n): the prompt of a language model
+      or the source of an encoder-decoder.
+    batch_size: number of sequences decoded side by side.
+    temperature: 0 gives the argmax; 1 samples from the model; higher is
+      more uniform.
+    start_id: id fed first.
+    rng: JAX key or int seed for the sampling noise; default seed 0.
+
+  Returns:
+    A generator of int32 arrays of shape (batch_size,).
+  """
+  _check_temperature(temperature)
+  prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
+  return _stream(model, prompt, inputs, state, capacity, jnp.float32(temperature),
+                 _as_key(rng))
+
+
+def _stream(model, tokens, inputs, state, capacity, temperature, rng):
+  weights, used, i = model.weights, 0, 0
+  while True:
+    used += tokens.shape[1]
+    _check_room(capacity, used, f'sample {i + 1}')
+    sample, state = _stream_step(model, weights, state, tokens, inputs, temperature,
+                                 jax.random.fold_in(rng, i))
+    yield np.asarray(sample)
+    tokens, i = sample[:, None], i + 1
+
+
+def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, start_id=0,
+                          eos_id=1, max_length=100, rng=None):
+  """Samples whole sequences: ids (batch_size, length), length <= max_length.
+
+  Runs compiled end to end. A sequence ends at its first `eos_id` (which is
+  kept; later positions are `eos_id` too); decoding stops when all have
+  ended or after `max_length` ids. `temperature=0` is greedy decoding. For the
+  same `rng` the result equals the first ids of `autoregressive_sample_stream`.
+  Arguments as for `autoregressive_sample_stream`.
+  """
+  _check_temperature(temperature)
+  _check_int('max_length', max_length, 1)
+  _check_int('eos_id', eos_id, 0)
+  prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
+  _check_room(capacity, prompt.shape[1] + max_length - 1, f'max_length={max_length}')
+  out, n = _sample_loop(model, model.weights, state, prompt, inputs, jnp.float32(temperature),
+                        _as_key(rng), eos_id=eos_id, max_length=max_length)
+  return np.asarray(out)[:, :int(n)]
+
+
+def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=1,
+                max_length=100, length_penalty=1.0):
+  """Beam search: the `n_beams` most likely sequences per example, best first.
+
+  Runs compiled end to end over a predict state of batch_size * n_beams rows
+  (the state's batch-major arrays are reordered with the beams). Beams keep
+  their raw log-probability sums during the search; a finished beam (it
+  emitted `eos_id`) only extends with `eos_id` at no cost. At the end each
+  beam is scored `log_prob / ((5 + length) / 6) ** length_penalty` (Wu et al.,
+  2016; length counts ids up to and including the first EOS) and the beams are
+  sorted by that score. With `n_beams=1` this is greedy decoding.
+
+  Returns:
+    `(ids, scores)`: int32 (batch_size, n_beams, length) with `length <=
+    max_length` (positions after EOS hold `eos_id`), and float32 (batch_size,
+    n_beams) scores, best first.
+  """
+  _check_int('n_beams', n_beams, 1)
+  _check_int('max_length', max_length, 1)
+  _check_int('eos_id', eos_id, 0)
+  if not isinstance(length_penalty, numbers.Real):
+    raise ValueError(f'decoding: length_penalty must be a number, got {length_penalty!r}')
+  prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id, n_beams)
+  _check_room(capacity, prompt.shape[1] + max_length - 1, f'max_length={max_length}')
+  seqs, scores, n = _beam_loop(model, model.weights, state, prompt, inputs,
+                               jnp.float32(length_penalty), n_beams=n_beams, eos_id=eos_id,
+                               max_length=max_length)
+  return np.asarray(seqs)[:, :, :int(n)], np.asarray(scores)
+
+
+__all__ = ['autoregressive_sample_stream', 'autoregressive_sample', 'beam_search']
