@@ -7,5 +7,7 @@ from minitrax import lr
 from minitrax import models
 from minitrax import optimizers
 from minitrax import shapes
+from minitrax import supervised
 
-__all__ = ['data', 'errors', 'layers', 'lr', 'models', 'optimizers', 'shapes']
+__all__ = ['data', 'errors', 'layers', 'lr', 'models', 'optimizers', 'shapes',
+           'supervised']

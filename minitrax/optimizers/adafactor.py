@@ -1,5 +1,6 @@
 """Adafactor: Adam-like steps with factored second moments."""
 
+import jax
 import jax.numpy as jnp
 
 from minitrax.optimizers import base
@@ -87,7 +88,10 @@ class Adafactor(base.Optimizer):
       rows = (1 - mix) * rows + mix * jnp.mean(sq_grads, axis=-1)
       cols = (1 - mix) * cols + mix * jnp.mean(sq_grads, axis=-2)
       row_scale = rows / jnp.mean(rows, axis=-1, keepdims=True)
-      u = grads / jnp.sqrt(row_scale[..., :, None] * cols[..., None, :])
+      # Two rsqrt factors, not rsqrt of their product: with whole zero rows and
+      # columns of gradients (dead units) the product (~1e-30 * 1e-30) underflows
+      # to 0 in float32 and the update would be 0/0.
+      u = grads * jax.lax.rsqrt(row_scale)[..., :, None] * jax.lax.rsqrt(cols)[..., None, :]
       stats = (rows, cols)
     else:
       full = (1 - mix) * slots[0] + mix * sq_grads

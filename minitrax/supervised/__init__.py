@@ -1,5 +1,9 @@
-"""Supervised training: Inputs, the Trainer, train() and decoding."""
+"""Supervised training: `Trainer` (the codelab's API), `train()` and decoding."""
 
 from minitrax.data.inputs import Inputs
+from minitrax.supervised import decoding
+from minitrax.supervised.history import History
+from minitrax.supervised.train import train
+from minitrax.supervised.trainer import Trainer
 
-__all__ = ['Inputs']
+__all__ = ['Inputs', 'Trainer', 'History', 'train', 'decoding']

@@ -227,3 +227,14 @@ def test_bad_rule_output_is_named():
 def test_docstring_example_runs():
   failed, attempted = doctest.testmod(optimizers)
   assert (failed, attempted) == (0, 7)
+
+
+def test_adafactor_stays_finite_with_zero_rows_and_columns_of_gradients():
+  """Dead units give whole zero rows/columns: the factored scale must not underflow to 0/0."""
+  weights = jnp.ones((16, 16), jnp.float32)
+  grads = jnp.zeros((16, 16), jnp.float32).at[3, 5].set(1e-3)
+  opt = optimizers.Adafactor()
+  slots, opt_params = opt.tree_init(weights)
+  new_weights, _, _ = opt.tree_update(0, grads, weights, slots, opt_params)
+  assert bool(jnp.all(jnp.isfinite(new_weights)))
+  assert float(new_weights[3, 5]) < 1.0 and float(new_weights[0, 0]) == pytest.approx(1 - 1e-5)

@@ -1,0 +1,272 @@
+"""Compiled, data-parallel training and evaluation steps.
+
+Each step is one `jax.jit` of a `jax.shard_map` over a one-axis device mesh
+(`'batch'`): the batch is split over the devices (`P('batch')`), weights,
+optimizer slots, model state and hyperparameters are replicated (`P()`).
+
+Exactness across device counts. The loss of a batch is a weighted mean over
+the whole (global) batch, `L = sum_d W_d L_d / W`, where device `d` holds loss
+weights summing to `W_d` and `W = sum_d W_d`. So each device differentiates
+its own mean loss `L_d` and the gradients are combined as
+`sum_d (W_d / W) grad_d`; a plain mean over devices would be wrong whenever
+the shards carry different weight. Evaluation metrics that are weighted means
+are combined the same way; `SequenceAccuracy` (a mean over equal shards) and
+`SumOfWeights` (reported per core, as Trax does) are averaged. Floating-point
+model state (e.g. BatchNorm statistics) is averaged over devices.
+
+Randomness: the key of a step is `fold_in(key, step)`, and each device folds
+in its index, so dropout is a pure function of (seed, step, device).
+
+The steps use `check_vma=False`: each device differentiates its own loss (its
+gradients are local) and the combinations above are explicit collectives.
+With JAX's replication typing on, layers that build a `lax.scan` carry from
+constants (RNNs) would need to know about the mesh.
+"""
+
+import functools
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from minitrax.errors import ConfigError
+from minitrax.layers.metrics import SequenceAccuracy, SumOfWeights
+
+AXIS = 'batch'
+
+
+def make_mesh(n_devices=None):
+  """A one-axis mesh (`'batch'`) over the first `n_devices` local devices (default all)."""
+  devices = jax.local_devices()
+  n = len(devices) if n_devices is None else n_devices
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(devices):
+    raise ConfigError(f'n_devices must be an int from 1 to {len(devices)} (the local '
+                      f'{devices[0].platform} devices), got {n_devices!r}')
+  return Mesh(np.array(devices[:int(n)]), (AXIS,))
+
+
+def replicated(mesh):
+  """The sharding that puts a whole copy of an array on every device of `mesh`."""
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh, stacked=False):
+  """The sharding that splits the batch axis over `mesh`: axis 0, or 1 if `stacked`."""
+  return NamedSharding(mesh, P(None, AXIS) if stacked else P(AXIS))
+
+
+def loss_weight_fn(has_weights, id_to_mask):
+  """`batch -> W_d`: the sum of the loss weights of a `(x, y[, w])` batch (shard).
+
+  The weight of a target position is the given weight (if `has_weights`)
+  times `y != id_to_mask` (if `id_to_mask` is not None), as in the losses.
+  """
+  layer = SumOfWeights(id_to_mask=id_to_mask, has_weights=has_weights)
+
+  def weight_sum(batch):
+    targets = batch[1]
+    inputs = (targets, targets, batch[2]) if has_weights else (targets, targets)
+    return layer.pure_fn(inputs, (), (), None)[0]
+
+  return weight_sum
+
+
+class _Devices:
+  """Collectives over the mesh axis `axis`; with `axis=None` (one device, no mesh), identities."""
+
+  def __init__(self, axis):
+    self.axis = axis
+
+  def psum(self, x):
+    return x if self.axis is None else jax.lax.psum(x, self.axis)
+
+  def pmean(self, x):
+    return x if self.axis is None else jax.lax.pmean(x, self.axis)
+
+  def pmax(self, x):
+    return x if self.axis is None else jax.lax.pmax(x, self.axis)
+
+  def index(self):
+    return 0 if self.axis is None else jax.lax.axis_index(self.axis)
+
+  def weighted_sum(self, value, w_d, w_total):
+    """`sum_d (W_d / W) value_d` over devices; shards of weight 0 contribute 0."""
+    return jax.tree.map(
+        lambda v: self.psum(jnp.where(w_d > 0, v * (w_d / w_total), 0).astype(v.dtype)), value)
+
+  def mean_state(self, state):
+    """Model state made equal on all devices: floats averaged, other arrays by max."""
+    def combine(x):
+      x = jnp.asarray(x)
+      if jnp.issubdtype(x.dtype, jnp.inexact):
+        return self.pmean(x)
+      if x.dtype == jnp.bool_:
+        return self.pmax(x.astype(jnp.int32)).astype(jnp.bool_)
+      return self.pmax(x)
+    return jax.tree.map(combine, state)
+
+
+def _compiled(device_fn, mesh, in_specs, out_specs, donate_argnums):
+  """`jit(shard_map(device_fn))` over `mesh`; plain Python if jit is disabled on one device.
+
+  With `jax_disable_jit` (the command line's `--disable_jit`) and one device,
+  the step runs op by op on real arrays, so `print` and `pdb` work inside layers.
+  """
+  if jax.config.jax_disable_jit and mesh.size == 1:
+    return functools.partial(device_fn, _Devices(None))
+  mapped = jax.shard_map(functools.partial(device_fn, _Devices(AXIS)), mesh=mesh,
+                         in_specs=in_specs, out_specs=out_specs, check_vma=False)
+  return jax.jit(mapped, donate_argnums=donate_argnums)
+
+
+def _update(devices, model_with_loss, optimizer, weight_fn, weights, slots, state, opt_params,
+            batch, step, key):
+  """One optimizer update on a device's shard of the global batch."""
+  rng = jax.random.fold_in(jax.random.fold_in(key, step), devices.index())
+  w_d = weight_fn(batch)
+  w_total = devices.psum(w_d)
+
+  def objective(w):
+    return model_with_loss.pure_fn(batch, w, state, rng)
+
+  (loss, new_state), grads = jax.value_and_grad(objective, has_aux=True)(weights)
+  grads = devices.weighted_sum(grads, w_d, w_total)
+  # NaN when no position of the global batch has weight (0 / 0), else the weighted loss.
+  loss = devices.weighted_sum(loss, w_d, w_total) / (w_total > 0)
+  new_weights, new_slots, stats = optimizer.tree_update(step, grads, weights, slots, opt_params)
+  return (new_weights, new_slots, devices.mean_state(new_state)), (
+      loss.astype(jnp.float32), stats['gradients_l2'].astype(jnp.float32))
+
+
+def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1):
+  """The compiled training step: up to `n_steps` optimizer updates per call.
+
+  Args:
+    model_with_loss: a layer `(x, y[, w]) -> loss` (the model, then the loss).
+    optimizer: an `Optimizer`.
+    mesh: from `make_mesh`.
+    weight_fn: from `loss_weight_fn`.
+    n_steps: updates per call (a `lax.scan`; more amortise the per-call cost).
+
+  Returns:
+    `step_fn(weights, slots, state, opt_params, batches, first_step, n_active,
+    key) -> (weights, slots, state, losses, gradient_norms)`. Update `i` (for
+    `i < n_active`; the others are skipped) is step `first_step + i`, taken on
+    the global batch `batches[i]` (every array stacked `(n_steps, batch,
+    ...)`, the batch axis sharded over `mesh`) with hyperparameters
+    `opt_params[name][i]`. `losses` and `gradient_norms` are float32
+    `(n_steps,)` (0 where skipped). Weights, slots and state are donated.
+  """
+  def device_steps(devices, weights, slots, state, opt_params, batches, first_step, n_active,
+                   key):
+    def body(carry, xs):
+      i, params, batch = xs
+      update = functools.partial(_update, devices, model_with_loss, optimizer, weight_fn)
+      return jax.lax.cond(i < n_active,
+                          lambda c: update(*c, params, batch, first_step + i, key),
+                          lambda c: (c, (jnp.float32(0), jnp.float32(0))), carry)
+
+    carry, (losses, norms) = jax.lax.scan(
+        body, (weights, slots, state), (jnp.arange(n_steps), opt_params, batches))
+    return carry + (losses, norms)
+
+  return _compiled(device_steps, mesh, (P(), P(), P(), P(), P(None, AXIS), P(), P(), P()),
+                   (P(), P(), P(), P(), P()), (0, 1, 2))
+
+
+def steps_per_call(signature, max_steps=10, max_bytes=16 << 20):
+  """Updates per compiled call for batches of `signature`: 1 with jit disabled (debugging).
+
+  Several small steps per call amortise the cost of a call; stacked batches
+  of more than `max_bytes` are not worth it.
+  """
+  if jax.config.jax_disable_jit:
+    return 1
+  batch_bytes = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in signature)
+  return int(max(1, min(max_steps, max_bytes // max(1, batch_bytes))))
+
+
+def stack_batches(batches, n_steps):
+  """Batches (tuples of equally shaped arrays) stacked on a new axis 0, zero-padded to n_steps."""
+  def stack(arrays):
+    pad = [np.zeros_like(arrays[0])] * (n_steps - len(arrays))
+    return np.stack(list(arrays) + pad)
+  return tuple(stack(arrays) for arrays in zip(*batches))
+
+
+def stack_params(params, n_steps):
+  """Per-step hyperparameter dicts as one dict of float32 `(n_steps,)`, the last repeated."""
+  params = list(params) + [params[-1]] * (n_steps - len(params))
+  return {name: np.asarray([p[name] for p in params], np.float32) for name in params[0]}
+
+
+class BatchChunks:
+  """Takes runs of equally shaped batches from a host stream, for stacking.
+
+  A batch of another shape than the run so far (length bucketing) waits for
+  the next run, so stacking never mixes shapes.
+  """
+
+  def __init__(self, batches):
+    self._batches = batches
+    self._waiting = None
+
+  def take(self, n):
+    """Up to `n` (at least 1) consecutive batches of one shape."""
+    run = []
+    while len(run) < n:
+      batch = self._waiting if self._waiting is not None else next(self._batches)
+      self._waiting = None
+      if run and [a.shape for a in batch] != [a.shape for a in run[0]]:
+        self._waiting = batch
+        break
+      run.append(batch)
+    return run
+
+
+def _averaged(layer):
+  """True for metrics combined by a plain mean over devices, not by loss weight."""
+  return isinstance(layer, (SumOfWeights, SequenceAccuracy))
+
+
+def make_eval_step(model, metric_layers, mesh, weight_fn):
+  """The compiled evaluation step.
+
+  Args:
+    model: the model in eval mode, `x -> model output`, taking the weights and
+      state of the training model.
+    metric_layers: metric layers `(output, y[, w]) -> scalar`, in the order of
+      the returned values.
+    mesh: from `make_mesh`.
+    weight_fn: from `loss_weight_fn`.
+
+  Returns:
+    `eval_fn(weights, state, batch, key, totals) -> totals + values`, where
+    `values` is a float32 vector with one entry per metric, each combined over
+    the devices' shards of the global batch.
+  """
+  def device_eval(devices, weights, state, batch, key, totals):
+    rng = jax.random.fold_in(key, devices.index())
+    n_in = model.n_in
+    x = batch[0] if n_in == 1 else tuple(batch[:n_in])
+    output, _ = model.pure_fn(x, weights, state, rng)
+    rest = ((output,) if model.n_out == 1 else tuple(output)) + tuple(batch[n_in:])
+    w_d = weight_fn(batch)
+    w_total = devices.psum(w_d)
+    values = []
+    for layer in metric_layers:
+      value = layer.pure_fn(rest[:layer.n_in], (), (), None)[0].astype(jnp.float32)
+      if _averaged(layer):
+        values.append(devices.pmean(value))
+      else:
+        values.append(devices.weighted_sum(value, w_d, w_total))
+    return totals + jnp.stack(values)
+
+  return _compiled(device_eval, mesh, (P(), P(), P(AXIS), P(), P()), P(), (4,))
+
+
+__all__ = ['AXIS', 'make_mesh', 'replicated', 'batch_sharded', 'loss_weight_fn',
+           'make_train_step', 'make_eval_step', 'steps_per_call', 'stack_batches',
+           'stack_params', 'BatchChunks']

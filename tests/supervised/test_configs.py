@@ -1,0 +1,109 @@
+"""The shipped gin configs: each parses, builds its model and trains a step on mock data."""
+
+import os
+
+import pytest
+
+from minitrax import checkpoint
+from minitrax import config
+from minitrax.errors import ConfigError
+from minitrax.shapes import ShapeDtype
+
+CONFIGS = ['mlp_mnist', 'resnet50_imagenet_8gb', 'wide_resnet_cifar10_8gb',
+           'transformer_lm1b_8gb', 'transformer_imdb_8gb', 'transformer_copy', 'lstm_lm1b']
+
+# Mock or synthetic data of the right kind, and smaller models, for one step on a CPU.
+MOCK = {
+    'mlp_mnist': ['train.inputs = @random_inputs', 'random_inputs.input_shape = (8, 28, 28, 1)',
+                  'random_inputs.output_shape = (8,)', 'MLP.d_hidden = 32'],
+    'resnet50_imagenet_8gb': [
+        'train.inputs = @random_inputs', 'random_inputs.input_shape = (2, 32, 32, 3)',
+        'random_inputs.output_shape = (2,)', 'random_inputs.output_range = (0, 999)',
+        'Resnet50.d_hidden = 4'],
+    'wide_resnet_cifar10_8gb': [
+        'train.inputs = @random_inputs', 'random_inputs.input_shape = (2, 32, 32, 3)',
+        'random_inputs.output_shape = (2,)', 'WideResnet.n_blocks = 1',
+        'WideResnet.widen_factor = 1'],
+    'transformer_lm1b_8gb': [
+        'train.inputs = @copy_inputs', 'copy_inputs.vocab_size = 258', 'copy_inputs.length = 16',
+        'copy_inputs.batch_size = 2', 'TransformerLM.d_model = 16', 'TransformerLM.d_ff = 32',
+        'TransformerLM.n_layers = 1', 'TransformerLM.n_heads = 2'],
+    'transformer_imdb_8gb': [
+        'train.inputs = @random_inputs', 'random_inputs.input_shape = (2, 32)',
+        "random_inputs.input_dtype = 'int32'", 'random_inputs.input_range = (1, 257)',
+        'random_inputs.output_shape = (2,)', 'random_inputs.output_range = (0, 1)',
+        'TransformerEncoder.d_model = 16', 'TransformerEncoder.d_ff = 32',
+        'TransformerEncoder.n_layers = 1', 'TransformerEncoder.n_heads = 2'],
+    'transformer_copy': [],
+    'lstm_lm1b': [
+        'train.inputs = @copy_inputs', 'copy_inputs.vocab_size = 258', 'copy_inputs.length = 16',
+        'copy_inputs.batch_size = 2', 'RNNLM.d_model = 16', 'RNNLM.n_layers = 1'],
+}
+MODELS = {'mlp_mnist': 'MLP', 'resnet50_imagenet_8gb': 'Resnet50',
+          'wide_resnet_cifar10_8gb': 'WideResnet', 'transformer_lm1b_8gb': 'TransformerLM',
+          'transformer_imdb_8gb': 'TransformerEncoder', 'transformer_copy': 'TransformerLM',
+          'lstm_lm1b': 'RNNLM'}
+
+
+def test_all_configs_are_shipped():
+  assert config.shipped_configs() == sorted(CONFIGS)
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_parses_as_shipped(name):
+  config.parse([name])
+  assert config.reference_name(config.query('train.model')) == MODELS[name]
+  assert config.query('train.steps') > 0
+
+
+# ResNet-50's step takes about 20 s to compile on a laptop CPU: `-m slow` runs it.
+# transformer_copy trains (and decodes) in test_cli.py::test_demo_trains_then_decodes.
+ONE_STEP = [pytest.param(name, marks=pytest.mark.slow) if name == 'resnet50_imagenet_8gb'
+            else name for name in CONFIGS if name != 'transformer_copy']
+
+
+@pytest.mark.parametrize('name', ONE_STEP)
+def test_config_trains_one_step_on_mock_data(name, tmp_path):
+  config.parse([name], MOCK[name] + ['train.steps = 1', 'train.eval_steps = 1',
+                                     'train.eval_frequency = 1'])
+  state = config.train(output_dir=str(tmp_path), config_text=config.operative_config)
+  assert state.step == 1
+  saved = checkpoint.load(str(tmp_path / 'model.pkl'))
+  assert saved['step'] == 1 and saved['history']['eval']['metrics/loss']
+  assert f'train.model = @{MODELS[name]}' in (tmp_path / 'config.gin').read_text()
+
+
+def test_resnet50_config_builds_its_model_on_mock_data():
+  """The fast part of the (slow) one-step test: the configured model's output shape."""
+  config.parse(['resnet50_imagenet_8gb'], MOCK['resnet50_imagenet_8gb'])
+  model = config.query('train.model').scoped_configurable_fn(mode='train')
+  signature = model.output_signature(ShapeDtype((2, 32, 32, 3)))
+  assert signature.shape == (2, 1000)
+
+
+def test_bindings_configure_the_default_optimizer_and_schedule():
+  config.parse([], ['Adafactor.factored = False', 'MultifactorSchedule.constant = 0.5'])
+  assert not config.query('train.optimizer').scoped_configurable_fn()._factored
+  schedule = config.query('train.lr_schedule').scoped_configurable_fn(None)
+  assert abs(float(schedule(400)['learning_rate']) - 0.5 / 20) < 1e-7
+
+
+def test_config_path_takes_names_and_paths(tmp_path):
+  shipped = config.config_path('mlp_mnist')
+  assert shipped == os.path.join(config.CONFIGS_DIR, 'mlp_mnist.gin')
+  assert config.config_path('mlp_mnist.gin') == shipped
+  mine = tmp_path / 'mine.gin'
+  mine.write_text('train.steps = 3\n')
+  assert config.config_path(str(mine)) == str(mine)
+  with pytest.raises(ConfigError, match=r"config file 'mlp_mnis' not found \(did you mean "
+                     r"'mlp_mnist'\?\); give a path or one of the shipped configs: lstm_lm1b"):
+    config.config_path('mlp_mnis')
+
+
+def test_bad_bindings_name_the_culprit():
+  with pytest.raises(ConfigError, match=r"Configurable 'train' doesn't have a parameter named "
+                     r"'no_such'"):
+    config.parse([], ['train.no_such = 1'])
+  with pytest.raises(ConfigError, match=r"(?s)No configurable matching reference '@NoNet'.*"
+                     r'Known models: .*TransformerLM'):
+    config.parse([], ['train.model = @NoNet'])
