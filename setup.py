@@ -22,6 +22,7 @@ setuptools.setup(
         'tensorboard',
         'importlib_resources',  # tensorflow-datasets needs it to prepare data, undeclared
     ],
+    entry_points={'console_scripts': ['minitrax-trainer = minitrax.trainer:run']},
     extras_require={
         'test': ['pytest>=8', 'pytest-xdist', 'nbclient', 'nbformat', 'ipykernel'],
         'tfds': ['tensorflow-cpu'],
