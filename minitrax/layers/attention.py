@@ -17,20 +17,19 @@ attention also keeps its keys and values in a cache of `max_len` positions.
 A call with `n` new positions writes them at the counter (one token, or a
 prompt chunk at once) and advances it. Going past `max_len` is an error:
 a `ValueError` when the counter is concrete; under `jax.jit` the outputs
-become NaN and the compiled program raises the same message (a
-`jax.errors.JaxRuntimeError`), never a silent wrap-around. Weights are the
-same in every mode; only the state differs.
+become NaN (never a silent wrap-around), and `layer(x)` then raises the same
+message; the decoders in `minitrax.supervised.decoding` refuse on the host
+to decode more positions than the cache holds. Weights are the same in every
+mode; only the state differs.
 
 Masked positions get the score -1e9 and the softmax runs in float32.
 """
 
-import functools
 import math
 import numbers
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Parallel, Select, Serial
@@ -72,29 +71,20 @@ def _overflow_message(who, start, n, max_len):
           f're-initialise its state to start a new sequence')
 
 
-def _raise_if_overflow(who, n, max_len, bad, start):
-  """Host side of the compiled check (may see batched values under vmap)."""
-  if np.any(bad):
-    raise ValueError(_overflow_message(who, int(np.max(start)), n, max_len))
-
-
 def check_positions(start, n, max_len, who):
   """Checks that positions `[start, start + n)` fit a cache of `max_len`.
 
   The same pattern as `core.check_ids`: for a concrete `start`, raises
-  `ValueError` or returns None; for a traced one, returns a traced boolean
-  `bad` and the compiled program raises the same message when it is true (the
-  caller poisons its outputs with `core.poison(y, bad)`).
+  `ValueError` or returns None; for a traced one, returns only a traced
+  boolean `bad` (no host callback in the compiled program), and the caller
+  poisons its outputs with `core.poison(y, bad)`.
   """
   if not isinstance(start, jax.core.Tracer):
     start = int(start)
     if start + n > max_len:
       raise ValueError(_overflow_message(who, start, n, max_len))
     return None
-  bad = start + n > max_len
-  report = functools.partial(_raise_if_overflow, who, n, max_len)
-  jax.lax.cond(bad, lambda: jax.debug.callback(report, bad, start), lambda: None)
-  return bad
+  return start + n > max_len
 
 
 # ------------------------------------------------------------------ the attention function

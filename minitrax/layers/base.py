@@ -230,6 +230,14 @@ class Layer(metaclass=_LayerMeta):
     Initialises the layer from `x`'s signature on first use if `init` was not
     called. Calls go through one cached `jax.jit` of `pure_fn`, so calling in a
     Python loop with same-shaped inputs compiles once.
+
+    Compiled programs hold no host callbacks, so under jit a token id out of
+    range or a predict cache overflow only makes the outputs NaN (see
+    `core.check_ids`). When a floating-point output holds NaN, the call is
+    therefore re-run eagerly (no jit, the same inputs, weights, pre-call state
+    and rng): if that raises (a `LayerError` from the eager checks, e.g.
+    'ids must lie in [0, 32)'), the error propagates and no state is stored;
+    if not (a genuine NaN), the jitted result is returned and its state stored.
     """
     if weights is None and not self._initialized:
       self.init(signature(x))
@@ -239,6 +247,8 @@ class Layer(metaclass=_LayerMeta):
     if self._jit_pure_fn is None:
       self._jit_pure_fn = jax.jit(self.pure_fn)
     y, new_state = self._jit_pure_fn(x, weights, state, rng)
+    if _has_nan(y):
+      self.pure_fn(x, weights, state, rng)  # raises the LayerError of a bad id or position
     self.state = new_state
     return y
 
@@ -377,6 +387,20 @@ class Layer(metaclass=_LayerMeta):
     for sub in subs:
       lines.extend('  ' + line for line in sub._repr_lines())  # pylint: disable=protected-access
     return lines + [']']
+
+
+@jax.jit
+def _any_nan(leaves):
+  return jnp.any(jnp.stack([jnp.any(jnp.isnan(leaf)) for leaf in leaves]))
+
+
+def _has_nan(tree):
+  """Whether a floating-point leaf of a concrete `tree` holds NaN (False for traced trees)."""
+  leaves = [leaf for leaf in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  if not leaves or any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    return False
+  return bool(_any_nan(leaves))
 
 
 # ------------------------------------------------------------------ tree walks

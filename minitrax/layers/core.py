@@ -4,12 +4,14 @@ Names, arguments and defaults follow Trax (`trax/layers/core.py`). Every layer
 here takes one input and gives one output (n_in = n_out = 1).
 
 Token ids are checked, never clamped: `check_ids` raises a `ValueError` for
-concrete ids outside `[0, upper)`, and under `jax.jit` it raises from the
-compiled program (a `jax.errors.JaxRuntimeError` whose text carries the same
-message) while `poison` turns the output into NaN.
+concrete ids outside `[0, upper)`. Under `jax.jit` it only returns a flag and
+`poison` turns the output into NaN (a compiled program holds no host
+callback: one would slow down every call of it). The friendly entry points
+diagnose the NaN: `layer(x)` re-runs the layer eagerly and raises the
+`LayerError` with the same message, and so does the `Trainer` for the step
+whose loss became NaN.
 """
 
-import functools
 import numbers
 
 import jax
@@ -55,23 +57,16 @@ def _ids_message(what, upper, lo, hi):
   return f'{what}: ids must lie in [0, {upper}), got values from {lo} to {hi}'
 
 
-def _raise_if_bad(what, upper, bad, lo, hi):
-  """Host side of the compiled id check (may see batched values under vmap)."""
-  if np.any(bad):
-    raise ValueError(_ids_message(what, upper, int(np.min(lo)), int(np.max(hi))))
-
-
 def check_ids(ids, upper, what):
   """Checks that integer `ids` lie in `[0, upper)`; never clamps them.
 
   Eager (concrete ids): raises `ValueError('<what>: ids must lie in [0, upper),
   got values from <min> to <max>')` and otherwise returns None. Traced ids
-  (under `jax.jit`, `vmap`, `eval_shape`): returns a scalar boolean `bad`,
-  and the compiled program raises the same message through a
-  `jax.debug.callback` run only when `bad` is true (under `lax.cond`; under
-  `vmap` the cond becomes a select, so the callback runs every time and
-  re-checks `bad` on the host); the caller must also poison its output with
-  `poison(y, bad)`.
+  (under `jax.jit`, `vmap`, `eval_shape`): returns a scalar boolean `bad`
+  only (no host callback, which would slow down every call of the compiled
+  program); the caller must poison its output with `poison(y, bad)`, so a
+  bad id gives NaN, never a silently clamped lookup. `Layer.__call__` and
+  the `Trainer` re-run eagerly on NaN to raise the message above.
 
   Args:
     ids: integer array of any shape.
@@ -94,11 +89,7 @@ def check_ids(ids, upper, what):
     if lo < 0 or hi >= upper:
       raise ValueError(_ids_message(what, upper, lo, hi))
     return None
-  lo, hi = jnp.min(ids), jnp.max(ids)
-  bad = (lo < 0) | (hi >= upper)
-  report = functools.partial(_raise_if_bad, what, upper)
-  jax.lax.cond(bad, lambda: jax.debug.callback(report, bad, lo, hi), lambda: None)
-  return bad
+  return (jnp.min(ids) < 0) | (jnp.max(ids) >= upper)
 
 
 def poison(y, bad):
@@ -168,8 +159,8 @@ class Embedding(Layer):
 
   Weights are one table of shape (vocab_size, d_feature). Ids outside
   `[0, vocab_size)` are an error (see `check_ids`): eagerly a `ValueError`;
-  under `jax.jit` a runtime error with the same message, and the output is
-  NaN. (Trax clamped such ids silently.)
+  under `jax.jit` the output is NaN, and `layer(x)` then raises the same
+  message. (Trax clamped such ids silently.)
 
   Args:
     vocab_size: number of ids.

@@ -15,7 +15,9 @@ as in Trax. These are Trax 1.2's conventions:
 `CrossEntropyLoss()` a 2-input one. `CrossEntropyLoss` takes log-probabilities
 (put `LogSoftmax` at the end of the model); `WeightedCategoryCrossEntropy`
 (Trax 1.4) takes logits. A target id outside `[0, n_categories)` at a position
-of non-zero weight is an error, also under `jax.jit` (see `core.check_ids`).
+of non-zero weight is an error (see `core.check_ids`): eagerly a `ValueError`;
+under `jax.jit` the value is NaN, and `layer(x)` and the `Trainer` then
+raise the same message.
 
 `METRICS` names the five metrics that the Trainer reports at evaluation.
 """

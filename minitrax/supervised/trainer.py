@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from minitrax import checkpoint
 from minitrax.data.prefetch import device_prefetch
-from minitrax.errors import CheckpointError, ConfigError, TrainingError
+from minitrax.errors import CheckpointError, ConfigError, LayerError, TrainingError
 from minitrax.layers.base import Layer
 from minitrax.layers.combinators import Serial
 from minitrax.layers.metrics import METRICS
@@ -295,16 +295,47 @@ class Trainer:
         step += 1
         if not (np.isfinite(loss) and np.isfinite(norm)):
           self._poisoned_at = step
-          what = (f'the loss is {loss}' if not np.isfinite(loss) else
-                  f'the gradients are not finite (global norm {norm}) at loss {loss}')
-          raise TrainingError(
-              f'Step {step}: {what}. Training stopped; nothing after the last checkpoint is '
-              'saved. Lower the learning rate, check the inputs, or find the operation with '
-              'jax_debug_nans (`--jax_debug_nans` on the command line).')
+          self._raise_diverged(step, loss, norm)
         sampled = step == 1 or step % 10 == 0  # in TensorBoard, as Trax
         self._summaries.write('train', 'training/loss', loss, step, tensorboard=sampled)
         if sampled:
           self._summaries.write('train', 'training/learning_rate', lr, step, json_lines=False)
+
+  def _raise_diverged(self, step, loss, norm):
+    """Raises the TrainingError of a non-finite loss or gradient norm at `step`.
+
+    Compiled steps turn a bad token id into NaN (see `core.check_ids`), so the
+    training model is first re-run eagerly on the batch of `step`; the
+    `LayerError` it raises, if any, is the cause reported.
+    """
+    cause = self._eager_error(step)
+    if cause is not None:
+      raise TrainingError(f'Step {step}: the loss is {loss} because the model fails on this '
+                          'step\'s batch (re-run without jit). Training stopped; nothing after '
+                          f'the last checkpoint is saved.\n{cause}') from cause
+    what = (f'the loss is {loss}' if not np.isfinite(loss) else
+            f'the gradients are not finite (global norm {norm}) at loss {loss}')
+    raise TrainingError(
+        f'Step {step}: {what}. Training stopped; nothing after the last checkpoint is '
+        'saved. Lower the learning rate, check the inputs, or find the operation with '
+        'jax_debug_nans (`--jax_debug_nans` on the command line).')
+
+  def _eager_error(self, step):
+    """The `LayerError` of the training model run eagerly on step `step`'s batch, or None.
+
+    The batch is read again from the training stream (exact for `Stream`
+    inputs and deterministic generators); the weights and state are the
+    current ones (those before the step were donated to the compiled call).
+    """
+    position = step - 1 + self._positions['train'] - self._step
+    batch = next(self._inputs.train_stream(self.n_devices, start=position, prefetch=0))
+    weights, state = jax.device_get((self._weights, self._state))
+    rng = jax.random.fold_in(jax.random.fold_in(self._train_key, step - 1), 0)
+    try:
+      self._model_with_loss.pure_fn(tuple(batch), weights, state, rng)
+    except LayerError as e:
+      return e
+    return None
 
   def _params_at(self, step):
     """The optimizer's hyperparameters at `step` (host float32 scalars), schedule applied."""

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from minitrax.errors import LayerError
 from minitrax.layers.combinators import Serial
 from minitrax.layers.metrics import CrossEntropyLoss
 from minitrax.models.transformer import (Transformer, TransformerDecoder, TransformerEncoder,
@@ -240,9 +241,8 @@ def test_codelab_inference_loop(copy_weights, tmp_path):
   assert result == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
   assert predict_model._jit_pure_fn._cache_size() == 1  # pylint: disable=protected-access
   # The cache holds max_len=10 positions: an 11th token is an error, not a wrap-around.
-  with pytest.raises(jax.errors.JaxRuntimeError,
-                     match='predict mode ran past max_len=10: 1 new position'):
-    np.asarray(predict_model(cur_input))
+  with pytest.raises(LayerError, match='predict mode ran past max_len=10: 1 new position'):
+    predict_model(cur_input)
 
 
 def test_models_are_registered_by_name():

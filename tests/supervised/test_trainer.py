@@ -11,7 +11,7 @@ import jax
 from minitrax import checkpoint
 from minitrax import lr
 from minitrax.data import Inputs, Stream, copy_inputs
-from minitrax.errors import CheckpointError, ConfigError, TrainingError
+from minitrax.errors import CheckpointError, ConfigError, LayerError, TrainingError
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Dropout, Embedding, LogSoftmax
 from minitrax.layers.metrics import CrossEntropyLoss
@@ -140,6 +140,23 @@ def test_a_batch_without_weight_stops_training():
   trainer = make(None, inputs=Inputs(Stream(batch)))
   with pytest.raises(TrainingError, match=r'^Step 3: the loss is nan'):
     trainer.train_epoch(4, 0)
+
+
+def test_an_out_of_range_target_names_the_step_and_the_id_check():
+  def batches(_):  # a plain generator (re-read from its start to diagnose)
+    rng = np.random.RandomState(0)
+    for i in range(100):
+      x = rng.randint(1, VOCAB, size=(4, 6)).astype(np.int32)
+      y = x.copy()
+      if i == 3:
+        y[2, 4] = VOCAB + 1
+      yield x, y, np.ones((4, 6), np.float32)
+  trainer = make(None, inputs=Inputs(batches))
+  with pytest.raises(TrainingError, match=r'(?s)^Step 4: the loss is nan because the model fails '
+                     r'on this step\'s batch.*CrossEntropyLoss targets: ids must lie in '
+                     r'\[0, 8\), got values from 1 to 9') as info:
+    trainer.train_epoch(6, 0)
+  assert isinstance(info.value.__cause__, LayerError)
 
 
 def test_checkpoints_at_highest_and_lowest(tmp_path):
