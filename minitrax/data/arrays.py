@@ -11,7 +11,7 @@ epoch)`; a batch may straddle two epochs, and no example is dropped.
 ((1,), dtype('int32'))
 """
 
-import numpy as np
+import numpy as np  # noqa: F401  (the docstring example uses np)
 
 from minitrax.data import batching
 from minitrax.data.inputs import Inputs, Stream

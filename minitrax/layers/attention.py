@@ -26,35 +26,20 @@ Masked positions get the score -1e9 and the softmax runs in float32.
 """
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 
+from minitrax.checks import check_int, check_mode, check_rate
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Parallel, Select, Serial
 from minitrax.layers.core import Dense, poison
 
-_MODES = ('train', 'eval', 'predict')
+
 _MASKED = -1e9
 
 
 # ------------------------------------------------------------------ argument checks
-
-
-def _check_mode(who, mode):
-  if mode not in _MODES:
-    raise ValueError(f'{who}: mode must be one of {_MODES}, got {mode!r}')
-
-
-def _check_rate(who, rate):
-  if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= rate < 1:
-    raise ValueError(f'{who}: dropout must be a number in [0, 1), got {rate!r}')
-
-
-def _check_int(who, what, value, minimum):
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'{who}: {what} must be an int >= {minimum}, got {value!r}')
 
 
 def _check_heads(who, d_feature, n_heads):
@@ -157,9 +142,9 @@ class PureAttention(Layer):
   """
 
   def __init__(self, n_heads=1, dropout=0.0, mode='train'):
-    _check_int('PureAttention', 'n_heads', n_heads, 1)
-    _check_rate('PureAttention', dropout)
-    _check_mode('PureAttention', mode)
+    check_int('PureAttention', 'n_heads', n_heads, 1)
+    check_rate('PureAttention', 'dropout', dropout)
+    check_mode('PureAttention', mode)
     super().__init__(n_in=4, n_out=2, name='PureAttention')
     self._n_heads, self._dropout, self._mode = n_heads, float(dropout), mode
 
@@ -182,8 +167,8 @@ def AttentionQKV(d_feature, n_heads=1, dropout=0.0, mode='train'):  # pylint: di
   `PureAttention`, then a Dense output projection: `y` is (batch, n_q,
   d_feature). Weights: four `Dense(d_feature)`.
   """
-  _check_int('AttentionQKV', 'd_feature', d_feature, 1)
-  _check_int('AttentionQKV', 'n_heads', n_heads, 1)
+  check_int('AttentionQKV', 'd_feature', d_feature, 1)
+  check_int('AttentionQKV', 'n_heads', n_heads, 1)
   _check_heads('AttentionQKV', d_feature, n_heads)
   return Serial(Parallel(Dense(d_feature), Dense(d_feature), Dense(d_feature)),
                 PureAttention(n_heads=n_heads, dropout=dropout, mode=mode),
@@ -224,9 +209,9 @@ class DotProductCausalAttention(Layer):
   """
 
   def __init__(self, dropout=0.0, max_len=2048, mode='train'):
-    _check_rate('DotProductCausalAttention', dropout)
-    _check_int('DotProductCausalAttention', 'max_len', max_len, 1)
-    _check_mode('DotProductCausalAttention', mode)
+    check_rate('DotProductCausalAttention', 'dropout', dropout)
+    check_int('DotProductCausalAttention', 'max_len', max_len, 1)
+    check_mode('DotProductCausalAttention', mode)
     super().__init__(n_in=3, n_out=1, name='DotProductCausalAttention')
     self._dropout, self._max_len, self._mode = float(dropout), max_len, mode
 
@@ -288,8 +273,8 @@ def CausalAttention(d_feature, n_heads=1, dropout=0.0, max_len=2048,  # pylint: 
   predict mode the state holds the key/value cache of `max_len` positions.
   (Trax hard-coded the cache length to 2048; here it is an argument.)
   """
-  _check_int('CausalAttention', 'd_feature', d_feature, 1)
-  _check_int('CausalAttention', 'n_heads', n_heads, 1)
+  check_int('CausalAttention', 'd_feature', d_feature, 1)
+  check_int('CausalAttention', 'n_heads', n_heads, 1)
   _check_heads('CausalAttention', d_feature, n_heads)
 
   def split(x):  # (batch, n, d) -> (batch * n_heads, n, d // n_heads)
@@ -342,9 +327,9 @@ class PositionalEncoding(Layer):
   """
 
   def __init__(self, max_len=2048, dropout=0.0, dropout_broadcast_dims=(-2,), mode='train'):
-    _check_int('PositionalEncoding', 'max_len', max_len, 1)
-    _check_rate('PositionalEncoding', dropout)
-    _check_mode('PositionalEncoding', mode)
+    check_int('PositionalEncoding', 'max_len', max_len, 1)
+    check_rate('PositionalEncoding', 'dropout', dropout)
+    check_mode('PositionalEncoding', mode)
     super().__init__(name='PositionalEncoding')
     self._max_len, self._mode = max_len, mode
     self._dropout = float(dropout) if mode == 'train' else 0.0
@@ -397,8 +382,8 @@ def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
   for `i < n_positions`. The identity in predict mode (the decoder then feeds
   the start symbol itself).
   """
-  _check_int('ShiftRight', 'n_positions', n_positions, 1)
-  _check_mode('ShiftRight', mode)
+  check_int('ShiftRight', 'n_positions', n_positions, 1)
+  check_mode('ShiftRight', mode)
 
   def f(x):
     if mode == 'predict':

@@ -18,18 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitrax.checks import check_int, check_mode
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.initializers import GlorotUniformInitializer, RandomNormalInitializer
 
-_MODES = ('train', 'eval', 'predict')
-
-
 # ------------------------------------------------------------------ argument checks
-
-
-def _check_int(value, what, who, minimum):
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'{who}: {what} must be an int >= {minimum}, got {value!r}')
 
 
 def _check_axis(axis, who, allow_none=False):
@@ -125,7 +118,7 @@ class Dense(Layer):
 
   def __init__(self, n_units, kernel_initializer=GlorotUniformInitializer(),
                bias_initializer=RandomNormalInitializer(1e-6), use_bias=True):
-    _check_int(n_units, 'n_units', 'Dense', 1)
+    check_int('Dense', 'n_units', n_units, 1)
     _check_callable(kernel_initializer, 'kernel_initializer', 'Dense')
     _check_callable(bias_initializer, 'bias_initializer', 'Dense')
     super().__init__(name=f'Dense_{n_units}')
@@ -169,8 +162,8 @@ class Embedding(Layer):
   """
 
   def __init__(self, vocab_size, d_feature, kernel_initializer=RandomNormalInitializer(1.0)):
-    _check_int(vocab_size, 'vocab_size', 'Embedding', 1)
-    _check_int(d_feature, 'd_feature', 'Embedding', 1)
+    check_int('Embedding', 'vocab_size', vocab_size, 1)
+    check_int('Embedding', 'd_feature', d_feature, 1)
     _check_callable(kernel_initializer, 'kernel_initializer', 'Embedding')
     super().__init__(name=f'Embedding_{vocab_size}_{d_feature}')
     self._vocab_size = vocab_size
@@ -208,8 +201,7 @@ class Dropout(Layer):
   def __init__(self, rate=0.0, shared_axes=None, mode='train'):
     if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= rate < 1:
       raise ValueError(f'Dropout: rate must be a number in [0, 1), got {rate!r}')
-    if mode not in _MODES:
-      raise ValueError(f'Dropout: mode must be one of {_MODES}, got {mode!r}')
+    check_mode('Dropout', mode)
     shared_axes = () if shared_axes is None else tuple(shared_axes)
     for axis in shared_axes:
       _check_axis(axis, 'Dropout')
@@ -247,7 +239,7 @@ def Flatten(n_axes_to_keep=1):  # pylint: disable=invalid-name
   `Flatten(2)` maps (2, 3, 5, 7) to (2, 3, 35). The input rank must exceed
   `n_axes_to_keep`.
   """
-  _check_int(n_axes_to_keep, 'n_axes_to_keep', 'Flatten', 0)
+  check_int('Flatten', 'n_axes_to_keep', n_axes_to_keep, 0)
 
   def f(x):
     if x.ndim <= n_axes_to_keep:
@@ -314,7 +306,7 @@ def one_hot(x, n_categories, dtype=jnp.float32):
   Row `i` is 1 at position `x[i]` and 0 elsewhere; ids outside
   `[0, n_categories)` give all-zero rows (as in Trax).
   """
-  _check_int(n_categories, 'n_categories', 'one_hot', 1)
+  check_int('one_hot', 'n_categories', n_categories, 1)
   x = jnp.asarray(x)
   return (x[..., None] == jnp.arange(n_categories, dtype=x.dtype)).astype(dtype)
 

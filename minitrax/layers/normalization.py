@@ -14,19 +14,13 @@ then applies a learned per-feature scale and bias:
 import jax.numpy as jnp
 import numpy as np
 
+from minitrax.checks import check_mode
 from minitrax.layers.base import EMPTY, Layer
-
-_MODES = ('train', 'eval', 'predict')
 
 
 def _check_positive(layer_name, arg_name, value):
   if not value > 0:
     raise ValueError(f'{layer_name}: {arg_name} must be > 0, got {value!r}')
-
-
-def _check_mode(layer_name, mode):
-  if mode not in _MODES:
-    raise ValueError(f'{layer_name}: mode must be one of {_MODES}, got {mode!r}')
 
 
 class LayerNorm(Layer):
@@ -113,7 +107,7 @@ class BatchNorm(Layer):
     _check_positive('BatchNorm', 'epsilon', epsilon)
     if not 0.0 <= momentum <= 1.0:
       raise ValueError(f'BatchNorm: momentum must lie in [0, 1], got {momentum!r}')
-    _check_mode('BatchNorm', mode)
+    check_mode('BatchNorm', mode)
     self._axis = tuple(int(a) for a in axis)
     self._epsilon = epsilon
     self._center, self._scale = bool(center), bool(scale)
@@ -189,7 +183,7 @@ class FilterResponseNorm(Layer):
   def __init__(self, mode='train', learn_epsilon=False, init_epsilon=1e-6,
                init_learnt_epsilon=1e-4):
     super().__init__(name='FilterResponseNorm')
-    _check_mode('FilterResponseNorm', mode)
+    check_mode('FilterResponseNorm', mode)
     _check_positive('FilterResponseNorm', 'init_epsilon', init_epsilon)
     _check_positive('FilterResponseNorm', 'init_learnt_epsilon', init_learnt_epsilon)
     self._learn_epsilon = bool(learn_epsilon)

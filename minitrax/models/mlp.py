@@ -20,19 +20,12 @@
 # Model and layer functions are CamelCase, as in Trax.
 # pylint: disable=invalid-name
 
-import numbers
-
+from minitrax.checks import check_int, check_mode
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Flatten, LogSoftmax
 
-_MODES = ('train', 'eval', 'predict')
 _DEFAULTS_1_2 = {'d_hidden': 512, 'n_hidden_layers': 2, 'n_output_classes': 10}
-
-
-def _check_int(value, what, minimum):
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'MLP: {what} must be an int >= {minimum}, got {value!r}')
 
 
 def _check_1_4_form(layer_widths, given_1_2):
@@ -50,7 +43,7 @@ def _check_1_4_form(layer_widths, given_1_2):
   if not widths:
     raise ValueError('MLP: layer_widths must be a non-empty tuple of ints >= 1, got ()')
   for width in widths:
-    _check_int(width, 'every entry of layer_widths', 1)
+    check_int('MLP', 'every entry of layer_widths', width, 1)
   return widths
 
 
@@ -80,8 +73,7 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
   Returns:
     A `Serial` layer.
   """
-  if mode not in _MODES:
-    raise ValueError(f'MLP: mode must be one of {_MODES}, got {mode!r}')
+  check_mode('MLP', mode)
   if not callable(activation_fn):
     raise TypeError(f'MLP: activation_fn must be a function returning a layer (e.g. Relu), '
                     f'got {activation_fn!r}')
@@ -99,9 +91,9 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
   if out_activation:
     raise ValueError('MLP: out_activation belongs to the Trax 1.4 form; pass layer_widths '
                      'too, or drop it (the Trax 1.2 form ends with LogSoftmax)')
-  _check_int(d_hidden, 'd_hidden', 1)
-  _check_int(n_hidden_layers, 'n_hidden_layers', 0)
-  _check_int(n_output_classes, 'n_output_classes', 1)
+  check_int('MLP', 'd_hidden', d_hidden, 1)
+  check_int('MLP', 'n_hidden_layers', n_hidden_layers, 0)
+  check_int('MLP', 'n_output_classes', n_output_classes, 1)
   hidden = [[Dense(d_hidden), activation_fn()] for _ in range(n_hidden_layers)]
   return Serial(head, hidden, Dense(n_output_classes), LogSoftmax(), name='MLP')
 

@@ -17,10 +17,9 @@ also works for any other (e.g. tiny test images).
 # Model and layer functions are CamelCase, as in Trax.
 # pylint: disable=invalid-name
 
-import numbers
-
 import jax.numpy as jnp
 
+from minitrax.checks import check_int, check_mode
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.base import Fn
 from minitrax.layers.combinators import Residual, Serial
@@ -28,18 +27,6 @@ from minitrax.layers.convolution import Conv
 from minitrax.layers.core import Dense, LogSoftmax, ToFloat
 from minitrax.layers.normalization import BatchNorm
 from minitrax.layers.pooling import MaxPool
-
-_MODES = ('train', 'eval', 'predict')
-
-
-def _check_mode(who, mode):
-  if mode not in _MODES:
-    raise ValueError(f'{who}: mode must be one of {_MODES}, got {mode!r}')
-
-
-def _check_int(who, what, value, minimum=1):
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'{who}: {what} must be an int >= {minimum}, got {value!r}')
 
 
 def _check_callable(who, what, value, example):
@@ -124,9 +111,9 @@ def Resnet50(d_hidden=64, n_output_classes=1001, mode='train', norm=BatchNorm,
       or `FilterResponseNorm`.
     non_linearity: `non_linearity()` makes each activation layer.
   """
-  _check_int('Resnet50', 'd_hidden', d_hidden)
-  _check_int('Resnet50', 'n_output_classes', n_output_classes)
-  _check_mode('Resnet50', mode)
+  check_int('Resnet50', 'd_hidden', d_hidden)
+  check_int('Resnet50', 'n_output_classes', n_output_classes)
+  check_mode('Resnet50', mode)
   _check_callable('Resnet50', 'norm', norm, 'BatchNorm')
   _check_callable('Resnet50', 'non_linearity', non_linearity, 'Relu')
 
@@ -202,10 +189,10 @@ def WideResnet(n_blocks=3, widen_factor=1, n_output_classes=10, bn_momentum=0.9,
     bn_momentum: momentum of every `BatchNorm`'s running statistics.
     mode: 'train', 'eval' or 'predict'.
   """
-  _check_int('WideResnet', 'n_blocks', n_blocks)
-  _check_int('WideResnet', 'widen_factor', widen_factor)
-  _check_int('WideResnet', 'n_output_classes', n_output_classes)
-  _check_mode('WideResnet', mode)
+  check_int('WideResnet', 'n_blocks', n_blocks)
+  check_int('WideResnet', 'widen_factor', widen_factor)
+  check_int('WideResnet', 'n_output_classes', n_output_classes)
+  check_mode('WideResnet', mode)
   return Serial(
       ToFloat(),
       Conv(16, (3, 3), padding='SAME'),

@@ -21,11 +21,10 @@ the predict-mode model.
 # Model and layer functions are CamelCase, as in Trax.
 # pylint: disable=invalid-name
 
-import numbers
-
 import jax.numpy as jnp
 import numpy as np
 
+from minitrax.checks import check_int, check_mode
 from minitrax.errors import LayerError
 from minitrax.layers.attention import ShiftRight
 from minitrax.layers.base import EMPTY, Layer, split_rng
@@ -33,18 +32,6 @@ from minitrax.layers.combinators import Scan, Serial
 from minitrax.layers.core import Dense, Dropout, Embedding, LogSoftmax
 from minitrax.layers.rnn import GRUCell, LSTMCell
 from minitrax.shapes import ShapeDtype
-
-_MODES = ('train', 'eval', 'predict')
-
-
-def _check_mode(who, mode):
-  if mode not in _MODES:
-    raise ValueError(f'{who}: mode must be one of {_MODES}, got {mode!r}')
-
-
-def _check_int(who, what, value, minimum=1):
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'{who}: {what} must be an int >= {minimum}, got {value!r}')
 
 
 class MultiRNNCell(Layer):
@@ -121,8 +108,8 @@ class Recurrent(Layer):
   """
 
   def __init__(self, cell, state_size, mode='train', name=None):
-    _check_int('Recurrent', 'state_size', state_size)
-    _check_mode('Recurrent', mode)
+    check_int('Recurrent', 'state_size', state_size)
+    check_mode('Recurrent', mode)
     super().__init__(name=name or 'Recurrent')
     self._sublayers = (Scan(cell, axis=1),)
     self._state_size = state_size
@@ -190,11 +177,11 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell,
     dropout: drop rate after the embedding (in 'train' only).
     mode: 'train', 'eval' or 'predict'.
   """
-  _check_int('RNNLM', 'vocab_size', vocab_size)
-  _check_int('RNNLM', 'd_model', d_model)
-  _check_int('RNNLM', 'n_layers', n_layers)
-  _check_int('RNNLM', 'rnn_cell_d_state_multiplier', rnn_cell_d_state_multiplier)
-  _check_mode('RNNLM', mode)
+  check_int('RNNLM', 'vocab_size', vocab_size)
+  check_int('RNNLM', 'd_model', d_model)
+  check_int('RNNLM', 'n_layers', n_layers)
+  check_int('RNNLM', 'rnn_cell_d_state_multiplier', rnn_cell_d_state_multiplier)
+  check_mode('RNNLM', mode)
   if not callable(rnn_cell):
     raise TypeError(f'RNNLM: rnn_cell must be a function returning a cell (e.g. LSTMCell), '
                     f'got {rnn_cell!r}')
@@ -228,10 +215,10 @@ def GRULM(vocab_size=256, d_model=512, n_layers=1, mode='train'):
     n_layers: number of GRU layers.
     mode: 'train', 'eval' or 'predict'.
   """
-  _check_int('GRULM', 'vocab_size', vocab_size)
-  _check_int('GRULM', 'd_model', d_model)
-  _check_int('GRULM', 'n_layers', n_layers)
-  _check_mode('GRULM', mode)
+  check_int('GRULM', 'vocab_size', vocab_size)
+  check_int('GRULM', 'd_model', d_model)
+  check_int('GRULM', 'n_layers', n_layers)
+  check_mode('GRULM', mode)
   return Serial(
       ShiftRight(mode=mode),
       Embedding(vocab_size, d_model),

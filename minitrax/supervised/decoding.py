@@ -28,19 +28,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitrax.checks import check_int
 from minitrax.layers.attention import DotProductCausalAttention
 from minitrax.shapes import ShapeDtype
+
 
 _NEG = -1e9  # score of impossible beams (finite, so no inf - inf)
 _FRESH_STATES = weakref.WeakKeyDictionary()  # model -> {input signature: fresh state}
 
 
 # ------------------------------------------------------------------ checks and setup
-
-
-def _check_int(what, value, minimum):
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'decoding: {what} must be an int >= {minimum}, got {value!r}')
 
 
 def _all_layers(layer, seen=None):
@@ -76,8 +73,8 @@ def _prepare(model, inputs, batch_size, start_id, rows_per_example=1):
 
   Examples are repeated `rows_per_example` times (beams) along the batch.
   """
-  _check_int('batch_size', batch_size, 1)
-  _check_int('start_id', start_id, 0)
+  check_int('decoding', 'batch_size', batch_size, 1)
+  check_int('decoding', 'start_id', start_id, 0)
   if not model.initialized:
     raise ValueError(f'decoding: model {model.name} is not initialised; call model.init('
                      f'ShapeDtype((batch, 1), np.int32)) and load its weights first')
@@ -303,8 +300,8 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, sta
   Arguments as for `autoregressive_sample_stream`.
   """
   _check_temperature(temperature)
-  _check_int('max_length', max_length, 1)
-  _check_int('eos_id', eos_id, 0)
+  check_int('decoding', 'max_length', max_length, 1)
+  check_int('decoding', 'eos_id', eos_id, 0)
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
   _check_room(capacity, prompt.shape[1] + max_length - 1, f'max_length={max_length}')
   out, n = _sample_loop(model, model.weights, state, prompt, inputs, jnp.float32(temperature),
@@ -329,9 +326,9 @@ def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=
     max_length` (positions after EOS hold `eos_id`), and float32 (batch_size,
     n_beams) scores, best first.
   """
-  _check_int('n_beams', n_beams, 1)
-  _check_int('max_length', max_length, 1)
-  _check_int('eos_id', eos_id, 0)
+  check_int('decoding', 'n_beams', n_beams, 1)
+  check_int('decoding', 'max_length', max_length, 1)
+  check_int('decoding', 'eos_id', eos_id, 0)
   if not isinstance(length_penalty, numbers.Real):
     raise ValueError(f'decoding: length_penalty must be a number, got {length_penalty!r}')
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id, n_beams)
