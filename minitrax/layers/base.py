@@ -245,12 +245,17 @@ class Layer(metaclass=_LayerMeta):
     state = self.state if state is None else state
     rng = self._rng if rng is None else rng
     if self._jit_pure_fn is None:
-      self._jit_pure_fn = jax.jit(self.pure_fn)
-    y, new_state = self._jit_pure_fn(x, weights, state, rng)
-    if _has_nan(y):
+      self._jit_pure_fn = jax.jit(self._pure_fn_with_nan_flag)
+    y, new_state, has_nan = self._jit_pure_fn(x, weights, state, rng)
+    if not isinstance(has_nan, jax.core.Tracer) and bool(has_nan):
       self.pure_fn(x, weights, state, rng)  # raises the LayerError of a bad id or position
     self.state = new_state
     return y
+
+  def _pure_fn_with_nan_flag(self, x, weights, state, rng):
+    """`pure_fn`, plus whether a floating-point output holds NaN (one program for `__call__`)."""
+    y, new_state = self.pure_fn(x, weights, state, rng)
+    return y, new_state, _any_nan(y)
 
   def output_signature(self, input_signature):
     """Output `ShapeDtype`(s) for the given input signature, via `jax.eval_shape`."""
@@ -389,18 +394,11 @@ class Layer(metaclass=_LayerMeta):
     return lines + [']']
 
 
-@jax.jit
-def _any_nan(leaves):
-  return jnp.any(jnp.stack([jnp.any(jnp.isnan(leaf)) for leaf in leaves]))
-
-
-def _has_nan(tree):
-  """Whether a floating-point leaf of a concrete `tree` holds NaN (False for traced trees)."""
-  leaves = [leaf for leaf in jax.tree.leaves(tree)
-            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
-  if not leaves or any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
-    return False
-  return bool(_any_nan(leaves))
+def _any_nan(tree):
+  """Scalar bool: whether any floating-point leaf of `tree` holds NaN."""
+  flags = [jnp.any(jnp.isnan(leaf)) for leaf in jax.tree.leaves(tree)
+           if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  return jnp.any(jnp.stack(flags)) if flags else jnp.zeros((), bool)
 
 
 # ------------------------------------------------------------------ tree walks
