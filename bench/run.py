@@ -1,0 +1,157 @@
+"""Runs the minitrax benchmarks (and optionally the peer baselines, interleaved); prints a table.
+
+    python -m bench                      # minitrax W1-W4 + ceiling, once each (~4 min here)
+    python -m bench --quick              # fewer steps (~2 min); figures are rougher
+    python -m bench --peers --pairs 3    # peer, minitrax, peer, minitrax, ... per workload
+    python -m bench --only W2,W3 --out results.jsonl
+
+Each benchmark runs in a fresh process (compile times are cold) under a timeout
+and prints one JSON line; the lines are appended to `--out`. With `--peers`
+the Flax+Optax scripts of ../shared/bench/peers run alternately with
+minitrax's, and the table gives median [min-max] per side and the ratio of
+medians. W5 (long sequences, Reformer) is bench/reformer_long.py, run apart.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_PEERS = os.path.join(os.path.dirname(ROOT), 'shared', 'bench', 'peers')
+DEFAULT_PEERS_PY = os.path.expanduser('~/.cache/minitrax-bench/venv-peers/bin/python')
+
+# workload: (minitrax module, peer script, quick args, timeout s)
+WORKLOADS = {
+    'ceiling': ('bench.common', 'matmul_ceiling.py', [], 120),
+    'W1': ('bench.w1_codelab', 'w1_codelab_flax.py', ['--steps', '1000'], 300),
+    'W2': ('bench.w2_mlp', 'w2_mlp_mnist_flax.py', ['--steps', '300'], 200),
+    'W3': ('bench.w3_lm', 'w3_lm_medium_flax.py', ['--steps', '10'], 400),
+    'W4': ('bench.w4_decode', 'w4_decode_flax.py', ['--reps', '1'], 400),
+}
+# (workload key, figure path, higher is better[, the peer's figure path if another])
+FIGURES = {
+    'ceiling': [('gflops_median', True)],
+    'W1': [('first_block_s', False), ('steady_steps_per_s', True), ('final_eval_acc', True)],
+    'W2': [('steady_steps_per_s', True), ('gflops', True), ('first_step_s', False)],
+    'W3': [('tokens_per_s', True), ('gflops', True), ('first_step_s', False),
+           ('peak_rss_mib', False)],
+    'W4': [(f'batch{b}.{k}', k != 'ttft_cold_s', f'batch{b}.{peer}') for b in (1, 8)
+           for k, peer in (('scan_tokens_per_s', 'scan_tokens_per_s'),
+                           ('loop_tokens_per_s', 'loop_tokens_per_s'),
+                           ('codelab_tokens_per_s', 'loop_tokens_per_s'),
+                           ('ttft_cold_s', 'ttft_cold_s'))],
+}
+CALIB = ('calib_gflops_start', 'calib_gflops_end')
+
+
+def run_one(cmd, cwd, timeout, env):
+  """Runs one benchmark process; returns its JSON record or None (timeout, crash)."""
+  t = time.time()
+  try:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+  except subprocess.TimeoutExpired:
+    print(f'  TIMEOUT after {timeout}s: {" ".join(cmd)}', file=sys.stderr)
+    return None
+  lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+  if proc.returncode or not lines:
+    print(f'  FAILED ({proc.returncode}): {" ".join(cmd)}\n{proc.stderr[-2000:]}',
+          file=sys.stderr)
+    return None
+  rec = json.loads(lines[-1])
+  print(f'  {rec["workload"]:14s} {rec["impl"]:32s} {time.time() - t:6.1f}s', file=sys.stderr)
+  return rec
+
+
+def get(figures, path):
+  for part in path.split('.'):
+    if figures is None:
+      return None
+    figures = figures.get(part) if isinstance(figures, dict) else None
+  return figures
+
+
+def fmt(vals):
+  if not vals:
+    return '-'
+  m = statistics.median(vals)
+  return f'{m:.4g} [{min(vals):.4g}-{max(vals):.4g}]' if len(vals) > 1 else f'{m:.4g}'
+
+
+def table(records):
+  """Markdown table: per workload figure, minitrax and peer median [min-max], ratio."""
+  lines = ['| workload | figure | minitrax | peer (Flax+Optax) | ratio m/p |',
+           '|---|---|---|---|---|']
+  for key, figs in FIGURES.items():
+    recs = [r for r in records if r['_key'] == key]
+    if not recs:
+      continue
+    for path, _, *peer_path in figs + [(c, True) for c in CALIB]:
+      paths = {'minitrax': path, 'peer': peer_path[0] if peer_path else path}
+      side = {s: [v for v in (get(r['figures'], paths[s]) for r in recs if r['_side'] == s)
+                  if v is not None] for s in ('minitrax', 'peer')}
+      if not side['minitrax'] and not side['peer']:
+        continue
+      ratio = '-'
+      if side['minitrax'] and side['peer'] and statistics.median(side['peer']):
+        ratio = f'{statistics.median(side["minitrax"]) / statistics.median(side["peer"]):.2f}'
+      label = path if paths['peer'] == path else f'{path} (peer: {paths["peer"]})'
+      lines.append(f'| {key} | {label} | {fmt(side["minitrax"])} | {fmt(side["peer"])} | '
+                   f'{ratio} |')
+  return '\n'.join(lines)
+
+
+def load(path, run_prefix):
+  """Records of `path` whose run_id starts with `run_prefix`, sides told apart by impl."""
+  names = {'matmul_ceiling': 'ceiling', 'W1_codelab': 'W1', 'W2_mlp_mnist': 'W2',
+           'W3_lm_medium': 'W3', 'W4_decode': 'W4'}
+  out = []
+  for line in open(path):
+    rec = json.loads(line)
+    if rec.get('run_id', '').startswith(run_prefix) and rec['workload'] in names:
+      side = 'minitrax' if 'minitrax' in rec['versions'] else 'peer'
+      out.append({**rec, '_key': names[rec['workload']], '_side': side})
+  return out
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument('--only', default=','.join(WORKLOADS), help='comma-separated: ceiling,W1,..W4')
+  p.add_argument('--quick', action='store_true', help='fewer steps per benchmark')
+  p.add_argument('--pairs', type=int, default=1, help='runs per side, interleaved')
+  p.add_argument('--peers', action='store_true', help='also run the Flax+Optax peers')
+  p.add_argument('--peers_dir', default=DEFAULT_PEERS)
+  p.add_argument('--peers_python', default=DEFAULT_PEERS_PY)
+  p.add_argument('--out', default=os.path.join(ROOT, 'bench', 'results.jsonl'))
+  p.add_argument('--run_id', default=time.strftime('%Y%m%dT%H%M%S'))
+  p.add_argument('--table', metavar='RUN_PREFIX', default=None,
+                 help='only print the table of the records in --out whose run_id starts so')
+  args = p.parse_args(argv)
+  if args.table is not None:
+    print(table(load(args.out, args.table)))
+    return
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  records = []
+  for key in args.only.split(','):
+    module, peer_script, quick_args, timeout = WORKLOADS[key]
+    extra = quick_args if args.quick else []
+    for i in range(args.pairs):
+      env['PEERS_RUN_ID'] = f'{args.run_id}-{i + 1}'
+      sides = [('minitrax', [sys.executable, '-m', module] + extra, ROOT)]
+      if args.peers:
+        sides.insert(0, ('peer', [args.peers_python, peer_script] + extra, args.peers_dir))
+      for side, cmd, cwd in sides:
+        rec = run_one(cmd, cwd, timeout, env)
+        if rec is not None:
+          with open(args.out, 'a') as f:
+            f.write(json.dumps(rec) + '\n')
+          records.append({**rec, '_key': key, '_side': side})
+  print(table(records))
+
+
+if __name__ == '__main__':
+  main()
