@@ -17,7 +17,12 @@ unchanged. `autoregressive_sample` and `beam_search` run compiled end to end:
 one `jax.jit` holds the prompt call and a `lax.while_loop` over positions
 (compiled once per model, shapes and static arguments). Tokens after a
 sequence's EOS are `eos_id`. Sampling draws Gumbel noise from `rng` (a JAX
-key or an int seed; default seed 0), so it is reproducible.
+key or an int seed; default seed 0), so it is reproducible. Whether decoding
+is greedy (`temperature == 0`) is decided on the host and is a static argument
+of the compiled functions: the greedy program is a plain argmax over the
+logits (no noise drawn, no log-softmax), so switching between greedy and
+sampling compiles a second program, while other temperatures > 0 reuse the
+sampling one.
 """
 
 import functools
@@ -136,34 +141,53 @@ def _check_temperature(temperature):
     raise ValueError(f'decoding: temperature must be a number >= 0, got {temperature!r}')
 
 
+def _is_greedy(temperature):
+  """True when `temperature` is exactly 0 on the host; a traced value is never greedy."""
+  try:
+    return float(temperature) == 0.0
+  except (TypeError, ValueError):  # jax's ConcretizationTypeError is a TypeError
+    return False
+
+
 # ------------------------------------------------------------------ compiled pieces
 
 
-def _log_probs(model, weights, state, tokens, inputs):
-  """Runs the model on `tokens` (rows, n); returns (log-probs at the last position, state)."""
+def _log_probs(model, weights, state, tokens, inputs, greedy=False):
+  """Runs the model on `tokens` (rows, n); returns (log-probs at the last position, state).
+
+  With `greedy` the scores are the raw logits (same argmax, no log-softmax).
+  """
   x = tokens if inputs is None else (inputs, tokens)
   y, state = model.pure_fn(x, weights, state, None)
   y = y[0] if isinstance(y, tuple) else y
-  return jax.nn.log_softmax(y[:, -1, :].astype(jnp.float32), axis=-1), state
+  scores = y[:, -1, :].astype(jnp.float32)
+  return (scores if greedy else jax.nn.log_softmax(scores, axis=-1)), state
 
 
-def _sample(log_probs, temperature, rng):
-  """One id per row: argmax of log_probs + temperature * Gumbel noise (argmax at 0)."""
-  noise = jax.random.gumbel(rng, log_probs.shape, jnp.float32)
-  return jnp.argmax(log_probs + temperature * noise, axis=-1).astype(jnp.int32)
+def _sample(scores, temperature, rng, i, greedy):
+  """One id per row: argmax of scores + temperature * Gumbel noise from fold_in(rng, i).
+
+  With `greedy` (static) it is the plain argmax and `rng` is not used.
+  """
+  if not greedy:
+    noise = jax.random.gumbel(jax.random.fold_in(rng, i), scores.shape, jnp.float32)
+    scores = scores + temperature * noise
+  return jnp.argmax(scores, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=('model',))
-def _stream_step(model, weights, state, tokens, inputs, temperature, rng):
-  log_probs, state = _log_probs(model, weights, state, tokens, inputs)
-  return _sample(log_probs, temperature, rng), state
+@functools.partial(jax.jit, static_argnames=('model', 'greedy'))
+def _stream_step(model, weights, state, tokens, inputs, temperature, rng, i, *, greedy):
+  """Sample i from `tokens` (rows, n); returns (the ids as (rows, 1), state)."""
+  scores, state = _log_probs(model, weights, state, tokens, inputs, greedy)
+  return _sample(scores, temperature, rng, i, greedy)[:, None], state
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'eos_id', 'max_length'))
-def _sample_loop(model, weights, state, prompt, inputs, temperature, rng, *, eos_id, max_length):
+@functools.partial(jax.jit, static_argnames=('model', 'eos_id', 'max_length', 'greedy'))
+def _sample_loop(model, weights, state, prompt, inputs, temperature, rng, *, eos_id, max_length,
+                 greedy):
   """Prompt call, then a while loop of one-token calls; returns (ids (rows, max_length), n)."""
-  log_probs, state = _log_probs(model, weights, state, prompt, inputs)
-  first = _sample(log_probs, temperature, jax.random.fold_in(rng, 0))
+  scores, state = _log_probs(model, weights, state, prompt, inputs, greedy)
+  first = _sample(scores, temperature, rng, 0, greedy)
   out = jnp.full((prompt.shape[0], max_length), eos_id, jnp.int32).at[:, 0].set(first)
 
   def running(carry):
@@ -172,8 +196,8 @@ def _sample_loop(model, weights, state, prompt, inputs, temperature, rng, *, eos
 
   def step(carry):
     i, last, state, out, done = carry
-    log_probs, state = _log_probs(model, weights, state, last[:, None], inputs)
-    token = _sample(log_probs, temperature, jax.random.fold_in(rng, i))
+    scores, state = _log_probs(model, weights, state, last[:, None], inputs, greedy)
+    token = _sample(scores, temperature, rng, i, greedy)
     token = jnp.where(done, eos_id, token)
     return i + 1, token, state, out.at[:, i].set(token), done | (token == eos_id)
 
@@ -256,7 +280,8 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
   """Yields samples from `model` one position at a time, forever.
 
   Each step is one call of a compiled one-step function (two compiles: the
-  prompt and the one-token step); the sampled ids are fed back. Stops with a
+  prompt and the one-token step; greedy and sampling are separate programs)
+  plus the read of its ids; the sampled ids are fed back. Stops with a
   `ValueError` before the model's predict cache (`max_len`) would overflow.
 
   Args:
@@ -275,18 +300,18 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
   _check_temperature(temperature)
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
   return _stream(model, prompt, inputs, state, capacity, jnp.float32(temperature),
-                 _as_key(rng))
+                 _as_key(rng), _is_greedy(temperature))
 
 
-def _stream(model, tokens, inputs, state, capacity, temperature, rng):
+def _stream(model, tokens, inputs, state, capacity, temperature, rng, greedy):
   weights, used, i = model.weights, 0, 0
   while True:
     used += tokens.shape[1]
     _check_room(capacity, used, f'sample {i + 1}')
-    sample, state = _stream_step(model, weights, state, tokens, inputs, temperature,
-                                 jax.random.fold_in(rng, i))
-    yield np.asarray(sample)
-    tokens, i = sample[:, None], i + 1
+    tokens, state = _stream_step(model, weights, state, tokens, inputs, temperature, rng,
+                                 np.int32(i), greedy=greedy)
+    yield np.asarray(tokens).reshape(-1)
+    i += 1
 
 
 def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, start_id=0,
@@ -305,7 +330,8 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, sta
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
   _check_room(capacity, prompt.shape[1] + max_length - 1, f'max_length={max_length}')
   out, n = _sample_loop(model, model.weights, state, prompt, inputs, jnp.float32(temperature),
-                        _as_key(rng), eos_id=eos_id, max_length=max_length)
+                        _as_key(rng), eos_id=eos_id, max_length=max_length,
+                        greedy=_is_greedy(temperature))
   return np.asarray(out)[:, :int(n)]
 
 

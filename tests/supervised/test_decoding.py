@@ -157,8 +157,31 @@ def test_sampling_follows_the_model_and_the_temperature():
   hot = np.bincount(draw(50.0, 7), minlength=6) / 4000            # high temperature: ~uniform
   np.testing.assert_allclose(hot, np.full(6, 1 / 6), atol=0.03)
   compiled = decoding._sample_loop._cache_size()  # pylint: disable=protected-access
-  draw(0.5, jax.random.key(3))
+  draw(0.5, jax.random.key(3))  # a new temperature > 0 reuses the sampling program
+  draw(0.0, 9)                  # and greedy its own (compiled once, above)
   assert decoding._sample_loop._cache_size() == compiled  # pylint: disable=protected-access
+
+
+def test_greedy_decoding_draws_no_random_numbers():
+  """Greedy (temperature 0) is a separate program: a plain argmax, no noise, rng unused."""
+  # pylint: disable=protected-access
+  prompt = np.zeros((1, 1), np.int32)
+  state = decoding._fresh_state(CHAIN, ShapeDtype((1, 1), np.int32))
+
+  def program(greedy):
+    return decoding._sample_loop.lower(
+        CHAIN, CHAIN.weights, state, prompt, None, jnp.float32(0.0), jax.random.key(0),
+        eos_id=EOS, max_length=4, greedy=greedy).as_text().lower()
+
+  random_ops = ('threefry', 'rng_bit_generator')  # the ops a draw lowers to
+  assert not any(op in program(True) for op in random_ops)
+  assert any(op in program(False) for op in random_ops)  # the check can see a draw
+  for seed in (0, 5):
+    np.testing.assert_array_equal(
+        decoding.autoregressive_sample(CHAIN, temperature=0.0, max_length=4, rng=seed),
+        [[2, 3, EOS]])
+    stream = decoding.autoregressive_sample_stream(CHAIN, np.array([[4]]), temperature=0, rng=seed)
+    np.testing.assert_array_equal([next(stream)[0] for _ in range(3)], [5, 4, 5])
 
 
 def test_stream_equals_compiled_sampling_and_stops_before_overflow(lms):
