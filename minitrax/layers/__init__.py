@@ -32,6 +32,12 @@ from minitrax.layers.metrics import (Accuracy, AccuracyScalar, BinaryCrossEntrop
                                      NegLogPerplexityScalar, SequenceAccuracy,
                                      SequenceAccuracyScalar, SmoothL1Loss, SumOfWeights,
                                      WeightedCategoryAccuracy, WeightedCategoryCrossEntropy)
+from minitrax.layers.reversible import (ReversibleHalfResidual, ReversibleLayer, ReversibleSerial,
+                                        ReversibleSwap)
+from minitrax.layers.lsh_attention import (LSHSelfAttention, SelfAttention, auto_n_buckets,
+                                           cached_attention, chunked_attention, hash_vectors,
+                                           hash_with_rotations, lsh_attention, random_rotations)
+from minitrax.layers.axial import (AxialPositionalEncoding)
 from minitrax.errors import LayerError
 
 __all__ = ['Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs',
@@ -53,4 +59,8 @@ __all__ = ['Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs', 
            'NegLogPerplexity', 'Accuracy', 'SequenceAccuracy', 'SumOfWeights', 'L2Loss',
            'SmoothL1Loss', 'BinaryCrossEntropy', 'WeightedCategoryCrossEntropy',
            'WeightedCategoryAccuracy', 'AccuracyScalar', 'SequenceAccuracyScalar',
-           'NegLogPerplexityScalar', 'METRICS', 'LayerError']
+           'NegLogPerplexityScalar', 'METRICS', 'ReversibleLayer', 'ReversibleSwap',
+           'ReversibleHalfResidual', 'ReversibleSerial', 'SelfAttention', 'LSHSelfAttention',
+           'hash_vectors', 'random_rotations', 'hash_with_rotations', 'auto_n_buckets',
+           'lsh_attention', 'chunked_attention', 'cached_attention', 'AxialPositionalEncoding',
+           'LayerError']

@@ -1,6 +1,7 @@
 """Models built from `minitrax.layers`, with Trax's signatures, and a registry by name."""
 
 from minitrax.models.mlp import MLP
+from minitrax.models.reformer import Reformer, ReformerLM
 from minitrax.models.registry import get_model, model_names, register
 from minitrax.models.resnet import (ConvBlock, GlobalAvgPool, IdentityBlock, Resnet50, WideResnet,
                                     WideResnetBlock, WideResnetGroup)
@@ -11,4 +12,4 @@ from minitrax.models.transformer import (Transformer, TransformerDecoder, Transf
 __all__ = ['MLP', 'Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock',
            'WideResnetGroup', 'GlobalAvgPool', 'RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell',
            'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerLM',
-           'register', 'get_model', 'model_names']
+           'Reformer', 'ReformerLM', 'register', 'get_model', 'model_names']

@@ -22,6 +22,7 @@ SEQ = ShapeDtype((2, 5, 4))
 LOGP = ShapeDtype((2, 5, 7))
 W = ShapeDtype((2, 5))
 MASK = ShapeDtype((2, 1, 1, 5), np.bool_)
+SEQ8 = ShapeDtype((2, 8, 4))
 
 CASES = {
     'Serial': (lambda: tl.Serial(tl.Dense(3), tl.Relu()), F),
@@ -95,13 +96,25 @@ CASES = {
     'ShiftRight': (tl.ShiftRight, IDS),
     'PaddingMask': (tl.PaddingMask, IDS),
     'EncoderDecoderMask': (tl.EncoderDecoderMask, (SEQ, MASK)),
+    'ReversibleSwap': (tl.ReversibleSwap, (SEQ, SEQ)),
+    'ReversibleHalfResidual': (lambda: tl.ReversibleHalfResidual(tl.LayerNorm(), tl.Dense(4)),
+                               (SEQ, SEQ)),
+    'ReversibleSerial': (lambda: tl.ReversibleSerial(
+        tl.ReversibleHalfResidual(tl.Dense(4)), tl.ReversibleSwap()), (SEQ, SEQ)),
+    'SelfAttention': (lambda: tl.SelfAttention(n_heads=2, d_qk=2, d_v=2, causal=True), SEQ8),
+    'LSHSelfAttention': (lambda: tl.LSHSelfAttention(n_heads=2, d_qk=2, d_v=2, causal=True,
+                                                     chunk_len=4, n_buckets=2), SEQ8),
+    'AxialPositionalEncoding': (lambda: tl.AxialPositionalEncoding(shape=(2, 4), d_embs=(2, 2)),
+                                SEQ8),
 }
 
 # Names in minitrax.layers that are not layers (helpers, initializers, base pieces).
 NOT_LAYERS = {'Layer', 'EMPTY', 'LayerError', 'METRICS', 'one_hot', 'log_softmax', 'check_ids',
               'poison', 'get_fans', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs',
               'as_stack', 'from_stack', 'dot_product_attention', 'sinusoidal_encoding',
-              'check_positions'}
+              'check_positions', 'ReversibleLayer', 'hash_vectors', 'random_rotations',
+              'hash_with_rotations', 'auto_n_buckets', 'lsh_attention', 'chunked_attention',
+              'cached_attention'}
 
 
 def _public_layers():

@@ -1,0 +1,128 @@
+"""Axial positional encoding (Reformer): learned position vectors from a few small tables.
+
+A sequence of up to `prod(shape)` positions is laid out row-major on a grid
+of `shape` (e.g. 65,536 = 128 x 512); position p has grid coordinates
+`(i_1, ..., i_k) = unravel_index(p, shape)` and its vector is the
+concatenation of one learned vector per axis, `W_1[i_1] ++ ... ++ W_k[i_k]`.
+The tables hold `sum(shape_j * d_j)` numbers instead of `prod(shape) *
+d_model` (Kitaev et al., 2020; Trax's `AxialPositionalEncoding`).
+"""
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+
+from minitrax.checks import check_mode, check_rate
+from minitrax.layers.attention import check_positions
+from minitrax.layers.base import Layer
+from minitrax.layers.core import poison
+from minitrax.layers.initializers import RandomNormalInitializer
+
+def _check_ints(who, what, values):
+  values = tuple(values) if isinstance(values, (tuple, list)) else None
+  if not values or any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1
+                       for v in values):
+    raise ValueError(f'{who}: {what} must be a non-empty tuple of ints >= 1, got {values!r}')
+  return tuple(int(v) for v in values)
+
+
+class AxialPositionalEncoding(Layer):
+  """Adds axial position vectors: (batch, n, d_model) -> (batch, n, d_model).
+
+  n_in = n_out = 1; `d_model` must equal `sum(d_embs)` and `n <=
+  prod(shape)`. Weights: one table per axis, `W_j` of shape (shape[j],
+  d_embs[j]). In training, dropout (rate `dropout`) applies to the position
+  vectors laid out as a (1, *shape, d_model) grid, one mask entry shared
+  along `dropout_broadcast_dims` (axes of that grid). In predict mode the state
+  is an int32 counter (as `PositionalEncoding`): a call with n positions uses
+  positions `counter .. counter + n - 1`; past `prod(shape)` is an error.
+
+  Args:
+    shape: the grid, e.g. (64, 64, 3) (Trax's default).
+    d_embs: the width of each axis's vectors, e.g. (384, 384, 256).
+    kernel_initializer: `init(shape, rng)` for the tables; N(0, 1).
+    dropout: dropout rate (training only).
+    dropout_broadcast_dims: grid axes (1..k; 0 is the batch-free leading 1)
+      along which one dropout entry is shared.
+    mode: 'train', 'eval' or 'predict'.
+  """
+
+  def __init__(self, shape=(64, 64, 3), d_embs=(384, 384, 256),
+               kernel_initializer=RandomNormalInitializer(1.0), dropout=0.0,
+               dropout_broadcast_dims=(), mode='train'):
+    shape = _check_ints('AxialPositionalEncoding', 'shape', shape)
+    d_embs = _check_ints('AxialPositionalEncoding', 'd_embs', d_embs)
+    if len(shape) != len(d_embs):
+      raise ValueError(f'AxialPositionalEncoding: shape {shape} and d_embs {d_embs} must '
+                       f'have the same length')
+    check_rate('AxialPositionalEncoding', 'dropout', dropout)
+    check_mode('AxialPositionalEncoding', mode)
+    for axis in dropout_broadcast_dims:
+      if not -len(shape) - 2 <= axis <= len(shape) + 1:
+        raise ValueError(f'AxialPositionalEncoding: dropout_broadcast_dims '
+                         f'{tuple(dropout_broadcast_dims)} must be axes of the (1, *shape, '
+                         f'd_model) grid')
+    super().__init__(name='AxialPositionalEncoding')
+    self._shape, self._d_embs = shape, d_embs
+    self._kernel_initializer = kernel_initializer
+    self._dropout = float(dropout) if mode == 'train' else 0.0
+    self._broadcast_dims = tuple(dropout_broadcast_dims)
+    self._mode = mode
+
+  @property
+  def max_len(self):
+    """The most positions: prod(shape)."""
+    return math.prod(self._shape)
+
+  @property
+  def mode(self):
+    return self._mode
+
+  def init_weights_and_state(self, input_signature, rng):
+    if input_signature.ndim != 3 or input_signature.shape[-1] != sum(self._d_embs):
+      raise ValueError(f'AxialPositionalEncoding: input must be (batch, length, '
+                       f'{sum(self._d_embs)}) (d_model = sum of d_embs {self._d_embs}), got '
+                       f'shape {input_signature.shape}')
+    rngs = jax.random.split(rng, len(self._shape))
+    weights = tuple(self._kernel_initializer((s, d), r)
+                    for s, d, r in zip(self._shape, self._d_embs, rngs))
+    return weights, (jnp.zeros((), jnp.int32) if self._mode == 'predict' else ())
+
+  def forward_with_state(self, x, weights, state, rng):
+    if x.ndim != 3 or x.shape[-1] != sum(self._d_embs):
+      raise ValueError(f'AxialPositionalEncoding: input must be (batch, length, '
+                       f'{sum(self._d_embs)}), got shape {x.shape}')
+    n = x.shape[1]
+    if self._mode == 'predict':
+      bad = check_positions(state, n, self.max_len, self.name)
+      emb = self._vectors(weights, state + jnp.arange(n, dtype=jnp.int32))
+      return poison(x + emb[None].astype(x.dtype), bad), state + n
+    if n > self.max_len:
+      raise ValueError(f'AxialPositionalEncoding: sequence length {n} exceeds prod(shape) = '
+                       f'{self.max_len} for shape {self._shape}')
+    emb = self._vectors(weights, jnp.arange(n, dtype=jnp.int32))
+    if self._dropout > 0.0:
+      emb = self._drop(emb, rng)
+    return x + emb[None].astype(x.dtype), state
+
+  def _vectors(self, weights, positions):
+    """(n,) positions -> (n, d_model): the concatenated per-axis vectors."""
+    coords = jnp.unravel_index(positions, self._shape)
+    return jnp.concatenate([w[c] for w, c in zip(weights, coords)], axis=-1)
+
+  def _drop(self, emb, rng):
+    if rng is None:
+      raise ValueError(f"AxialPositionalEncoding: mode='train' with dropout={self._dropout} "
+                       f"needs an rng, got rng=None")
+    grid = [1] + list(self._shape) + [emb.shape[-1]]
+    mask_shape = list(grid)
+    for axis in self._broadcast_dims:
+      mask_shape[axis] = 1
+    keep = jax.random.bernoulli(rng, 1.0 - self._dropout, tuple(mask_shape))
+    keep = jnp.broadcast_to(keep, grid).reshape((-1, emb.shape[-1]))[:emb.shape[0]]
+    return jnp.where(keep, emb / (1.0 - self._dropout), 0.0)
+
+
+__all__ = ['AxialPositionalEncoding']
