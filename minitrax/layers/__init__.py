@@ -35,8 +35,8 @@ from minitrax.layers.metrics import (Accuracy, AccuracyScalar, BinaryCrossEntrop
 from minitrax.layers.reversible import (ReversibleHalfResidual, ReversibleLayer, ReversibleSerial,
                                         ReversibleSwap)
 from minitrax.layers.lsh_attention import (LSHSelfAttention, SelfAttention, auto_n_buckets,
-                                           cached_attention, chunked_attention, hash_vectors,
-                                           hash_with_rotations, lsh_attention, random_rotations)
+                                           bucketed_attention, cached_attention, chunked_attention,
+                                           hash_vectors, hash_with_rotations, random_rotations)
 from minitrax.layers.axial import (AxialPositionalEncoding)
 from minitrax.errors import LayerError
 
@@ -62,5 +62,5 @@ __all__ = ['Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs', 
            'NegLogPerplexityScalar', 'METRICS', 'ReversibleLayer', 'ReversibleSwap',
            'ReversibleHalfResidual', 'ReversibleSerial', 'SelfAttention', 'LSHSelfAttention',
            'hash_vectors', 'random_rotations', 'hash_with_rotations', 'auto_n_buckets',
-           'lsh_attention', 'chunked_attention', 'cached_attention', 'AxialPositionalEncoding',
-           'LayerError']
+           'bucketed_attention', 'chunked_attention', 'cached_attention',
+           'AxialPositionalEncoding', 'LayerError']

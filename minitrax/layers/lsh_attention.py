@@ -32,7 +32,10 @@ gives one per step; `layer(x)` gives the layer's init key). When `rng` is
 None, a fixed key is used, made from an int32 seed drawn at `init` and kept
 in the layer's state (train/eval mode). Same key, same hashes; the
 reversible backward pass passes the forward's key, so it re-hashes
-identically.
+identically. The rotations of all heads are one draw, so they do not depend
+on `n_parallel_heads`; attention-dropout masks are drawn per (example,
+head) inside the batched computation and, with JAX's 'rbg' keys (the
+default of `Layer.init`), do depend on it.
 
 Predict mode (causal only) keeps the keys and values of up to
 `predict_mem_len` positions in its state, with a position counter, and
@@ -197,8 +200,8 @@ def _look_adjacent(x, before, after):
   return jnp.concatenate(parts, axis=1) if len(parts) > 1 else x
 
 
-def lsh_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks_after=0,
-                  causal=False, valid=None, dropout=0.0, rng=None):
+def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks_after=0,
+                       causal=False, valid=None, dropout=0.0, rng=None):
   """LSH attention of one head of one example, given the buckets.
 
   Args:
@@ -519,9 +522,10 @@ class LSHSelfAttention(_EfficientAttention):
       buckets = hash_with_rotations(qk, rot, n_buckets)
       if ok is not None:  # padding gets a bucket of its own
         buckets = jnp.where(ok[None, :], buckets, _total_buckets(n_buckets))
-      return lsh_attention(qk, vh, buckets, chunk_len=chunk, n_chunks_before=self._n_chunks_before,
-                           n_chunks_after=self._n_chunks_after, causal=self._causal, valid=ok,
-                           dropout=self._attention_dropout, rng=r)
+      return bucketed_attention(qk, vh, buckets, chunk_len=chunk,
+                                n_chunks_before=self._n_chunks_before,
+                                n_chunks_after=self._n_chunks_after, causal=self._causal,
+                                valid=ok, dropout=self._attention_dropout, rng=r)
 
     args = (q.reshape((b * h, n, -1)), v.reshape((b * h, n, -1)), rotations,
             None if valid is None else jnp.repeat(valid, h, axis=0),
@@ -533,6 +537,7 @@ class LSHSelfAttention(_EfficientAttention):
       out = jax.lax.map(jax.checkpoint(lambda a: jax.vmap(one)(*a)), groups)
     return out.reshape((b, h, n, -1))
 
+
 __all__ = ['SelfAttention', 'LSHSelfAttention', 'hash_vectors', 'random_rotations',
-           'hash_with_rotations', 'auto_n_buckets',
-           'lsh_attention', 'chunked_attention', 'cached_attention']
+           'hash_with_rotations', 'auto_n_buckets', 'bucketed_attention', 'chunked_attention',
+           'cached_attention']

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from minitrax.errors import LayerError
-from minitrax.layers import lsh_attention as lsh
+from minitrax.layers.lsh_attention import (LSHSelfAttention, SelfAttention, auto_n_buckets,
+                                           bucketed_attention, chunked_attention, hash_vectors)
 from minitrax.layers.axial import AxialPositionalEncoding
 from minitrax.shapes import ShapeDtype
 
@@ -94,37 +95,37 @@ def layer_with(make, sig=SIG, **kwargs):
 def test_hash_vectors_depends_only_on_the_rng_and_is_angular():
   v = jnp.asarray(RNG.normal(size=(32, 6)).astype(np.float32))
   key, other = jax.random.key(1), jax.random.key(2)
-  buckets = np.asarray(lsh.hash_vectors(v, 8, key, n_hashes=3))
+  buckets = np.asarray(hash_vectors(v, 8, key, n_hashes=3))
   assert buckets.shape == (3, 32) and buckets.dtype == np.int32
   assert buckets.min() >= 0 and buckets.max() < 8
-  np.testing.assert_array_equal(lsh.hash_vectors(v, 8, key, n_hashes=3), buckets)
-  assert np.mean(np.asarray(lsh.hash_vectors(v, 8, other, n_hashes=3)) != buckets) > 0.3
-  np.testing.assert_array_equal(lsh.hash_vectors(2.5 * v, 8, key, n_hashes=3), buckets)
+  np.testing.assert_array_equal(hash_vectors(v, 8, key, n_hashes=3), buckets)
+  assert np.mean(np.asarray(hash_vectors(v, 8, other, n_hashes=3)) != buckets) > 0.3
+  np.testing.assert_array_equal(hash_vectors(2.5 * v, 8, key, n_hashes=3), buckets)
   # argmax([xR, -xR]) of -x is the opposite half: bucket + n_buckets / 2.
-  np.testing.assert_array_equal(lsh.hash_vectors(-v, 8, key, n_hashes=3), (buckets + 4) % 8)
-  factored = np.asarray(lsh.hash_vectors(v, (2, 4), key))
+  np.testing.assert_array_equal(hash_vectors(-v, 8, key, n_hashes=3), (buckets + 4) % 8)
+  factored = np.asarray(hash_vectors(v, (2, 4), key))
   assert factored.min() >= 0 and factored.max() < 8 and len(np.unique(factored)) > 2
-  np.testing.assert_array_equal(lsh.hash_vectors(v, 1, key, n_hashes=2), np.zeros((2, 32)))
+  np.testing.assert_array_equal(hash_vectors(v, 1, key, n_hashes=2), np.zeros((2, 32)))
 
 
 def test_auto_n_buckets_follows_trax():
-  assert lsh.auto_n_buckets(1024, 128) == 16
-  assert lsh.auto_n_buckets(100, 128) == 2
-  assert lsh.auto_n_buckets(65536, 128) == (32, 32)
+  assert auto_n_buckets(1024, 128) == 16
+  assert auto_n_buckets(100, 128) == 2
+  assert auto_n_buckets(65536, 128) == (32, 32)
 
 
 # ------------------------------------------------------------------ LSH attention
 
 
-def test_lsh_attention_matches_numpy_reference_for_given_buckets():
+def test_bucketed_attention_matches_numpy_reference_for_given_buckets():
   n, chunk = 24, 4
   qk = RNG.normal(size=(n, 5)).astype(np.float32)
   v = RNG.normal(size=(n, 3)).astype(np.float32)
   buckets = RNG.integers(0, 4, size=(2, n)).astype(np.int32)
   for causal, before, after in ((True, 1, 0), (False, 1, 1)):
-    got = lsh.lsh_attention(jnp.asarray(qk), jnp.asarray(v), jnp.asarray(buckets),
-                            chunk_len=chunk, n_chunks_before=before, n_chunks_after=after,
-                            causal=causal)
+    got = bucketed_attention(jnp.asarray(qk), jnp.asarray(v), jnp.asarray(buckets),
+                             chunk_len=chunk, n_chunks_before=before, n_chunks_after=after,
+                             causal=causal)
     want = np_lsh(qk.astype(np.float64), v.astype(np.float64), buckets, chunk, before, after,
                   causal)
     np.testing.assert_allclose(got, want, atol=2e-5)
@@ -132,7 +133,7 @@ def test_lsh_attention_matches_numpy_reference_for_given_buckets():
 
 @pytest.mark.parametrize('n_buckets, n_hashes', [(1, 1), (4, 2), ((2, 4), 1)])
 def test_lsh_with_one_chunk_equals_full_causal_attention(n_buckets, n_hashes):
-  layer = layer_with(lsh.LSHSelfAttention, causal=True, chunk_len=N, n_buckets=n_buckets,
+  layer = layer_with(LSHSelfAttention, causal=True, chunk_len=N, n_buckets=n_buckets,
                      n_hashes=n_hashes, mode='eval')
   y = layer(X)
   np.testing.assert_allclose(y, np_layer(X, layer.weights, True, True), atol=2e-5)
@@ -140,7 +141,7 @@ def test_lsh_with_one_chunk_equals_full_causal_attention(n_buckets, n_hashes):
 
 
 def test_same_rng_same_hashes_and_different_rng_different_output():
-  layer = layer_with(lsh.LSHSelfAttention, causal=True, chunk_len=2, n_buckets=8, n_hashes=1)
+  layer = layer_with(LSHSelfAttention, causal=True, chunk_len=2, n_buckets=8, n_hashes=1)
   w, s = layer.weights, layer.state
   y1, _ = layer.pure_fn(X, w, s, jax.random.key(1))
   np.testing.assert_array_equal(layer.pure_fn(X, w, s, jax.random.key(1))[0], y1)
@@ -153,7 +154,7 @@ def test_same_rng_same_hashes_and_different_rng_different_output():
 
 
 def test_lsh_is_causal_and_gradients_flow():
-  layer = layer_with(lsh.LSHSelfAttention, causal=True, chunk_len=2, n_buckets=4, n_hashes=2)
+  layer = layer_with(LSHSelfAttention, causal=True, chunk_len=2, n_buckets=4, n_hashes=2)
   i = 7
   y, vjp = jax.vjp(lambda x, w: layer.pure_fn(x, w, layer.state, jax.random.key(3))[0],
                    jnp.asarray(X), layer.weights)
@@ -167,8 +168,8 @@ def test_lsh_is_causal_and_gradients_flow():
 
 def test_n_parallel_heads_does_not_change_the_result():
   kwargs = dict(causal=True, chunk_len=4, n_hashes=2, mode='eval')
-  together = layer_with(lsh.LSHSelfAttention, **kwargs)
-  one_at_a_time = layer_with(lsh.LSHSelfAttention, n_parallel_heads=1, **kwargs)
+  together = layer_with(LSHSelfAttention, **kwargs)
+  one_at_a_time = layer_with(LSHSelfAttention, n_parallel_heads=1, **kwargs)
   np.testing.assert_allclose(one_at_a_time(X, weights=together.weights), together(X), atol=1e-6)
 
 
@@ -176,7 +177,7 @@ def test_masked_lsh_hides_padding():
   valid = np.ones((B, N), bool)
   valid[:, -5:] = False
   sig = (SIG, ShapeDtype((B, N), bool))
-  layer = layer_with(lsh.LSHSelfAttention, sig=sig, masked=True, chunk_len=N, n_buckets=2,
+  layer = layer_with(LSHSelfAttention, sig=sig, masked=True, chunk_len=N, n_buckets=2,
                      mode='eval')
   y = layer((X, valid))
   want = np_layer(X, layer.weights, True, False, valid)
@@ -189,8 +190,8 @@ def test_masked_lsh_hides_padding():
 
 @pytest.mark.parametrize('share_qk, causal', [(False, True), (True, False)])
 def test_self_attention_matches_numpy_and_chunking_is_exact(share_qk, causal):
-  whole = layer_with(lsh.SelfAttention, share_qk=share_qk, causal=causal, mode='eval')
-  chunked = layer_with(lsh.SelfAttention, share_qk=share_qk, causal=causal, chunk_len=5,
+  whole = layer_with(SelfAttention, share_qk=share_qk, causal=causal, mode='eval')
+  chunked = layer_with(SelfAttention, share_qk=share_qk, causal=causal, chunk_len=5,
                        mode='eval')
   y = whole(X)
   np.testing.assert_allclose(y, np_layer(X, whole.weights, share_qk, causal), atol=2e-5)
@@ -203,7 +204,7 @@ def test_masked_self_attention_takes_a_padding_mask():
   valid = np.ones((B, 1, 1, N), bool)
   valid[0, ..., 10:] = False
   sig = (SIG, ShapeDtype(valid.shape, bool))
-  layer = layer_with(lsh.SelfAttention, sig=sig, masked=True, mode='eval')
+  layer = layer_with(SelfAttention, sig=sig, masked=True, mode='eval')
   y = layer((X, valid))
   np.testing.assert_allclose(y, np_layer(X, layer.weights, False, False, valid[:, 0, 0]),
                              atol=2e-5)
@@ -214,7 +215,7 @@ def test_chunked_attention_gradients_equal_unchunked():
   q, k, v = (jnp.asarray(RNG.normal(size=(2, 12, 4)).astype(np.float32)) for _ in range(3))
 
   def loss(chunk_len):
-    return jax.grad(lambda q, k, v: jnp.sum(jnp.sin(lsh.chunked_attention(
+    return jax.grad(lambda q, k, v: jnp.sum(jnp.sin(chunked_attention(
         q, k, v, causal=True, chunk_len=chunk_len))), argnums=(0, 1, 2))(q, k, v)
 
   for a, b in zip(loss(5), loss(None)):
@@ -224,8 +225,8 @@ def test_chunked_attention_gradients_equal_unchunked():
 # ------------------------------------------------------------------ predict mode
 
 
-@pytest.mark.parametrize('make', [functools.partial(lsh.SelfAttention),
-                                  functools.partial(lsh.LSHSelfAttention, chunk_len=N)])
+@pytest.mark.parametrize('make', [functools.partial(SelfAttention),
+                                  functools.partial(LSHSelfAttention, chunk_len=N)])
 def test_predict_mode_equals_eval_mode(make):
   evaluated = layer_with(make, causal=True, mode='eval')
   predictor = layer_with(make, sig=ShapeDtype((B, 1, D)), causal=True, mode='predict',
@@ -242,10 +243,10 @@ def test_predict_mode_equals_eval_mode(make):
 
 
 @pytest.mark.parametrize('make, message', [
-    (lambda: lsh.LSHSelfAttention(n_buckets=3), 'n_buckets must be None, 1, an even int'),
-    (lambda: lsh.LSHSelfAttention(chunk_len=0), 'chunk_len must be an int >= 1, got 0'),
-    (lambda: lsh.SelfAttention(mode='predict'), "mode='predict' needs causal=True"),
-    (lambda: lsh.SelfAttention(attention_dropout=1.0), r'attention_dropout must be a number in'),
+    (lambda: LSHSelfAttention(n_buckets=3), 'n_buckets must be None, 1, an even int'),
+    (lambda: LSHSelfAttention(chunk_len=0), 'chunk_len must be an int >= 1, got 0'),
+    (lambda: SelfAttention(mode='predict'), "mode='predict' needs causal=True"),
+    (lambda: SelfAttention(attention_dropout=1.0), r'attention_dropout must be a number in'),
 ])
 def test_constructors_validate_arguments(make, message):
   with pytest.raises(ValueError, match=message):
@@ -253,7 +254,7 @@ def test_constructors_validate_arguments(make, message):
 
 
 def test_lsh_needs_a_length_that_chunks_evenly():
-  layer = lsh.LSHSelfAttention(**SIZES, chunk_len=5)
+  layer = LSHSelfAttention(**SIZES, chunk_len=5)
   with pytest.raises(LayerError, match='sequence length 16 is not a multiple of chunk_len=5'):
     layer(X)
 

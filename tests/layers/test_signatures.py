@@ -113,7 +113,7 @@ NOT_LAYERS = {'Layer', 'EMPTY', 'LayerError', 'METRICS', 'one_hot', 'log_softmax
               'poison', 'get_fans', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs',
               'as_stack', 'from_stack', 'dot_product_attention', 'sinusoidal_encoding',
               'check_positions', 'ReversibleLayer', 'hash_vectors', 'random_rotations',
-              'hash_with_rotations', 'auto_n_buckets', 'lsh_attention', 'chunked_attention',
+              'hash_with_rotations', 'auto_n_buckets', 'bucketed_attention', 'chunked_attention',
               'cached_attention'}
 
 
