@@ -53,6 +53,19 @@ class LayerAttributeError(MinitraxError, AttributeError):
   """
 
 
+class ArgumentError(MinitraxError, ValueError):
+  """A constructor, function or layer got an argument or input of the wrong value.
+
+  Constructors raise it eagerly; inside `init`/`pure_fn` the base class wraps it
+  in `LayerError`. The message names the caller, the argument, the expected and
+  the actual value. Fix: pass what the message asks for.
+  """
+
+
+class ArgumentTypeError(MinitraxError, TypeError):
+  """A constructor, function or layer got an argument of the wrong type."""
+
+
 class ShapeError(MinitraxError, ValueError):
   """An input signature, shape or dtype is not what a function needs."""
 

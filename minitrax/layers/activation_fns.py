@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Fn
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -23,7 +24,7 @@ _SELU_LAMBDA = 1.0507009873554804934193349852946
 
 def _check_number(value, what, who):
   if not isinstance(value, numbers.Real) or isinstance(value, bool):
-    raise TypeError(f'{who}: {what} must be a real number, got {value!r}')
+    raise ArgumentTypeError(f'{who}: {what} must be a real number, got {value!r}')
 
 
 def Relu():  # pylint: disable=invalid-name
@@ -107,12 +108,12 @@ def Glu(axis=-1):  # pylint: disable=invalid-name
   The size of `axis` must be even.
   """
   if not isinstance(axis, int):
-    raise TypeError(f'Glu: axis must be an int, got {axis!r}')
+    raise ArgumentTypeError(f'Glu: axis must be an int, got {axis!r}')
 
   def f(x):
     size = x.shape[axis]
     if size % 2:
-      raise ValueError(f'Glu: axis {axis} must have an even size to split into value and '
+      raise ArgumentError(f'Glu: axis {axis} must have an even size to split into value and '
                        f'gate halves, got shape {x.shape}')
     a, b = jnp.split(x, 2, axis=axis)
     return a * jax.nn.sigmoid(b)

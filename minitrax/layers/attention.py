@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from minitrax.checks import check_int, check_mode, check_rate
+from minitrax.errors import ArgumentError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Parallel, Select, Serial
 from minitrax.layers.core import Dense, poison
@@ -44,7 +45,7 @@ _MASKED = -1e9
 
 def _check_heads(who, d_feature, n_heads):
   if d_feature % n_heads:
-    raise ValueError(f'{who}: d_feature={d_feature} is not a multiple of n_heads={n_heads}')
+    raise ArgumentError(f'{who}: d_feature={d_feature} is not a multiple of n_heads={n_heads}')
 
 
 # ------------------------------------------------------------------ position checks
@@ -67,7 +68,7 @@ def check_positions(start, n, max_len, who):
   if not isinstance(start, jax.core.Tracer):
     start = int(start)
     if start + n > max_len:
-      raise ValueError(_overflow_message(who, start, n, max_len))
+      raise ArgumentError(_overflow_message(who, start, n, max_len))
     return None
   return start + n > max_len
 
@@ -107,7 +108,7 @@ def _active_rate(who, rate, mode, rng):
   if mode != 'train' or rate == 0.0:
     return 0.0
   if rng is None:
-    raise ValueError(f"{who}: mode='train' with dropout={rate} needs an rng, got rng=None; "
+    raise ArgumentError(f"{who}: mode='train' with dropout={rate} needs an rng, got rng=None; "
                      f"pass a JAX key or use mode='eval'")
   return rate
 
@@ -152,7 +153,7 @@ class PureAttention(Layer):
     q, k, v, mask = x
     for name, a in (('queries', q), ('keys', k), ('values', v)):
       if a.ndim != 3 or a.shape[-1] % self._n_heads:
-        raise ValueError(f'PureAttention: {name} must be (batch, length, d) with d a multiple '
+        raise ArgumentError(f'PureAttention: {name} must be (batch, length, d) with d a multiple '
                          f'of n_heads={self._n_heads}, got shape {a.shape}')
     rate = _active_rate(self.name, self._dropout, self._mode, rng)
     heads = [_split_heads(a, self._n_heads) for a in (q, k, v)]
@@ -235,7 +236,7 @@ class DotProductCausalAttention(Layer):
   def forward_with_state(self, x, weights, state, rng):
     q, k, v = x
     if q.ndim < 2 or q.shape[-2] != k.shape[-2] or k.shape[-2] != v.shape[-2]:
-      raise ValueError(f'{self.name}: q, k, v must be (..., n, d) with the same n, got shapes '
+      raise ArgumentError(f'{self.name}: q, k, v must be (..., n, d) with the same n, got shapes '
                        f'{q.shape}, {k.shape}, {v.shape}')
     rate = _active_rate(self.name, self._dropout, self._mode, rng)
     n = q.shape[-2]
@@ -248,9 +249,9 @@ class DotProductCausalAttention(Layer):
     keys, values, pos = state
     n = q.shape[-2]
     if n > self._max_len:
-      raise ValueError(_overflow_message(self.name, 0, n, self._max_len))
+      raise ArgumentError(_overflow_message(self.name, 0, n, self._max_len))
     if keys.shape[:-2] != k.shape[:-2]:
-      raise ValueError(f'{self.name}: the predict cache was made for leading axes '
+      raise ArgumentError(f'{self.name}: the predict cache was made for leading axes '
                        f'{keys.shape[:-2]} (batch x heads), got inputs of shape {k.shape}; '
                        f're-initialise the model with this batch size')
     bad = check_positions(pos, n, self._max_len, self.name)
@@ -346,13 +347,13 @@ class PositionalEncoding(Layer):
   def init_weights_and_state(self, input_signature, rng):
     del rng
     if input_signature.ndim != 3:
-      raise ValueError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
+      raise ArgumentError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
                        f'shape {input_signature.shape}')
     return (), (jnp.zeros((), jnp.int32) if self._mode == 'predict' else ())
 
   def forward_with_state(self, x, weights, state, rng):
     if x.ndim != 3:
-      raise ValueError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
+      raise ArgumentError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
                        f'shape {x.shape}')
     n, d = x.shape[1], x.shape[2]
     if self._mode == 'predict':
@@ -360,12 +361,12 @@ class PositionalEncoding(Layer):
       pe = sinusoidal_encoding(state + jnp.arange(n), d).astype(x.dtype)
       return poison(x + pe[None], bad), state + n
     if n > self._max_len:
-      raise ValueError(f'PositionalEncoding: sequence length {n} exceeds max_len='
+      raise ArgumentError(f'PositionalEncoding: sequence length {n} exceeds max_len='
                        f'{self._max_len}')
     pe = sinusoidal_encoding(jnp.arange(n), d).astype(x.dtype)[None]
     if self._dropout > 0.0:
       if rng is None:
-        raise ValueError(f"PositionalEncoding: mode='train' with dropout={self._dropout} "
+        raise ArgumentError(f"PositionalEncoding: mode='train' with dropout={self._dropout} "
                          f"needs an rng, got rng=None")
       shape = list(pe.shape)
       for axis in self._broadcast_dims:
@@ -389,7 +390,7 @@ def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
     if mode == 'predict':
       return x
     if x.ndim < 2:
-      raise ValueError(f'ShiftRight: input must be (batch, length, ...), got shape {x.shape}')
+      raise ArgumentError(f'ShiftRight: input must be (batch, length, ...), got shape {x.shape}')
     pad = [(0, 0)] * x.ndim
     pad[1] = (n_positions, 0)
     return jnp.pad(x, pad)[:, :x.shape[1]]
@@ -401,7 +402,7 @@ def PaddingMask(pad=0):  # pylint: disable=invalid-name
   """Marks non-padding ids: (batch, n) int -> (batch, 1, 1, n) bool (True = content)."""
   def f(x):
     if x.ndim != 2:
-      raise ValueError(f'PaddingMask: input must be (batch, length), got shape {x.shape}')
+      raise ArgumentError(f'PaddingMask: input must be (batch, length), got shape {x.shape}')
     return (x != pad).reshape((x.shape[0], 1, 1, x.shape[1]))
   return Fn('PaddingMask', f)
 
@@ -410,7 +411,7 @@ def EncoderDecoderMask():  # pylint: disable=invalid-name
   """Encoder padding mask per decoder position: (dec (b, n_d, d), mask) -> (b, 1, n_d, n_e)."""
   def f(decoder_input, mask):
     if decoder_input.ndim != 3:
-      raise ValueError(f'EncoderDecoderMask: decoder input must be (batch, length, d), got '
+      raise ArgumentError(f'EncoderDecoderMask: decoder input must be (batch, length, d), got '
                        f'shape {decoder_input.shape}')
     b, n_e = mask.shape[0], mask.shape[-1]
     return jnp.broadcast_to(mask.reshape((b, 1, 1, n_e)), (b, 1, decoder_input.shape[1], n_e))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from minitrax.checks import check_mode, check_rate
+from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
 from minitrax.layers.base import Layer
 from minitrax.layers.core import poison
@@ -24,7 +25,7 @@ def _check_ints(who, what, values):
   values = tuple(values) if isinstance(values, (tuple, list)) else None
   if not values or any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1
                        for v in values):
-    raise ValueError(f'{who}: {what} must be a non-empty tuple of ints >= 1, got {values!r}')
+    raise ArgumentError(f'{who}: {what} must be a non-empty tuple of ints >= 1, got {values!r}')
   return tuple(int(v) for v in values)
 
 
@@ -55,13 +56,13 @@ class AxialPositionalEncoding(Layer):
     shape = _check_ints('AxialPositionalEncoding', 'shape', shape)
     d_embs = _check_ints('AxialPositionalEncoding', 'd_embs', d_embs)
     if len(shape) != len(d_embs):
-      raise ValueError(f'AxialPositionalEncoding: shape {shape} and d_embs {d_embs} must '
+      raise ArgumentError(f'AxialPositionalEncoding: shape {shape} and d_embs {d_embs} must '
                        f'have the same length')
     check_rate('AxialPositionalEncoding', 'dropout', dropout)
     check_mode('AxialPositionalEncoding', mode)
     for axis in dropout_broadcast_dims:
       if not -len(shape) - 2 <= axis <= len(shape) + 1:
-        raise ValueError(f'AxialPositionalEncoding: dropout_broadcast_dims '
+        raise ArgumentError(f'AxialPositionalEncoding: dropout_broadcast_dims '
                          f'{tuple(dropout_broadcast_dims)} must be axes of the (1, *shape, '
                          f'd_model) grid')
     super().__init__(name='AxialPositionalEncoding')
@@ -82,7 +83,7 @@ class AxialPositionalEncoding(Layer):
 
   def init_weights_and_state(self, input_signature, rng):
     if input_signature.ndim != 3 or input_signature.shape[-1] != sum(self._d_embs):
-      raise ValueError(f'AxialPositionalEncoding: input must be (batch, length, '
+      raise ArgumentError(f'AxialPositionalEncoding: input must be (batch, length, '
                        f'{sum(self._d_embs)}) (d_model = sum of d_embs {self._d_embs}), got '
                        f'shape {input_signature.shape}')
     rngs = jax.random.split(rng, len(self._shape))
@@ -92,7 +93,7 @@ class AxialPositionalEncoding(Layer):
 
   def forward_with_state(self, x, weights, state, rng):
     if x.ndim != 3 or x.shape[-1] != sum(self._d_embs):
-      raise ValueError(f'AxialPositionalEncoding: input must be (batch, length, '
+      raise ArgumentError(f'AxialPositionalEncoding: input must be (batch, length, '
                        f'{sum(self._d_embs)}), got shape {x.shape}')
     n = x.shape[1]
     if self._mode == 'predict':
@@ -100,7 +101,7 @@ class AxialPositionalEncoding(Layer):
       emb = self._vectors(weights, state + jnp.arange(n, dtype=jnp.int32))
       return poison(x + emb[None].astype(x.dtype), bad), state + n
     if n > self.max_len:
-      raise ValueError(f'AxialPositionalEncoding: sequence length {n} exceeds prod(shape) = '
+      raise ArgumentError(f'AxialPositionalEncoding: sequence length {n} exceeds prod(shape) = '
                        f'{self.max_len} for shape {self._shape}')
     emb = self._vectors(weights, jnp.arange(n, dtype=jnp.int32))
     if self._dropout > 0.0:
@@ -114,7 +115,7 @@ class AxialPositionalEncoding(Layer):
 
   def _drop(self, emb, rng):
     if rng is None:
-      raise ValueError(f"AxialPositionalEncoding: mode='train' with dropout={self._dropout} "
+      raise ArgumentError(f"AxialPositionalEncoding: mode='train' with dropout={self._dropout} "
                        f"needs an rng, got rng=None")
     grid = [1] + list(self._shape) + [emb.shape[-1]]
     mask_shape = list(grid)

@@ -39,8 +39,9 @@ import sys
 
 import jax
 import jax.numpy as jnp
+
 from minitrax import checkpoint
-from minitrax.errors import CheckpointError, LayerAttributeError, LayerError
+from minitrax.errors import ArgumentError, CheckpointError, LayerAttributeError, LayerError
 from minitrax.shapes import as_structs, signature
 
 EMPTY = ()
@@ -475,9 +476,9 @@ class Fn(Layer):
     try:
       params = inspect.signature(f).parameters.values()
     except (TypeError, ValueError) as e:
-      raise ValueError(f'Fn {name}: cannot read the parameters of {f!r}') from e
+      raise ArgumentError(f'Fn {name}: cannot read the parameters of {f!r}') from e
     if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-      raise ValueError(f'Fn {name}: f must have a fixed number of positional parameters')
+      raise ArgumentError(f'Fn {name}: f must have a fixed number of positional parameters')
     n_in = sum(1 for p in params if p.default is p.empty and p.kind != p.KEYWORD_ONLY)
     super().__init__(n_in=n_in, n_out=n_out, name=name)
     self._f = f
@@ -499,7 +500,7 @@ def push_outputs(layer, outputs, stack):
   if layer.n_out == 1:
     outputs = (outputs,)
   elif not isinstance(outputs, (tuple, list)) or len(outputs) != layer.n_out:
-    raise ValueError(f'layer {layer.name} declares n_out={layer.n_out} but returned '
+    raise ArgumentError(f'layer {layer.name} declares n_out={layer.n_out} but returned '
                      f'{len(outputs) if isinstance(outputs, (tuple, list)) else "one array"}')
   return tuple(outputs) + tuple(stack[layer.n_in:])
 
@@ -510,7 +511,7 @@ def as_stack(x, n_in):
     return (x,)
   if not isinstance(x, (tuple, list)) or len(x) < n_in:
     got = f'{len(x)} items' if isinstance(x, (tuple, list)) else 'one array'
-    raise ValueError(f'expected a tuple of {n_in} inputs, got {got}')
+    raise ArgumentError(f'expected a tuple of {n_in} inputs, got {got}')
   return tuple(x)
 
 

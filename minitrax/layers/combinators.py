@@ -11,6 +11,7 @@ one entry per sublayer.
 import jax
 import jax.numpy as jnp
 
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import (EMPTY, Fn, Layer, as_stack, from_stack, push_outputs,
                                   split_rng, stack_inputs)
 
@@ -22,7 +23,7 @@ def _flatten(layers, name):
     if isinstance(item, (list, tuple)):
       out.extend(_flatten(item, name))
     elif not isinstance(item, Layer):
-      raise TypeError(f'{name}: item {i} is a {type(item).__name__}, not a Layer')
+      raise ArgumentTypeError(f'{name}: item {i} is a {type(item).__name__}, not a Layer')
     else:
       out.append(item)
   return out
@@ -33,7 +34,7 @@ def _as_branch(item, name):
   if item is None or isinstance(item, (list, tuple)):
     return Serial(*_flatten([item] if item else [], name))
   if not isinstance(item, Layer):
-    raise TypeError(f'{name}: a branch is a {type(item).__name__}, not a Layer or list')
+    raise ArgumentTypeError(f'{name}: a branch is a {type(item).__name__}, not a Layer or list')
   return item
 
 
@@ -136,7 +137,7 @@ class Select(Layer):
     indices = [int(i) for i in indices]
     n_in = (max(indices) + 1 if indices else 0) if n_in is None else n_in
     if any(i < 0 or i >= n_in for i in indices):
-      raise ValueError(f'Select: indices {indices} must lie in [0, n_in={n_in})')
+      raise ArgumentError(f'Select: indices {indices} must lie in [0, n_in={n_in})')
     super().__init__(n_in=n_in, n_out=len(indices), name=name or 'Select')
     self._indices = tuple(indices)
 
@@ -219,7 +220,7 @@ class Split(Layer):
 
   def forward(self, x, weights):
     if x.shape[self._axis] % self.n_out:
-      raise ValueError(f'Split: axis {self._axis} of size {x.shape[self._axis]} does not '
+      raise ArgumentError(f'Split: axis {self._axis} of size {x.shape[self._axis]} does not '
                        f'divide into {self.n_out} equal parts')
     return tuple(jnp.split(x, self.n_out, axis=self._axis))
 
@@ -237,7 +238,7 @@ class Scan(Layer):
 
   def __init__(self, layer, axis=0, n_carry=1, remat=False):
     if n_carry > min(layer.n_in, layer.n_out):
-      raise ValueError(f'Scan: n_carry={n_carry} exceeds n_in={layer.n_in} or '
+      raise ArgumentError(f'Scan: n_carry={n_carry} exceeds n_in={layer.n_in} or '
                        f'n_out={layer.n_out} of {layer.name}')
     super().__init__(n_in=layer.n_in, n_out=layer.n_out, name='Scan')
     self._sublayers = (layer,)
@@ -322,14 +323,14 @@ class Cond(Layer):
   def __init__(self, cond, true, false=None, name=None):
     if false is None:
       if true.n_in != true.n_out:
-        raise ValueError(f'Cond: false=None needs true.n_in == true.n_out, got '
+        raise ArgumentError(f'Cond: false=None needs true.n_in == true.n_out, got '
                          f'{true.n_in} and {true.n_out}')
       false = Select(list(range(true.n_in)))
     if (true.n_in, true.n_out) != (false.n_in, false.n_out):
-      raise ValueError(f'Cond: true ({true.n_in} -> {true.n_out}) and false '
+      raise ArgumentError(f'Cond: true ({true.n_in} -> {true.n_out}) and false '
                        f'({false.n_in} -> {false.n_out}) must have the same arities')
     if cond.n_out != 1:
-      raise ValueError(f'Cond: cond must have n_out=1, got {cond.n_out}')
+      raise ArgumentError(f'Cond: cond must have n_out=1, got {cond.n_out}')
     super().__init__(n_in=cond.n_in + true.n_in, n_out=true.n_out, name=name or 'Cond')
     self._sublayers = (cond, true, false)
 
@@ -348,7 +349,7 @@ class Cond(Layer):
     r = split_rng(rng, 3)
     pred, cond_state = cond.pure_fn(stack_inputs(cond, stack), weights[0], state[0], r[0])
     if jnp.shape(pred) not in ((), (1,)):
-      raise ValueError(f'Cond: cond must output one boolean, got shape {jnp.shape(pred)}')
+      raise ArgumentError(f'Cond: cond must output one boolean, got shape {jnp.shape(pred)}')
     y = stack_inputs(true, stack[cond.n_in:])
 
     def run_true(operands):

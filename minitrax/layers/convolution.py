@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitrax.errors import ArgumentError
 from minitrax.layers.base import EMPTY, Layer
 from minitrax.layers.initializers import GlorotNormalInitializer, RandomNormalInitializer
 
@@ -30,19 +31,19 @@ def _check_dimension_numbers(dimension_numbers, n_spatial):
          f'dimension_numbers={_channels_last(n_spatial)}')
   if (not isinstance(dimension_numbers, (tuple, list)) or len(dimension_numbers) != 3
       or not all(isinstance(s, str) for s in dimension_numbers)):
-    raise ValueError(f'Conv: dimension_numbers must be three strings (input, kernel, output), '
+    raise ArgumentError(f'Conv: dimension_numbers must be three strings (input, kernel, output), '
                      f'got {dimension_numbers!r}; {fix}')
   lhs, rhs, out = dimension_numbers
   for spec, what, special in ((lhs, 'input', 'NC'), (rhs, 'kernel', 'IO'), (out, 'output', 'NC')):
     if len(set(spec)) != len(spec) or any(c not in spec for c in special):
-      raise ValueError(f'Conv: {what} layout {spec!r} must hold {special[0]!r} and '
+      raise ArgumentError(f'Conv: {what} layout {spec!r} must hold {special[0]!r} and '
                        f'{special[1]!r} once each and no repeated letter; {fix}')
   spatial = [set(lhs) - set('NC'), set(rhs) - set('IO'), set(out) - set('NC')]
   if not spatial[0] == spatial[1] == spatial[2]:
-    raise ValueError(f'Conv: dimension_numbers {tuple(dimension_numbers)} must name the same '
+    raise ArgumentError(f'Conv: dimension_numbers {tuple(dimension_numbers)} must name the same '
                      f'spatial dims in all three layouts; {fix}')
   if len(spatial[1]) != n_spatial:
-    raise ValueError(f'Conv: dimension_numbers {tuple(dimension_numbers)} have '
+    raise ArgumentError(f'Conv: dimension_numbers {tuple(dimension_numbers)} have '
                      f'{len(spatial[1])} spatial dims but kernel_size has {n_spatial}; {fix}')
   return tuple(dimension_numbers)
 
@@ -53,16 +54,16 @@ def _int_tuple(layer, name, value, n):
   try:
     out = tuple(int(v) for v in value)
   except (TypeError, ValueError):
-    raise ValueError(message) from None
+    raise ArgumentError(message) from None
   if len(out) != n or any(v < 1 for v in out) or any(o != v for o, v in zip(out, value)):
-    raise ValueError(message)
+    raise ArgumentError(message)
   return out
 
 
 def _check_padding(padding, n):
   if isinstance(padding, str):
     if padding not in ('VALID', 'SAME'):
-      raise ValueError(f"Conv: padding must be 'VALID', 'SAME' or {n} (low, high) pairs, "
+      raise ArgumentError(f"Conv: padding must be 'VALID', 'SAME' or {n} (low, high) pairs, "
                        f'got {padding!r}')
     return padding
   try:
@@ -70,7 +71,7 @@ def _check_padding(padding, n):
   except (TypeError, ValueError):
     pairs = None
   if pairs is None or len(pairs) != n:
-    raise ValueError(f"Conv: padding must be 'VALID', 'SAME' or {n} (low, high) pairs, "
+    raise ArgumentError(f"Conv: padding must be 'VALID', 'SAME' or {n} (low, high) pairs, "
                      f'got {padding!r}')
   return pairs
 
@@ -108,9 +109,9 @@ class Conv(Layer):
     super().__init__(name=type(self).__name__)
     name = self._name
     if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-      raise ValueError(f'{name}: filters must be a positive int, got {filters!r}')
+      raise ArgumentError(f'{name}: filters must be a positive int, got {filters!r}')
     if not isinstance(kernel_size, (tuple, list)) or not kernel_size:
-      raise ValueError(f'{name}: kernel_size must be a non-empty tuple (one size per spatial '
+      raise ArgumentError(f'{name}: kernel_size must be a non-empty tuple (one size per spatial '
                        f'dim), got {kernel_size!r}; e.g. (3, 3) for images')
     n = len(kernel_size)
     self._filters = int(filters)
@@ -125,7 +126,7 @@ class Conv(Layer):
     for arg, value in (('kernel_initializer', kernel_initializer),
                        ('bias_initializer', bias_initializer)):
       if not callable(value):
-        raise ValueError(f'{name}: {arg} must be a function init(shape, rng), got {value!r}')
+        raise ArgumentError(f'{name}: {arg} must be a function init(shape, rng), got {value!r}')
     self._kernel_initializer = kernel_initializer
     self._bias_initializer = bias_initializer
     self._use_bias = bool(use_bias)
@@ -146,7 +147,7 @@ class Conv(Layer):
       return
     extra = ' or more (extra leading axes are folded into the batch)' \
         if lhs[0] == out[0] == 'N' else ''
-    raise ValueError(f'{self._name}: input layout {lhs!r} needs rank {len(lhs)}{extra}, '
+    raise ArgumentError(f'{self._name}: input layout {lhs!r} needs rank {len(lhs)}{extra}, '
                      f'got shape {tuple(shape)}')
 
   def init_weights_and_state(self, input_signature, rng):
@@ -184,7 +185,7 @@ def Conv1d(filters, kernel_size, stride=1, padding='VALID', kernel_initializer=N
   ints. n_in = n_out = 1. Other arguments as in `Conv`.
   """
   if isinstance(kernel_size, (tuple, list)) or isinstance(stride, (tuple, list)):
-    raise ValueError(f'Conv1d: kernel_size and stride must be ints, got {kernel_size!r} '
+    raise ArgumentError(f'Conv1d: kernel_size and stride must be ints, got {kernel_size!r} '
                      f'and {stride!r}')
   return Conv(filters, (kernel_size,), strides=(stride,), padding=padding,
               dimension_numbers=('NWC', 'WIO', 'NWC'), kernel_initializer=kernel_initializer,
@@ -214,7 +215,7 @@ class CausalConv(Conv):
                      kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
                      use_bias=use_bias)
     if isinstance(dilation, bool) or not isinstance(dilation, (int, np.integer)) or dilation < 1:
-      raise ValueError(f'CausalConv: dilation must be a positive int, got {dilation!r}')
+      raise ArgumentError(f'CausalConv: dilation must be a positive int, got {dilation!r}')
     self._rhs_dilation = (int(dilation),)
 
   def forward(self, x, weights):

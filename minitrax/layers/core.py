@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitrax.checks import check_int, check_mode
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.initializers import GlorotUniformInitializer, RandomNormalInitializer
 
@@ -30,17 +31,17 @@ def _check_axis(axis, who, allow_none=False):
     return
   if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
     kinds = 'an int or None' if allow_none else 'an int'
-    raise TypeError(f'{who}: axis must be {kinds}, got {axis!r}')
+    raise ArgumentTypeError(f'{who}: axis must be {kinds}, got {axis!r}')
 
 
 def _check_callable(value, what, who):
   if not callable(value):
-    raise TypeError(f'{who}: {what} must be a function init(shape, rng), got {value!r}')
+    raise ArgumentTypeError(f'{who}: {what} must be a function init(shape, rng), got {value!r}')
 
 
 def _need_rng(rng, who):
   if rng is None:
-    raise ValueError(f'{who}: initialising weights needs a JAX key, got rng=None')
+    raise ArgumentError(f'{who}: initialising weights needs a JAX key, got rng=None')
 
 
 # ------------------------------------------------------------------ id checks
@@ -72,7 +73,7 @@ def check_ids(ids, upper, what):
   if not hasattr(ids, 'dtype'):
     ids = np.asarray(ids)
   if not jnp.issubdtype(ids.dtype, jnp.integer):
-    raise TypeError(f'{what}: ids must be integers, got dtype {ids.dtype}')
+    raise ArgumentTypeError(f'{what}: ids must be integers, got dtype {ids.dtype}')
   traced = isinstance(ids, jax.core.Tracer)
   if ids.size == 0:
     return jnp.zeros((), bool) if traced else None
@@ -80,7 +81,7 @@ def check_ids(ids, upper, what):
     values = np.asarray(ids)
     lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= upper:
-      raise ValueError(_ids_message(what, upper, lo, hi))
+      raise ArgumentError(_ids_message(what, upper, lo, hi))
     return None
   return (jnp.min(ids) < 0) | (jnp.max(ids) >= upper)
 
@@ -94,7 +95,7 @@ def poison(y, bad):
   if bad is None:
     return y
   if not jnp.issubdtype(y.dtype, jnp.inexact):
-    raise TypeError(f'poison: can only fill floating-point outputs with NaN, got {y.dtype}')
+    raise ArgumentTypeError(f'poison: can only fill floating-point outputs with NaN, got {y.dtype}')
   return jnp.where(bad, jnp.nan, y).astype(y.dtype)
 
 
@@ -129,7 +130,7 @@ class Dense(Layer):
 
   def init_weights_and_state(self, input_signature, rng):
     if input_signature.ndim == 0:
-      raise ValueError(f'{self.name}: input must have at least one axis (..., d_in), '
+      raise ArgumentError(f'{self.name}: input must have at least one axis (..., d_in), '
                        f'got a scalar of shape {input_signature.shape}')
     _need_rng(rng, self.name)
     rng_w, rng_b = jax.random.split(rng)
@@ -141,7 +142,7 @@ class Dense(Layer):
   def forward(self, x, weights):
     w, b = weights if self._use_bias else (weights, None)
     if jnp.ndim(x) == 0 or x.shape[-1] != w.shape[0]:
-      raise ValueError(f'{self.name}: input shape {jnp.shape(x)} does not end in '
+      raise ArgumentError(f'{self.name}: input shape {jnp.shape(x)} does not end in '
                        f'd_in={w.shape[0]} of the weights {w.shape}')
     y = jnp.dot(x, w)
     return y if b is None else y + b
@@ -200,7 +201,7 @@ class Dropout(Layer):
 
   def __init__(self, rate=0.0, shared_axes=None, mode='train'):
     if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= rate < 1:
-      raise ValueError(f'Dropout: rate must be a number in [0, 1), got {rate!r}')
+      raise ArgumentError(f'Dropout: rate must be a number in [0, 1), got {rate!r}')
     check_mode('Dropout', mode)
     shared_axes = () if shared_axes is None else tuple(shared_axes)
     for axis in shared_axes:
@@ -215,13 +216,13 @@ class Dropout(Layer):
     if self._mode != 'train' or self._rate == 0.0:
       return x, state
     if rng is None:
-      raise ValueError(f"Dropout: mode='train' with rate={self._rate} needs an rng to draw "
+      raise ArgumentError(f"Dropout: mode='train' with rate={self._rate} needs an rng to draw "
                        f"its mask, got rng=None; pass a JAX key (pure_fn(x, weights, state, "
                        f"jax.random.key(0))) or use mode='eval'")
     mask_shape = list(x.shape)
     for axis in self._shared_axes:
       if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f'Dropout: shared axis {axis} is out of range for input shape '
+        raise ArgumentError(f'Dropout: shared axis {axis} is out of range for input shape '
                          f'{x.shape}')
       mask_shape[axis] = 1
     keep_prob = 1.0 - self._rate
@@ -243,7 +244,7 @@ def Flatten(n_axes_to_keep=1):  # pylint: disable=invalid-name
 
   def f(x):
     if x.ndim <= n_axes_to_keep:
-      raise ValueError(f'Flatten: input rank {x.ndim} (shape {x.shape}) must exceed '
+      raise ArgumentError(f'Flatten: input rank {x.ndim} (shape {x.shape}) must exceed '
                        f'n_axes_to_keep={n_axes_to_keep}')
     return jnp.reshape(x, x.shape[:n_axes_to_keep] + (-1,))
 

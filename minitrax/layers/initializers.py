@@ -22,6 +22,8 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from minitrax.errors import ArgumentError, ArgumentTypeError
+
 # Standard deviation of a unit normal truncated to [-2, 2]; dividing by it makes
 # the truncated draw have the requested variance.
 _TRUNCATED_NORMAL_STD = 0.87962566103423978
@@ -35,9 +37,9 @@ def _pure_shape(shape, who):
   try:
     dims = tuple(int(d) for d in shape)
   except TypeError as e:
-    raise TypeError(f'{who}: shape must be a tuple of ints, got {shape!r}') from e
+    raise ArgumentTypeError(f'{who}: shape must be a tuple of ints, got {shape!r}') from e
   if any(d < 0 for d in dims):
-    raise ValueError(f'{who}: shape dimensions must be >= 0, got {dims}')
+    raise ArgumentError(f'{who}: shape dimensions must be >= 0, got {dims}')
   return dims
 
 
@@ -47,7 +49,7 @@ def _is_number(value):
 
 def _check_non_negative(value, what, who):
   if not _is_number(value) or value < 0:
-    raise ValueError(f'{who}: {what} must be a number >= 0, got {value!r}')
+    raise ArgumentError(f'{who}: {what} must be a number >= 0, got {value!r}')
 
 
 def get_fans(shape, out_dim=-1, in_dim=-2, nonreceptive_dims=()):
@@ -70,7 +72,7 @@ def get_fans(shape, out_dim=-1, in_dim=-2, nonreceptive_dims=()):
     return shape[0], shape[0]
   out_dim, in_dim = out_dim % rank, in_dim % rank
   if out_dim == in_dim:
-    raise ValueError(f'get_fans: in_dim and out_dim must differ, both are axis {in_dim} '
+    raise ArgumentError(f'get_fans: in_dim and out_dim must differ, both are axis {in_dim} '
                      f'of shape {tuple(shape)}')
   skip = {in_dim, out_dim} | {d % rank for d in nonreceptive_dims}
   receptive = math.prod(d for i, d in enumerate(shape) if i not in skip)
@@ -121,11 +123,11 @@ def ScaledInitializer(out_dim, in_dim, scale, mode, distribution):  # pylint: di
     `init(shape, rng, dtype=jnp.float32, *, nonreceptive_dims=())`.
   """
   if not _is_number(scale) or scale <= 0:
-    raise ValueError(f'ScaledInitializer: scale must be a positive float, got {scale!r}')
+    raise ArgumentError(f'ScaledInitializer: scale must be a positive float, got {scale!r}')
   if mode not in _MODES:
-    raise ValueError(f'ScaledInitializer: mode must be one of {_MODES}, got {mode!r}')
+    raise ArgumentError(f'ScaledInitializer: mode must be one of {_MODES}, got {mode!r}')
   if distribution not in _DISTRIBUTIONS:
-    raise ValueError(f'ScaledInitializer: distribution must be one of {_DISTRIBUTIONS}, '
+    raise ArgumentError(f'ScaledInitializer: distribution must be one of {_DISTRIBUTIONS}, '
                      f'got {distribution!r}')
 
   def init(shape, rng, dtype=jnp.float32, *, nonreceptive_dims=()):
@@ -168,7 +170,7 @@ def LeCunUniformInitializer(out_dim=-1, in_dim=-2, scale=1.):  # pylint: disable
 
 def _kaiming_scale(param, who):
   if not _is_number(param):
-    raise ValueError(f'{who}: param (negative slope) must be a number, got {param!r}')
+    raise ArgumentError(f'{who}: param (negative slope) must be a number, got {param!r}')
   return 2.0 / (1.0 + param ** 2)
 
 

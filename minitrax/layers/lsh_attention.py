@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from minitrax.checks import check_int, check_mode, check_rate
+from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
 from minitrax.layers.base import Layer
 from minitrax.layers.core import poison
@@ -70,7 +71,7 @@ def _check_buckets(who, n_buckets):
   factors = n_buckets if isinstance(n_buckets, (tuple, list)) else [n_buckets]
   for f in factors:
     if not isinstance(f, numbers.Integral) or isinstance(f, bool) or f < 2 or f % 2:
-      raise ValueError(f'{who}: n_buckets must be None, 1, an even int >= 2 or a tuple of '
+      raise ArgumentError(f'{who}: n_buckets must be None, 1, an even int >= 2 or a tuple of '
                        f'them (factorised hashing), got {n_buckets!r}')
 
 
@@ -314,7 +315,7 @@ class _EfficientAttention(Layer):
     check_rate(name, 'output_dropout', output_dropout)
     check_mode(name, mode)
     if mode == 'predict' and not causal:
-      raise ValueError(f"{name}: mode='predict' needs causal=True (fast decoding is for "
+      raise ArgumentError(f"{name}: mode='predict' needs causal=True (fast decoding is for "
                        f"causal self-attention)")
     super().__init__(n_in=2 if masked else 1, n_out=1, name=name)
     self._n_heads, self._d_qk, self._d_v = n_heads, d_qk, d_v
@@ -341,7 +342,7 @@ class _EfficientAttention(Layer):
   def init_weights_and_state(self, input_signature, rng):
     x = input_signature[0] if self._masked else input_signature
     if x.ndim != 3:
-      raise ValueError(f'{self.name}: input must be (batch, length, d_model), got shape '
+      raise ArgumentError(f'{self.name}: input must be (batch, length, d_model), got shape '
                        f'{x.shape}')
     d_model = x.shape[-1]
     r = jax.random.split(rng, 5)
@@ -363,12 +364,12 @@ class _EfficientAttention(Layer):
     x, mask = (x[0], x[1]) if self._masked else (x, None)
     d_model = weights[0].shape[1]
     if x.ndim != 3 or x.shape[-1] != d_model:
-      raise ValueError(f'{self.name}: input must be (batch, length, {d_model}), got shape '
+      raise ArgumentError(f'{self.name}: input must be (batch, length, {d_model}), got shape '
                        f'{x.shape}')
     if mask is None:
       return x, None
     if mask.size != x.shape[0] * x.shape[1]:
-      raise ValueError(f'{self.name}: mask must have shape (batch, length) = {x.shape[:2]} '
+      raise ArgumentError(f'{self.name}: mask must have shape (batch, length) = {x.shape[:2]} '
                        f'(or (batch, 1, 1, length)), got {mask.shape}')
     return x, mask.reshape(x.shape[:2]).astype(bool)
 
@@ -376,7 +377,7 @@ class _EfficientAttention(Layer):
     if self._attention_dropout == 0.0 and self._output_dropout == 0.0:
       return None, None
     if rng is None:
-      raise ValueError(f"{self.name}: mode='train' with dropout needs an rng, got rng=None; "
+      raise ArgumentError(f"{self.name}: mode='train' with dropout needs an rng, got rng=None; "
                        f"pass a JAX key or use mode='eval'")
     return tuple(jax.random.split(jax.random.fold_in(rng, 1), 2))
 
@@ -401,9 +402,9 @@ class _EfficientAttention(Layer):
     keys, values, pos = state
     m, limit = q.shape[2], self._predict_mem_len
     if m > limit:
-      raise ValueError(f'{self.name}: {m} positions in one call exceed predict_mem_len={limit}')
+      raise ArgumentError(f'{self.name}: {m} positions in one call exceed predict_mem_len={limit}')
     if keys.shape[0] != q.shape[0]:
-      raise ValueError(f'{self.name}: the predict cache was made for batch {keys.shape[0]}, '
+      raise ArgumentError(f'{self.name}: the predict cache was made for batch {keys.shape[0]}, '
                        f'got batch {q.shape[0]}; re-initialise the model with this batch size')
     bad = check_positions(pos, m, limit, self.name)
     k = _length_normalized(q) if self._share_qk else k
@@ -505,11 +506,11 @@ class LSHSelfAttention(_EfficientAttention):
     b, h, n, _ = q.shape
     chunk = min(self._chunk_len, n)
     if n % chunk:
-      raise ValueError(f'{self.name}: sequence length {n} is not a multiple of '
+      raise ArgumentError(f'{self.name}: sequence length {n} is not a multiple of '
                        f'chunk_len={chunk}; pad the inputs or pick another chunk_len')
     slices = self._n_parallel_heads or b * h
     if (b * h) % slices:
-      raise ValueError(f'{self.name}: n_parallel_heads={slices} must divide batch x n_heads '
+      raise ArgumentError(f'{self.name}: n_parallel_heads={slices} must divide batch x n_heads '
                        f'= {b * h}')
     n_buckets = self._n_buckets or auto_n_buckets(n, chunk)
     hash_rng = jax.random.key(state) if rng is None else jax.random.fold_in(rng, 0)

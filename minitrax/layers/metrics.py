@@ -29,6 +29,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Layer
 from minitrax.layers.core import check_ids, poison
 
@@ -58,12 +59,12 @@ class _Metric(Layer):
     name = name or type(self).__name__
     if id_to_mask is not None and (isinstance(id_to_mask, bool) or
                                    not isinstance(id_to_mask, (int, np.integer))):
-      raise TypeError(f'{name}: id_to_mask must be an int or None, got {id_to_mask!r}')
+      raise ArgumentTypeError(f'{name}: id_to_mask must be an int or None, got {id_to_mask!r}')
     if id_to_mask is not None and not self._MASK_BY_ID:
-      raise ValueError(f'{name}: cannot mask by id (id_to_mask={id_to_mask}) since its '
+      raise ArgumentError(f'{name}: cannot mask by id (id_to_mask={id_to_mask}) since its '
                        f'targets are not ids; pass has_weights=True and weights instead')
     if not isinstance(has_weights, (bool, np.bool_)):
-      raise TypeError(f'{name}: has_weights must be a bool, got {has_weights!r}')
+      raise ArgumentTypeError(f'{name}: has_weights must be a bool, got {has_weights!r}')
     super().__init__(n_in=3 if has_weights else 2, name=name)
     self._id_to_mask = None if id_to_mask is None else int(id_to_mask)
     self._has_weights = bool(has_weights)
@@ -83,7 +84,7 @@ class _Metric(Layer):
     if self._CATEGORICAL:
       targets, bad = self._checked_ids(model_output, targets, w)
     elif model_output.shape != targets.shape:
-      raise ValueError(f'{self.name}: model output and targets must have the same shape, '
+      raise ArgumentError(f'{self.name}: model output and targets must have the same shape, '
                        f'got {tuple(model_output.shape)} and {tuple(targets.shape)}')
     return poison(self.reduce(_float(self.values(model_output, targets)), w), bad)
 
@@ -98,7 +99,7 @@ class _Metric(Layer):
       except ValueError:
         ok = False
       if not ok:
-        raise ValueError(f'{self.name}: weights of shape {tuple(given.shape)} do not '
+        raise ArgumentError(f'{self.name}: weights of shape {tuple(given.shape)} do not '
                          f'broadcast to the targets\' shape {tuple(targets.shape)}')
       w = jnp.broadcast_to(_float(given), targets.shape)
     if self._id_to_mask is not None:
@@ -112,11 +113,11 @@ class _Metric(Layer):
     for `poison`.
     """
     if model_output.shape[:-1] != targets.shape:
-      raise ValueError(f'{self.name}: targets must have the shape of the model output '
+      raise ArgumentError(f'{self.name}: targets must have the shape of the model output '
                        f'without its last axis, {tuple(model_output.shape[:-1])}; got '
                        f'{tuple(targets.shape)}')
     if not jnp.issubdtype(targets.dtype, jnp.integer):
-      raise TypeError(f'{self.name}: targets must be integer category ids, got dtype '
+      raise ArgumentTypeError(f'{self.name}: targets must be integer category ids, got dtype '
                       f'{targets.dtype}')
     targets = jnp.where(w != 0, targets, 0)
     return targets, check_ids(targets, model_output.shape[-1], f'{self.name} targets')
@@ -259,7 +260,7 @@ class WeightedCategoryCrossEntropy(_Metric):
 
   def __init__(self, label_smoothing=None):
     if label_smoothing is not None and not 0.0 <= float(label_smoothing) <= 1.0:
-      raise ValueError(f'WeightedCategoryCrossEntropy: label_smoothing must lie in [0, 1], '
+      raise ArgumentError(f'WeightedCategoryCrossEntropy: label_smoothing must lie in [0, 1], '
                        f'got {label_smoothing}')
     super().__init__(has_weights=True)
     self._label_smoothing = float(label_smoothing or 0.0)

@@ -15,12 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitrax.checks import check_mode
+from minitrax.errors import ArgumentError
 from minitrax.layers.base import EMPTY, Layer
 
 
 def _check_positive(layer_name, arg_name, value):
   if not value > 0:
-    raise ValueError(f'{layer_name}: {arg_name} must be > 0, got {value!r}')
+    raise ArgumentError(f'{layer_name}: {arg_name} must be > 0, got {value!r}')
 
 
 class LayerNorm(Layer):
@@ -50,7 +51,7 @@ class LayerNorm(Layer):
   def init_weights_and_state(self, input_signature, rng):
     del rng
     if input_signature.ndim < 1:
-      raise ValueError('LayerNorm: input must have at least 1 axis (features last), '
+      raise ArgumentError('LayerNorm: input must have at least 1 axis (features last), '
                        f'got shape {input_signature.shape}')
     d, dtype = input_signature.shape[-1], input_signature.dtype
     return (jnp.ones((d,), dtype), jnp.zeros((d,), dtype)), EMPTY
@@ -102,11 +103,11 @@ class BatchNorm(Layer):
     super().__init__(name='BatchNorm')
     axis = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if not axis or not all(isinstance(a, (int, np.integer)) for a in axis):
-      raise ValueError(f'BatchNorm: axis must be an int or a non-empty tuple of ints, '
+      raise ArgumentError(f'BatchNorm: axis must be an int or a non-empty tuple of ints, '
                        f'got {axis!r}')
     _check_positive('BatchNorm', 'epsilon', epsilon)
     if not 0.0 <= momentum <= 1.0:
-      raise ValueError(f'BatchNorm: momentum must lie in [0, 1], got {momentum!r}')
+      raise ArgumentError(f'BatchNorm: momentum must lie in [0, 1], got {momentum!r}')
     check_mode('BatchNorm', mode)
     self._axis = tuple(int(a) for a in axis)
     self._epsilon = epsilon
@@ -117,10 +118,10 @@ class BatchNorm(Layer):
   def _axes(self, ndim):
     """`axis` as sorted non-negative ints for rank `ndim`; checks range and repeats."""
     if any(not -ndim <= a < ndim for a in self._axis):
-      raise ValueError(f'BatchNorm: axis {self._axis} out of range for an input of rank {ndim}')
+      raise ArgumentError(f'BatchNorm: axis {self._axis} out of range for an input of rank {ndim}')
     axes = sorted(a % ndim for a in self._axis)
     if len(set(axes)) != len(axes):
-      raise ValueError(f'BatchNorm: axis {self._axis} names the same axis twice')
+      raise ArgumentError(f'BatchNorm: axis {self._axis} names the same axis twice')
     return tuple(axes)
 
   def init_weights_and_state(self, input_signature, rng):
@@ -193,7 +194,7 @@ class FilterResponseNorm(Layer):
   def init_weights_and_state(self, input_signature, rng):
     del rng
     if input_signature.ndim < 3:
-      raise ValueError('FilterResponseNorm: input must have rank >= 3 (batch, spatial..., '
+      raise ArgumentError('FilterResponseNorm: input must have rank >= 3 (batch, spatial..., '
                        f'channels), got shape {input_signature.shape}')
     channels = input_signature.shape[-1]
     epsilon_l = (jnp.asarray(self._init_learnt_epsilon, jnp.float32),) \

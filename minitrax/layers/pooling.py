@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitrax.errors import ArgumentError
 from minitrax.layers.base import Fn
 
 
@@ -22,21 +23,21 @@ def _check_args(name, pool_size, strides, padding):
     if (not isinstance(value, (tuple, list)) or not value or (n and len(value) != n) or
         not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
                 for v in value)):
-      raise ValueError(f'{message}, got {value!r}')
+      raise ArgumentError(f'{message}, got {value!r}')
     return tuple(int(v) for v in value)
 
   pool_size = int_tuple('pool_size', pool_size)
   strides = (1,) * len(pool_size) if strides is None else \
       int_tuple('strides', strides, len(pool_size))
   if padding not in ('VALID', 'SAME'):
-    raise ValueError(f"{name}: padding must be 'VALID' or 'SAME', got {padding!r}")
+    raise ArgumentError(f"{name}: padding must be 'VALID' or 'SAME', got {padding!r}")
   return pool_size, strides, padding
 
 
 def _reduce(name, x, init, reducer, pool_size, strides, padding):
   """`lax.reduce_window` over the spatial axes of `(batch, spatial..., channels)`."""
   if x.ndim != len(pool_size) + 2:
-    raise ValueError(f'{name}: pool_size {pool_size} needs inputs of rank '
+    raise ArgumentError(f'{name}: pool_size {pool_size} needs inputs of rank '
                      f'{len(pool_size) + 2} (batch, {len(pool_size)} spatial, channels), '
                      f'got shape {x.shape}')
   dims, steps = (1,) + pool_size + (1,), (1,) + strides + (1,)

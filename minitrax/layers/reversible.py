@@ -30,6 +30,7 @@ the forward pass added, so reconstructed activations carry float rounding
 
 import jax
 
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Layer, as_stack, from_stack, split_rng
 from minitrax.layers.combinators import Serial
 
@@ -130,7 +131,7 @@ class ReversibleHalfResidual(ReversibleLayer):
     layers = list(residual_layers) + ([attention_layer] if attention_layer is not None else [])
     f = Serial(*layers, name='HalfResidualBody')
     if f.n_out != 1:
-      raise ValueError(f'ReversibleHalfResidual: the residual layers must output one array, '
+      raise ArgumentError(f'ReversibleHalfResidual: the residual layers must output one array, '
                        f'got n_out={f.n_out}')
     super().__init__(n_in=f.n_in + 1, n_out=f.n_in + 1, name=name or 'ReversibleHalfResidual',
                      sublayers_to_print=f.sublayers)
@@ -149,7 +150,7 @@ class ReversibleHalfResidual(ReversibleLayer):
     acc, ctx, rest = self._context(x)
     y, s = self._sublayers[0].pure_fn(ctx, weights[0], state[0], rng)
     if y.shape != acc.shape:
-      raise ValueError(f'{self.name}: the residual branch gives shape {y.shape}, but the '
+      raise ArgumentError(f'{self.name}: the residual branch gives shape {y.shape}, but the '
                        f'accumulator (first input) has shape {acc.shape}')
     return (acc + y.astype(acc.dtype),) + rest, (s,)
 
@@ -192,11 +193,11 @@ class ReversibleSerial(ReversibleLayer, Serial):
     super().__init__(*layers, name=name or 'ReversibleSerial')
     for i, layer in enumerate(self._sublayers):
       if not isinstance(layer, ReversibleLayer):
-        raise TypeError(f'ReversibleSerial: sublayer {i} ({layer.name}) is not reversible; '
+        raise ArgumentTypeError(f'ReversibleSerial: sublayer {i} ({layer.name}) is not reversible; '
                         f'use ReversibleHalfResidual, ReversibleSwap or another '
                         f'ReversibleLayer')
     if self.n_in != self.n_out:
-      raise ValueError(f'ReversibleSerial: a reversible stack must have n_in == n_out, got '
+      raise ArgumentError(f'ReversibleSerial: a reversible stack must have n_in == n_out, got '
                        f'{self.n_in} and {self.n_out}')
     self._run = None
 

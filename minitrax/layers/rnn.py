@@ -19,6 +19,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from minitrax.errors import ArgumentError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Scan, Select, Serial
 from minitrax.layers.initializers import (GlorotUniformInitializer, RandomNormalInitializer,
@@ -27,19 +28,19 @@ from minitrax.layers.initializers import (GlorotUniformInitializer, RandomNormal
 
 def _check_n_units(name, n_units, what='n_units'):
   if isinstance(n_units, bool) or not isinstance(n_units, numbers.Integral) or n_units < 1:
-    raise ValueError(f'{name}: {what} must be a positive int, got {n_units!r}')
+    raise ArgumentError(f'{name}: {what} must be a positive int, got {n_units!r}')
 
 
 def _check_step_inputs(name, x, state, state_size, n_rows, n_units):
   """Checks one step's `x` and `state` against the cell's weights (clear messages)."""
   if state.shape[-1] != state_size:
-    raise ValueError(f'{name}: state must have last axis {state_size}, got shape '
+    raise ArgumentError(f'{name}: state must have last axis {state_size}, got shape '
                      f'{tuple(state.shape)}')
   if x.shape[-1] != n_rows - n_units:
-    raise ValueError(f'{name}: weights were made for x with last axis {n_rows - n_units}, '
+    raise ArgumentError(f'{name}: weights were made for x with last axis {n_rows - n_units}, '
                      f'got x of shape {tuple(x.shape)}')
   if x.shape[:-1] != state.shape[:-1]:
-    raise ValueError(f'{name}: x and state must agree on all but the last axis, got '
+    raise ArgumentError(f'{name}: x and state must agree on all but the last axis, got '
                      f'shapes {tuple(x.shape)} and {tuple(state.shape)}')
 
 
@@ -81,7 +82,7 @@ class LSTMCell(Layer):
   def init_weights_and_state(self, input_signature, rng):
     x_sig, state_sig = input_signature
     if state_sig.shape[-1:] != (2 * self._n_units,):
-      raise ValueError(f'LSTMCell: state must have last axis 2 * n_units = '
+      raise ArgumentError(f'LSTMCell: state must have last axis 2 * n_units = '
                        f'{2 * self._n_units}, got shape {state_sig.shape}')
     rng_w, rng_b = jax.random.split(rng)
     n = self._n_units
@@ -136,7 +137,7 @@ class GRUCell(Layer):
   def init_weights_and_state(self, input_signature, rng):
     x_sig, state_sig = input_signature
     if state_sig.shape[-1:] != (self._n_units,):
-      raise ValueError(f'GRUCell: state must have last axis n_units = {self._n_units}, '
+      raise ArgumentError(f'GRUCell: state must have last axis n_units = {self._n_units}, '
                        f'got shape {state_sig.shape}')
     n = self._n_units
     rows = x_sig.shape[-1] + n
@@ -162,7 +163,7 @@ def _zeros_layer(size_of):
 
   def zero_state(x):
     if x.ndim != 3:
-      raise ValueError(f'MakeZeroState: expected input of shape (batch, time, features), '
+      raise ArgumentError(f'MakeZeroState: expected input of shape (batch, time, features), '
                        f'got shape {tuple(x.shape)}')
     return jnp.zeros((x.shape[0], size_of(x.shape[-1])), jnp.float32)
 

@@ -21,6 +21,7 @@
 # pylint: disable=invalid-name
 
 from minitrax.checks import check_int, check_mode
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Flatten, LogSoftmax
@@ -32,16 +33,16 @@ def _check_1_4_form(layer_widths, given_1_2):
   """Checks `layer_widths` and that no Trax 1.2 argument was changed alongside it."""
   changed = {k: v for k, v in given_1_2.items() if v != _DEFAULTS_1_2[k]}
   if changed:
-    raise ValueError(f'MLP: pass either layer_widths (Trax 1.4 form) or d_hidden, '
+    raise ArgumentError(f'MLP: pass either layer_widths (Trax 1.4 form) or d_hidden, '
                      f'n_hidden_layers and n_output_classes (Trax 1.2 form), not both; got '
                      f'layer_widths={layer_widths!r} and {changed}')
   try:
     widths = tuple(layer_widths)
   except TypeError:
-    raise ValueError(f'MLP: layer_widths must be a non-empty tuple of ints >= 1, got '
+    raise ArgumentError(f'MLP: layer_widths must be a non-empty tuple of ints >= 1, got '
                      f'{layer_widths!r}') from None
   if not widths:
-    raise ValueError('MLP: layer_widths must be a non-empty tuple of ints >= 1, got ()')
+    raise ArgumentError('MLP: layer_widths must be a non-empty tuple of ints >= 1, got ()')
   for width in widths:
     check_int('MLP', 'every entry of layer_widths', width, 1)
   return widths
@@ -75,7 +76,7 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
   """
   check_mode('MLP', mode)
   if not callable(activation_fn):
-    raise TypeError(f'MLP: activation_fn must be a function returning a layer (e.g. Relu), '
+    raise ArgumentTypeError(f'MLP: activation_fn must be a function returning a layer (e.g. Relu), '
                     f'got {activation_fn!r}')
   head = [Flatten()] if flatten else []
   if layer_widths is not None:
@@ -89,7 +90,7 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
         layers.append(activation_fn())
     return Serial(head, layers, name='MLP')
   if out_activation:
-    raise ValueError('MLP: out_activation belongs to the Trax 1.4 form; pass layer_widths '
+    raise ArgumentError('MLP: out_activation belongs to the Trax 1.4 form; pass layer_widths '
                      'too, or drop it (the Trax 1.2 form ends with LogSoftmax)')
   check_int('MLP', 'd_hidden', d_hidden, 1)
   check_int('MLP', 'n_hidden_layers', n_hidden_layers, 0)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from minitrax.checks import check_int, check_mode, check_rate
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.activation_fns import FastGelu, Relu
 from minitrax.layers.attention import AttentionQKV, PaddingMask, PositionalEncoding, ShiftRight
 from minitrax.layers.axial import AxialPositionalEncoding
@@ -98,7 +99,7 @@ def _positional_encoding(d_model, dropout, max_len, axial_pos_shape, d_axial_pos
   if not axial_pos_shape:
     return PositionalEncoding(max_len=max_len, dropout=dropout, mode=mode)
   if d_axial_pos_embs is None or sum(d_axial_pos_embs) != d_model:
-    raise ValueError(f'ReformerLM: d_axial_pos_embs must be given with axial_pos_shape and sum '
+    raise ArgumentError(f'ReformerLM: d_axial_pos_embs must be given with axial_pos_shape and sum '
                      f'to d_model={d_model}, got {d_axial_pos_embs!r}')
   return AxialPositionalEncoding(shape=axial_pos_shape, d_embs=d_axial_pos_embs,
                                  dropout=dropout, mode=mode,
@@ -130,7 +131,7 @@ class ProjectionForLoss(Layer):
   def forward(self, x, weights):
     if self._mode == 'train':
       if x.shape[-1] != weights[0].shape[0]:
-        raise ValueError(f'{self.name}: input shape {x.shape} does not end in '
+        raise ArgumentError(f'{self.name}: input shape {x.shape} does not end in '
                          f'd={weights[0].shape[0]}')
       return x, weights[0], weights[1]
     return jax.nn.log_softmax(self._dense.forward(x, weights), axis=-1)
@@ -157,7 +158,7 @@ class ChunkedCrossEntropyLoss(Layer):
     _check_args('ChunkedCrossEntropyLoss', 'train', 0.0, chunk_size=(chunk_size, 1))
     if id_to_mask is not None and (isinstance(id_to_mask, bool) or
                                    not isinstance(id_to_mask, numbers.Integral)):
-      raise TypeError(f'ChunkedCrossEntropyLoss: id_to_mask must be an int or None, got '
+      raise ArgumentTypeError(f'ChunkedCrossEntropyLoss: id_to_mask must be an int or None, got '
                       f'{id_to_mask!r}')
     super().__init__(n_in=5 if has_weights else 4, name='ChunkedCrossEntropyLoss')
     self._chunk_size = chunk_size
@@ -167,7 +168,7 @@ class ChunkedCrossEntropyLoss(Layer):
     del weights
     x, w, b, targets = inputs[:4]
     if x.shape[:-1] != targets.shape:
-      raise ValueError(f'{self.name}: targets must have shape {x.shape[:-1]} (the inputs '
+      raise ArgumentError(f'{self.name}: targets must have shape {x.shape[:-1]} (the inputs '
                        f'without their last axis), got {targets.shape}')
     weights = (jnp.ones(targets.shape, jnp.float32) if not self._has_weights
                else jnp.broadcast_to(inputs[4], targets.shape).astype(jnp.float32))
@@ -236,7 +237,7 @@ def ReformerLM(vocab_size, d_model=512, d_ff=2048, d_attention_key=64,  # pylint
               loss_chunk_size=(loss_chunk_size, 0))
   types = list(attention_type) if isinstance(attention_type, (list, tuple)) else [attention_type]
   if not types or not all(callable(t) for t in types):
-    raise ValueError(f'ReformerLM: attention_type must be a layer class or a non-empty list of '
+    raise ArgumentError(f'ReformerLM: attention_type must be a layer class or a non-empty list of '
                      f'them, got {attention_type!r}')
   blocks = [DecoderBlock(d_model, d_ff, d_attention_key, d_attention_value, n_heads,
                          types[i % len(types)], dropout, ff_activation, ff_chunk_size, max_len,
@@ -301,7 +302,7 @@ def Reformer(input_vocab_size, output_vocab_size=None, d_model=512, d_ff=2048,  
               n_encoder_layers=(n_encoder_layers, 1), n_decoder_layers=(n_decoder_layers, 1),
               n_heads=(n_heads, 1), max_len=(max_len, 1))
   if d_model % n_heads:
-    raise ValueError(f'Reformer: d_model={d_model} is not a multiple of n_heads={n_heads}')
+    raise ArgumentError(f'Reformer: d_model={d_model} is not a multiple of n_heads={n_heads}')
   output_vocab_size = output_vocab_size or input_vocab_size
   encoder_mode = 'eval' if mode == 'predict' else mode
 

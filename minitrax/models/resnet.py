@@ -20,6 +20,7 @@ also works for any other (e.g. tiny test images).
 import jax.numpy as jnp
 
 from minitrax.checks import check_int, check_mode
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.base import Fn
 from minitrax.layers.combinators import Residual, Serial
@@ -31,7 +32,7 @@ from minitrax.layers.pooling import MaxPool
 
 def _check_callable(who, what, value, example):
   if not callable(value):
-    raise TypeError(f'{who}: {what} must be a function returning a layer (e.g. {example}), '
+    raise ArgumentTypeError(f'{who}: {what} must be a function returning a layer (e.g. {example}), '
                     f'got {value!r}')
 
 
@@ -42,7 +43,7 @@ def GlobalAvgPool():
   """
   def f(x):
     if x.ndim < 3:
-      raise ValueError(f'GlobalAvgPool: expected (batch, spatial..., channels) of rank >= 3, '
+      raise ArgumentError(f'GlobalAvgPool: expected (batch, spatial..., channels) of rank >= 3, '
                        f'got shape {tuple(x.shape)}')
     return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
   return Fn('GlobalAvgPool', f)

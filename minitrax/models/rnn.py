@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitrax.checks import check_int, check_mode
-from minitrax.errors import LayerError
+from minitrax.errors import ArgumentError, ArgumentTypeError, LayerError
 from minitrax.layers.attention import ShiftRight
 from minitrax.layers.base import EMPTY, Layer, split_rng
 from minitrax.layers.combinators import Scan, Serial
@@ -50,7 +50,7 @@ class MultiRNNCell(Layer):
     cells = list(cells)
     if not cells or not all(isinstance(c, Layer) and (c.n_in, c.n_out) == (2, 2)
                             for c in cells):
-      raise ValueError(f'MultiRNNCell: cells must be one or more layers with n_in = n_out '
+      raise ArgumentError(f'MultiRNNCell: cells must be one or more layers with n_in = n_out '
                        f'= 2, got {cells!r}')
     super().__init__(n_in=2, n_out=2, name='MultiRNNCell')
     self._sublayers = tuple(cells)
@@ -58,7 +58,7 @@ class MultiRNNCell(Layer):
   def _split(self, size):
     n = len(self._sublayers)
     if size % n:
-      raise ValueError(f'MultiRNNCell: state size {size} does not split into {n} equal '
+      raise ArgumentError(f'MultiRNNCell: state size {size} does not split into {n} equal '
                        f'parts, one per cell')
     return size // n
 
@@ -128,7 +128,7 @@ class Recurrent(Layer):
 
   def _carry_signature(self, x_sig):
     if x_sig.ndim != 3:
-      raise ValueError(f'{self.name}: expected input (batch, time, features), got shape '
+      raise ArgumentError(f'{self.name}: expected input (batch, time, features), got shape '
                        f'{x_sig.shape}')
     return ShapeDtype((x_sig.shape[0], self._state_size), np.float32)
 
@@ -145,7 +145,7 @@ class Recurrent(Layer):
     if self._mode != 'predict':
       carry = jnp.zeros(carry_sig.shape, carry_sig.dtype)
     elif carry.shape != carry_sig.shape:
-      raise ValueError(f'{self.name}: predict mode was initialised for batch '
+      raise ArgumentError(f'{self.name}: predict mode was initialised for batch '
                        f'{carry.shape[0]}, got input of shape {tuple(x.shape)}; init the '
                        f'model with the batch size used for decoding')
     scan = self._sublayers[0]
@@ -183,7 +183,7 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell,
   check_int('RNNLM', 'rnn_cell_d_state_multiplier', rnn_cell_d_state_multiplier)
   check_mode('RNNLM', mode)
   if not callable(rnn_cell):
-    raise TypeError(f'RNNLM: rnn_cell must be a function returning a cell (e.g. LSTMCell), '
+    raise ArgumentTypeError(f'RNNLM: rnn_cell must be a function returning a cell (e.g. LSTMCell), '
                     f'got {rnn_cell!r}')
   cells = MultiRNNCell([rnn_cell(n_units=d_model) for _ in range(n_layers)])
   state_size = n_layers * rnn_cell_d_state_multiplier * d_model

@@ -16,6 +16,7 @@ see `minitrax.layers.attention` and `minitrax.supervised.decoding`.
 
 import numbers
 
+from minitrax.errors import ArgumentError
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.attention import (Attention, AttentionQKV, CausalAttention, PaddingMask,
                                        PositionalEncoding, ShiftRight)
@@ -32,15 +33,15 @@ _MODES = ('train', 'eval', 'predict')
 
 def _check_args(who, mode, dropout, d_model, n_heads, **sizes):
   if mode not in _MODES:
-    raise ValueError(f'{who}: mode must be one of {_MODES}, got {mode!r}')
+    raise ArgumentError(f'{who}: mode must be one of {_MODES}, got {mode!r}')
   if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-    raise ValueError(f'{who}: dropout must be a number in [0, 1), got {dropout!r}')
+    raise ArgumentError(f'{who}: dropout must be a number in [0, 1), got {dropout!r}')
   for name, value in dict(sizes, d_model=d_model, n_heads=n_heads).items():
     if value is not None and (not isinstance(value, numbers.Integral) or
                               isinstance(value, bool) or value < 1):
-      raise ValueError(f'{who}: {name} must be an int >= 1, got {value!r}')
+      raise ArgumentError(f'{who}: {name} must be an int >= 1, got {value!r}')
   if d_model % n_heads:
-    raise ValueError(f'{who}: d_model={d_model} is not a multiple of n_heads={n_heads}')
+    raise ArgumentError(f'{who}: d_model={d_model} is not a multiple of n_heads={n_heads}')
 
 
 # ------------------------------------------------------------------ blocks

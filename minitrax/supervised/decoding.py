@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from minitrax.checks import check_int
+from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.attention import DotProductCausalAttention
 from minitrax.shapes import ShapeDtype
 
@@ -65,7 +66,7 @@ def _capacity(model):
   for layer in _all_layers(model):
     mode = getattr(layer, 'mode', None)
     if isinstance(layer, DotProductCausalAttention) and mode != 'predict':
-      raise ValueError(f"decoding: the model must be built with mode='predict', but its "
+      raise ArgumentError(f"decoding: the model must be built with mode='predict', but its "
                        f"{layer.name} has mode={mode!r}")
     max_len = getattr(layer, 'max_len', None)
     if mode == 'predict' and isinstance(max_len, numbers.Integral):
@@ -81,22 +82,22 @@ def _prepare(model, inputs, batch_size, start_id, rows_per_example=1):
   check_int('decoding', 'batch_size', batch_size, 1)
   check_int('decoding', 'start_id', start_id, 0)
   if not model.initialized:
-    raise ValueError(f'decoding: model {model.name} is not initialised; call model.init('
+    raise ArgumentError(f'decoding: model {model.name} is not initialised; call model.init('
                      f'ShapeDtype((batch, 1), np.int32)) and load its weights first')
   if model.n_in not in (1, 2):
-    raise ValueError(f'decoding: the model must take 1 input (a language model) or 2 '
+    raise ArgumentError(f'decoding: the model must take 1 input (a language model) or 2 '
                      f'(source, target), but {model.name} has n_in={model.n_in}')
   capacity = _capacity(model)
   if inputs is not None:
     inputs = np.asarray(inputs)
     if inputs.ndim != 2 or inputs.shape[0] != batch_size:
-      raise ValueError(f'decoding: inputs must be (batch_size={batch_size}, length), got '
+      raise ArgumentError(f'decoding: inputs must be (batch_size={batch_size}, length), got '
                        f'shape {inputs.shape}')
     if not np.issubdtype(inputs.dtype, np.integer):
-      raise TypeError(f'decoding: inputs must be integer ids, got dtype {inputs.dtype}')
+      raise ArgumentTypeError(f'decoding: inputs must be integer ids, got dtype {inputs.dtype}')
     inputs = np.repeat(inputs.astype(np.int32), rows_per_example, axis=0)
   elif model.n_in == 2:
-    raise ValueError(f'decoding: the encoder-decoder {model.name} needs inputs (the source '
+    raise ArgumentError(f'decoding: the encoder-decoder {model.name} needs inputs (the source '
                      f'ids, shape (batch_size, length))')
   rows = batch_size * rows_per_example
   prompt = np.full((rows, 1), start_id, np.int32)
@@ -123,7 +124,7 @@ def _fresh_state(model, signature):
 
 def _check_room(capacity, n_positions, what):
   if capacity is not None and n_positions > capacity:
-    raise ValueError(f'decoding: {what} needs {n_positions} positions but the model\'s '
+    raise ArgumentError(f'decoding: {what} needs {n_positions} positions but the model\'s '
                      f'predict cache holds max_len={capacity}; build the model with a larger '
                      f'max_len or decode fewer tokens')
 
@@ -138,7 +139,7 @@ def _as_key(rng):
 
 def _check_temperature(temperature):
   if not isinstance(temperature, numbers.Real) or not temperature >= 0:
-    raise ValueError(f'decoding: temperature must be a number >= 0, got {temperature!r}')
+    raise ArgumentError(f'decoding: temperature must be a number >= 0, got {temperature!r}')
 
 
 def _is_greedy(temperature):
@@ -356,7 +357,7 @@ def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=
   check_int('decoding', 'max_length', max_length, 1)
   check_int('decoding', 'eos_id', eos_id, 0)
   if not isinstance(length_penalty, numbers.Real):
-    raise ValueError(f'decoding: length_penalty must be a number, got {length_penalty!r}')
+    raise ArgumentError(f'decoding: length_penalty must be a number, got {length_penalty!r}')
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id, n_beams)
   _check_room(capacity, prompt.shape[1] + max_length - 1, f'max_length={max_length}')
   seqs, scores, n = _beam_loop(model, model.weights, state, prompt, inputs,
