@@ -35,6 +35,7 @@ from minitrax.errors import ArgumentError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Parallel, Select, Serial
 from minitrax.layers.core import Dense, poison
+from minitrax.layers.masks import keep_mask
 
 
 _MASKED = -1e9
@@ -98,7 +99,7 @@ def dot_product_attention(queries, keys, values, mask, dropout=0.0, rng=None):
     dots = jnp.where(mask, dots, jnp.float32(_MASKED))
   weights = jax.nn.softmax(dots, axis=-1)
   if dropout > 0.0:
-    keep = jax.random.bernoulli(rng, 1.0 - dropout, weights.shape)
+    keep = keep_mask(rng, 1.0 - dropout, weights.shape)
     weights = jnp.where(keep, weights / (1.0 - dropout), 0.0)
   return jnp.matmul(weights.astype(values.dtype), values)
 
@@ -371,7 +372,7 @@ class PositionalEncoding(Layer):
       shape = list(pe.shape)
       for axis in self._broadcast_dims:
         shape[axis] = 1
-      keep = jax.random.bernoulli(rng, 1.0 - self._dropout, tuple(shape))
+      keep = keep_mask(rng, 1.0 - self._dropout, tuple(shape))
       pe = jnp.where(keep, pe / (1.0 - self._dropout), 0.0).astype(x.dtype)
     return x + pe, state
 

@@ -20,6 +20,7 @@ from minitrax.layers.attention import check_positions
 from minitrax.layers.base import Layer
 from minitrax.layers.core import poison
 from minitrax.layers.initializers import RandomNormalInitializer
+from minitrax.layers.masks import keep_mask
 
 def _check_ints(who, what, values):
   values = tuple(values) if isinstance(values, (tuple, list)) else None
@@ -121,7 +122,7 @@ class AxialPositionalEncoding(Layer):
     mask_shape = list(grid)
     for axis in self._broadcast_dims:
       mask_shape[axis] = 1
-    keep = jax.random.bernoulli(rng, 1.0 - self._dropout, tuple(mask_shape))
+    keep = keep_mask(rng, 1.0 - self._dropout, tuple(mask_shape))
     keep = jnp.broadcast_to(keep, grid).reshape((-1, emb.shape[-1]))[:emb.shape[0]]
     return jnp.where(keep, emb / (1.0 - self._dropout), 0.0)
 

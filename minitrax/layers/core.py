@@ -22,6 +22,7 @@ from minitrax.checks import check_int, check_mode
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.initializers import GlorotUniformInitializer, RandomNormalInitializer
+from minitrax.layers.masks import keep_mask
 
 # ------------------------------------------------------------------ argument checks
 
@@ -226,7 +227,7 @@ class Dropout(Layer):
                          f'{x.shape}')
       mask_shape[axis] = 1
     keep_prob = 1.0 - self._rate
-    keep = jax.random.bernoulli(rng, keep_prob, tuple(mask_shape))
+    keep = keep_mask(rng, keep_prob, tuple(mask_shape))
     return jnp.where(keep, x / keep_prob, jnp.zeros((), x.dtype)).astype(x.dtype), state
 
 

@@ -57,6 +57,7 @@ from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
 from minitrax.layers.base import Layer
 from minitrax.layers.core import poison
+from minitrax.layers.masks import keep_mask
 
 _MASK_PENALTY = 1e9  # subtracted from the scores of hidden keys
 _SELF_PENALTY = 1e5  # subtracted from a query's score with its own key (shared QK)
@@ -163,7 +164,7 @@ def _softmax_attend(dots, v, dropout, rng):
   probs = unnormalised / total  # sums to 1 even where the scores are ~ -1e5
   lse = top + jnp.log(total)
   if dropout > 0.0:
-    keep = jax.random.bernoulli(rng, 1.0 - dropout, probs.shape)
+    keep = keep_mask(rng, 1.0 - dropout, probs.shape)
     probs = probs * keep.astype(probs.dtype) * (1.0 / (1.0 - dropout))
   return jnp.matmul(probs.astype(v.dtype), v), lse[..., 0]
 
@@ -394,7 +395,7 @@ class _EfficientAttention(Layer):
       o = self._attend(q, k, v, valid, rng, attention_rng, state)
     y = jnp.einsum('bhne,hed->bnd', o.astype(x.dtype), w_o)
     if self._output_dropout > 0.0:  # one mask of the features, shared by all positions
-      keep = jax.random.bernoulli(output_rng, 1.0 - self._output_dropout, (y.shape[-1],))
+      keep = keep_mask(output_rng, 1.0 - self._output_dropout, (y.shape[-1],))
       y = jnp.where(keep, y / (1.0 - self._output_dropout), 0.0).astype(y.dtype)
     return y, state
 
