@@ -194,6 +194,24 @@ def n_params(tree):
   return int(sum(x.size for x in jax.tree.leaves(tree)))
 
 
+def memory_bandwidth(mib=512, reps=7):
+  """Main-memory read bandwidth, GB/s: median of a jitted sum over `mib` MiB of float32.
+
+  The array is far larger than any CPU cache, so every byte comes from memory;
+  W4 divides this by the bytes of weights read per decoding step to get the
+  weight-streaming limit on tokens/s.
+  """
+  x = jnp.ones((mib << 18,), jnp.float32)
+  total = jax.jit(jnp.sum)
+  total(x).block_until_ready()
+  times = []
+  for _ in range(reps):
+    t = now()
+    total(x).block_until_ready()
+    times.append(now() - t)
+  return round(x.nbytes / median(times) / 1e9, 2)
+
+
 def ceiling_main(argv=None):
   """The CPU ceiling (`python -m bench.common`): jitted f32 n^3 matmul GFLOP/s, median of --steps."""
   p = argparse.ArgumentParser(description=__doc__)
@@ -223,7 +241,7 @@ def ceiling_main(argv=None):
 
 
 __all__ = ['now', 'block', 'median', 'spread', 'peak_rss_mib', 'versions', 'machine',
-           'calibrate', 'emit', 'CompileTimer', 'time_train_loop', 'manual_train_step',
+           'calibrate', 'memory_bandwidth', 'emit', 'CompileTimer', 'time_train_loop', 'manual_train_step',
            'initial_state', 'n_params', 'ceiling_main']
 
 

@@ -5,8 +5,8 @@ The same workload as ../shared/bench/peers/w3_lm_medium_flax.py (8 random
 token batches made once and cycled; step 1 alone, 2 warm-up steps, 4 blocks
 of 5; FLOPs/token = 6 * matmul_params + 12 * n_layers * seq * d_model). The
 step is `common.manual_train_step` on `Serial(TransformerLM, CrossEntropyLoss())`;
-dropout keys use JAX's default PRNG (threefry), as the Flax peer does
-(`--rng_impl rbg` for the generator the Trainer uses).
+dropout keys use JAX's default PRNG (threefry), as the Flax peer and the
+Trainer do (`--rng_impl rbg` for the other generator).
 """
 
 import argparse

@@ -14,6 +14,11 @@ dropout off, prompt `0` + 15 random ids, batch 1 and 8, tokens/s = batch *
            (its cached jit of `pure_fn`), argmax on the host.
 
 `eos_id` is set to `vocab_size` (never produced), so every generation has 256 tokens.
+`weight_stream_limit_tokens_per_s`: batch x memory bandwidth (`memory_gb_per_s`,
+`common.memory_bandwidth`) / bytes of weights, the rate at which a decoder
+that reads every weight from main memory once per step would run; the issue's
+alternative W4 target is 80% of it. Weights that stay in the CPU's caches
+(29 MiB here) can beat it.
 `ttft_cold_s`: first token of the stream driver, tracing and compiling included.
 """
 
@@ -122,8 +127,14 @@ def main(argv=None):
                                     and (out_scan == out_codelab).all())
     results[f'batch{b}'] = r
   weight_bytes = sum(int(np.prod(w.shape)) * w.dtype.itemsize for w in jax.tree.leaves(weights))
+  bandwidth = common.memory_bandwidth()
+  for name, r in results.items():
+    limit = int(name[len('batch'):]) * bandwidth * 1e9 / weight_bytes
+    r['weight_stream_limit_tokens_per_s'] = limit
+    r['scan_share_of_stream_limit'] = r['scan_tokens_per_s'] / limit
   common.emit('W4_decode', 'minitrax decoding', args, {
-      'cache_len': cache_len, 'weight_mib': weight_bytes / 2 ** 20, **results,
+      'cache_len': cache_len, 'weight_mib': weight_bytes / 2 ** 20,
+      'memory_gb_per_s': bandwidth, **results,
       'peak_rss_mib': common.peak_rss_mib()}, calib)
 
 

@@ -186,15 +186,13 @@ class Layer(metaclass=_LayerMeta):
     Args:
       input_signature: `ShapeDtype` (or tuple of them for `n_in > 1`); arrays
         and `jax.ShapeDtypeStruct`s are accepted too.
-      rng: JAX key; default `jax.random.key(0, impl='rbg')` (deterministic).
-        On CPU, `rbg` keys compile their random draws several times faster
-        than the default threefry keys (one small program per weight shape).
+      rng: JAX key; default `jax.random.key(0)` (deterministic).
 
     Returns:
       `(weights, state)`, also stored on the layer (and its sublayers).
     """
     sig = as_signature(input_signature)
-    rng = jax.random.key(0, impl='rbg') if rng is None else rng
+    rng = jax.random.key(0) if rng is None else rng
     weights, state = self._init_checked(sig, rng)
     weights = _unresolve(self, 'weights', weights, set())
     state = _unresolve(self, 'state', state, set())
