@@ -89,6 +89,29 @@ def test_state_is_stored_after_call():
   assert int(model.state[1]) == 3
 
 
+def test_gathered_trees_are_reused_until_any_layer_stores_new_ones(monkeypatch):
+  """A loop of calls walks the layer tree once for the weights; stores anywhere are seen."""
+  from minitrax.layers import base  # pylint: disable=import-outside-toplevel
+  walks = []
+  gather = base._gather  # pylint: disable=protected-access
+  monkeypatch.setattr(base, '_gather', lambda layer, kind, seen: (
+      walks.append(kind) if not seen else None, gather(layer, kind, seen))[1])
+  counter, linear = Counter(), Linear(2)
+  model = Serial(linear, counter)
+  model.init(ShapeDtype((1, 2)))
+  walks.clear()
+  for _ in range(5):
+    model(np.ones((1, 2), np.float32))
+  assert walks.count('weights') == 1 and walks.count('state') <= 1, walks
+  linear.weights = (jnp.ones((2, 2)), jnp.full((2,), 7.0))  # a sublayer's store
+  np.testing.assert_array_equal(model.weights[0][1], [7.0, 7.0])
+  np.testing.assert_array_equal(model(np.zeros((1, 2), np.float32)), [[7.0, 7.0]])
+  counter.state = jnp.asarray(40, jnp.int32)
+  assert int(model.state[1]) == 40
+  model(np.zeros((1, 2), np.float32))
+  assert int(counter.state) == 41 and int(model.state[1]) == 41
+
+
 def test_no_tracer_is_stored_on_layers():
   model = Serial(Linear(3), Counter(), Linear(1))
   weights, state = model.init(ShapeDtype((2, 3)))
