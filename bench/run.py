@@ -43,7 +43,9 @@ FIGURES = {
            for k, peer in (('scan_tokens_per_s', 'scan_tokens_per_s'),
                            ('loop_tokens_per_s', 'loop_tokens_per_s'),
                            ('codelab_tokens_per_s', 'loop_tokens_per_s'),
-                           ('ttft_cold_s', 'ttft_cold_s'))],
+                           ('ttft_cold_s', 'ttft_cold_s'))] +
+          [(f'batch{b}.scan_share_of_stream_limit', True) for b in (1, 8)] +
+          [('memory_gb_per_s', True)],
 }
 CALIB = ('calib_gflops_start', 'calib_gflops_end')
 
