@@ -188,7 +188,9 @@ def test_stream_equals_compiled_sampling_and_stops_before_overflow(lms):
   _, predictor = lms
   state = predictor.state
   stream = decoding.autoregressive_sample_stream(predictor, batch_size=B, rng=3)
-  streamed = np.stack([next(stream) for _ in range(8)], axis=1)  # 8 positions = max_len
+  first = next(stream)
+  assert isinstance(first, jax.Array) and first.shape == (B,) and first.dtype == jnp.int32
+  streamed = np.stack([first] + [next(stream) for _ in range(7)], axis=1)  # max_len = 8
   with pytest.raises(ValueError, match=r"decoding: sample 9 needs 9 positions but the model's "
                                        r"predict cache holds max_len=8"):
     next(stream)
