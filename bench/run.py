@@ -4,6 +4,7 @@
     python -m bench --quick              # fewer steps (~2 min); figures are rougher
     python -m bench --peers --pairs 3    # peer, minitrax, peer, minitrax, ... per workload
     python -m bench --only W2,W3 --out results.jsonl
+    python -m bench --trax --pairs 2     # real Trax 1.4.1 too (bench/real_trax.py)
 
 Each benchmark runs in a fresh process (compile times are cold) under a timeout
 and prints one JSON line; the lines are appended to `--out`. With `--peers`
@@ -19,6 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from bench import real_trax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PEERS = os.path.join(os.path.dirname(ROOT), 'shared', 'bench', 'peers')
@@ -84,25 +87,28 @@ def fmt(vals):
   return f'{m:.4g} [{min(vals):.4g}-{max(vals):.4g}]' if len(vals) > 1 else f'{m:.4g}'
 
 
-def table(records):
-  """Markdown table: per workload figure, minitrax and peer median [min-max], ratio."""
-  lines = ['| workload | figure | minitrax | peer (Flax+Optax) | ratio m/p |',
+SIDES = {'peer': 'peer (Flax+Optax)', 'trax': 'Trax 1.4.1'}
+
+
+def table(records, other='peer'):
+  """Markdown table: per workload figure, minitrax and `other` median [min-max], ratio."""
+  lines = [f'| workload | figure | minitrax | {SIDES[other]} | ratio m/p |',
            '|---|---|---|---|---|']
   for key, figs in FIGURES.items():
     recs = [r for r in records if r['_key'] == key]
     if not recs:
       continue
     for path, _, *peer_path in figs + [(c, True) for c in CALIB]:
-      paths = {'minitrax': path, 'peer': peer_path[0] if peer_path else path}
+      paths = {'minitrax': path, other: peer_path[0] if peer_path and other == 'peer' else path}
       side = {s: [v for v in (get(r['figures'], paths[s]) for r in recs if r['_side'] == s)
-                  if v is not None] for s in ('minitrax', 'peer')}
-      if not side['minitrax'] and not side['peer']:
+                  if v is not None] for s in ('minitrax', other)}
+      if not side[other]:
         continue
       ratio = '-'
-      if side['minitrax'] and side['peer'] and statistics.median(side['peer']):
-        ratio = f'{statistics.median(side["minitrax"]) / statistics.median(side["peer"]):.2f}'
-      label = path if paths['peer'] == path else f'{path} (peer: {paths["peer"]})'
-      lines.append(f'| {key} | {label} | {fmt(side["minitrax"])} | {fmt(side["peer"])} | '
+      if side['minitrax'] and statistics.median(side[other]):
+        ratio = f'{statistics.median(side["minitrax"]) / statistics.median(side[other]):.2f}'
+      label = path if paths[other] == path else f'{path} ({other}: {paths[other]})'
+      lines.append(f'| {key} | {label} | {fmt(side["minitrax"])} | {fmt(side[other])} | '
                    f'{ratio} |')
   return '\n'.join(lines)
 
@@ -115,7 +121,8 @@ def load(path, run_prefix):
   for line in open(path):
     rec = json.loads(line)
     if rec.get('run_id', '').startswith(run_prefix) and rec['workload'] in names:
-      side = 'minitrax' if 'minitrax' in rec['versions'] else 'peer'
+      side = ('trax' if rec['impl'].startswith('trax') else
+              'minitrax' if 'minitrax' in rec['versions'] else 'peer')
       out.append({**rec, '_key': names[rec['workload']], '_side': side})
   return out
 
@@ -126,6 +133,9 @@ def main(argv=None):
   p.add_argument('--quick', action='store_true', help='fewer steps per benchmark')
   p.add_argument('--pairs', type=int, default=1, help='runs per side, interleaved')
   p.add_argument('--peers', action='store_true', help='also run the Flax+Optax peers')
+  p.add_argument('--trax', action='store_true',
+                 help='also run real Trax 1.4.1 (W1-W4; venv: ../shared/bench/real_trax)')
+  p.add_argument('--trax_python', default=real_trax.DEFAULT_PYTHON)
   p.add_argument('--peers_dir', default=DEFAULT_PEERS)
   p.add_argument('--peers_python', default=DEFAULT_PEERS_PY)
   p.add_argument('--out', default=os.path.join(ROOT, 'bench', 'results.jsonl'))
@@ -134,7 +144,10 @@ def main(argv=None):
                  help='only print the table of the records in --out whose run_id starts so')
   args = p.parse_args(argv)
   if args.table is not None:
-    print(table(load(args.out, args.table)))
+    records = load(args.out, args.table)
+    for other in SIDES:
+      if any(r['_side'] == other for r in records):
+        print(table(records, other) + '\n')
     return
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   records = []
@@ -146,13 +159,18 @@ def main(argv=None):
       sides = [('minitrax', [sys.executable, '-m', module] + extra, ROOT)]
       if args.peers:
         sides.insert(0, ('peer', [args.peers_python, peer_script] + extra, args.peers_dir))
+      if args.trax and key in real_trax.COMMANDS:
+        sides.insert(0, ('trax', [sys.executable, '-m', 'bench.real_trax', '--only', key,
+                                  '--trax_python', args.trax_python], ROOT))
       for side, cmd, cwd in sides:
         rec = run_one(cmd, cwd, timeout, env)
         if rec is not None:
           with open(args.out, 'a') as f:
             f.write(json.dumps(rec) + '\n')
           records.append({**rec, '_key': key, '_side': side})
-  print(table(records))
+  for other in SIDES:
+    if any(r['_side'] == other for r in records):
+      print(table(records, other) + '\n')
 
 
 if __name__ == '__main__':
