@@ -102,10 +102,10 @@ def table(records, other='peer'):
       paths = {'minitrax': path, other: peer_path[0] if peer_path and other == 'peer' else path}
       side = {s: [v for v in (get(r['figures'], paths[s]) for r in recs if r['_side'] == s)
                   if v is not None] for s in ('minitrax', other)}
-      if not side[other]:
-        continue
+      if not side[other] and (other == 'trax' or not side['minitrax']):
+        continue  # minitrax-only figures are shown against the peer, not against Trax
       ratio = '-'
-      if side['minitrax'] and statistics.median(side[other]):
+      if side['minitrax'] and side[other] and statistics.median(side[other]):
         ratio = f'{statistics.median(side["minitrax"]) / statistics.median(side[other]):.2f}'
       label = path if paths[other] == path else f'{path} ({other}: {paths[other]})'
       lines.append(f'| {key} | {label} | {fmt(side["minitrax"])} | {fmt(side[other])} | '
