@@ -241,8 +241,8 @@ def ceiling_main(argv=None):
 
 
 __all__ = ['now', 'block', 'median', 'spread', 'peak_rss_mib', 'versions', 'machine',
-           'calibrate', 'memory_bandwidth', 'emit', 'CompileTimer', 'time_train_loop', 'manual_train_step',
-           'initial_state', 'n_params', 'ceiling_main']
+           'calibrate', 'memory_bandwidth', 'emit', 'CompileTimer', 'time_train_loop',
+           'manual_train_step', 'initial_state', 'n_params', 'ceiling_main']
 
 
 if __name__ == '__main__':

@@ -18,7 +18,7 @@ dropout off, prompt `0` + 15 random ids, batch 1 and 8, tokens/s = batch *
 `common.memory_bandwidth`) / bytes of weights, the rate at which a decoder
 that reads every weight from main memory once per step would run; the issue's
 alternative W4 target is 80% of it. Weights that stay in the CPU's caches
-(29 MiB here) can beat it.
+(28 MiB here) can beat it.
 `ttft_cold_s`: first token of the stream driver, tracing and compiling included.
 """
 
