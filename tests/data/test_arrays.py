@@ -1,6 +1,7 @@
 """Tests for minitrax.data.arrays: Inputs from NumPy arrays."""
 
-import itertools
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -8,16 +9,8 @@ import pytest
 from minitrax.data import array_inputs
 from minitrax.errors import DataError
 
-
-def take(iterator, n):
-  return list(itertools.islice(iterator, n))
-
-
-def assert_same_batches(a, b):
-  assert len(a) == len(b)
-  for batch_a, batch_b in zip(a, b):
-    for x, y in zip(batch_a, batch_b):
-      np.testing.assert_array_equal(x, y)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batch_checks import assert_same_batches, take  # noqa: E402
 
 
 def _data(n=10):

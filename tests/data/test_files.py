@@ -2,8 +2,8 @@
 
 import gzip
 import hashlib
-import itertools
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +11,9 @@ import pytest
 from minitrax.data import idx_inputs, read_idx, text_inputs, write_idx
 from minitrax.data import text
 from minitrax.errors import DataError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batch_checks import assert_same_batches, take  # noqa: E402
 
 SLICE = os.path.join(os.path.dirname(__file__), 'mnist')  # First 512 of the MNIST test split.
 SHARED = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared', 'data', 'mnist')
@@ -21,17 +24,6 @@ SHARED_SHA256 = {
 }
 needs_shared = pytest.mark.skipif(
     not os.path.isdir(SHARED), reason='../shared/data/mnist (the full MNIST test split) is absent')
-
-
-def take(iterator, n):
-  return list(itertools.islice(iterator, n))
-
-
-def assert_same_batches(a, b):
-  assert len(a) == len(b)
-  for batch_a, batch_b in zip(a, b):
-    for x, y in zip(batch_a, batch_b):
-      np.testing.assert_array_equal(x, y)
 
 
 def test_read_idx_on_the_mnist_slice():

@@ -1,6 +1,8 @@
 """Tests for minitrax.data.inputs: the Inputs bundle and random-access Streams."""
 
 import itertools
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -9,25 +11,15 @@ from minitrax.data import Inputs, Stream
 from minitrax.errors import DataError
 from minitrax.shapes import ShapeDtype
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batch_checks import assert_same_batches, take  # noqa: E402
+
 
 def counting_batches(batch_size=4, length=3, limit=None, start=0):
   """Deterministic batches: batch k is filled with the value k."""
   for k in itertools.islice(itertools.count(start), limit):
     x = np.full((batch_size, length), k, np.int32)
     yield x, x[:, 0], np.ones((batch_size, length), np.float32)
-
-
-def take(iterator, n):
-  return list(itertools.islice(iterator, n))
-
-
-def assert_batches_equal(a, b):
-  assert len(a) == len(b)
-  for batch_a, batch_b in zip(a, b):
-    assert len(batch_a) == len(batch_b)
-    for x, y in zip(batch_a, batch_b):
-      np.testing.assert_array_equal(x, y)
-      assert x.dtype == y.dtype
 
 
 def test_codelab_snippet_works_as_written():
@@ -166,13 +158,13 @@ def test_errors_in_the_background_thread_keep_the_original_as_cause():
 def test_start_skips_batches_of_a_plain_function():
   data = Inputs(lambda _: counting_batches())
   resumed = take(data.train_stream(1, start=5), 3)
-  assert_batches_equal(resumed, take(data.train_stream(1), 8)[5:])
+  assert_same_batches(resumed, take(data.train_stream(1), 8)[5:], same_dtype=True)
 
 
 def test_prefetch_does_not_change_the_batches():
   data = Inputs(lambda _: counting_batches())
-  assert_batches_equal(take(data.train_stream(1, prefetch=0), 5),
-                       take(data.train_stream(1, prefetch=3), 5))
+  assert_same_batches(take(data.train_stream(1, prefetch=0), 5),
+                      take(data.train_stream(1, prefetch=3), 5), same_dtype=True)
 
 
 def test_stream_is_random_access():

@@ -1,6 +1,7 @@
 """Tests for minitrax.data.synthetic: copy, reverse, addition and random tasks."""
 
-import itertools
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -9,16 +10,8 @@ from minitrax.data import (SYNTHETIC_TASKS, addition_inputs, copy_inputs, random
                            reverse_inputs, synthetic_inputs)
 from minitrax.errors import DataError
 
-
-def take(iterator, n):
-  return list(itertools.islice(iterator, n))
-
-
-def assert_same_batches(a, b):
-  assert len(a) == len(b)
-  for batch_a, batch_b in zip(a, b):
-    for x, y in zip(batch_a, batch_b):
-      np.testing.assert_array_equal(x, y)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batch_checks import assert_same_batches, take  # noqa: E402
 
 
 @pytest.mark.parametrize('length, vocab_size', [(10, 32), (4, 3), (16, 100)])

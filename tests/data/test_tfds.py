@@ -1,8 +1,8 @@
 """Tests for minitrax.data.tfds: TFDS offline, through mock_data and real array_record files."""
 
 import importlib.util
-import itertools
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -11,19 +11,10 @@ from minitrax.data import batching, text, tfds_inputs
 from minitrax.data.tfds import TF_EXTRA, crop_and_flip
 from minitrax.errors import DataError
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batch_checks import assert_same_batches, take  # noqa: E402
+
 tfds = pytest.importorskip('tensorflow_datasets')
-
-
-def take(iterator, n):
-  return list(itertools.islice(iterator, n))
-
-
-def assert_same_batches(a, b):
-  assert len(a) == len(b)
-  for batch_a, batch_b in zip(a, b):
-    assert len(batch_a) == len(batch_b)
-    for x, y in zip(batch_a, batch_b):
-      np.testing.assert_array_equal(x, y)
 
 
 def _text(word, i):
