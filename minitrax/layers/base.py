@@ -30,49 +30,32 @@ with one entry per sublayer.
 
 A layer instance used twice in one model shares its weights (Trax semantics):
 the weights tree holds them at the first use and an empty tuple at the others.
+Gathering, storing, sharing and saving these trees lives in `trees.py`; the
+eager re-run that explains a NaN output of a compiled call in `diagnosis.py`.
 """
 
+import contextlib
 import difflib
 import inspect
-import os
-import sys
 
 import jax
-import jax.numpy as jnp
 
-from minitrax import checkpoint
-from minitrax.errors import ArgumentError, CheckpointError, LayerAttributeError, LayerError
+from minitrax.errors import ArgumentError, LayerAttributeError, LayerError
+from minitrax.layers import diagnosis, trees
+from minitrax.layers.trees import EMPTY
 from minitrax.shapes import as_structs, signature
-
-EMPTY = ()
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _created_at():
-  """file:line of the user code that created a layer (outside minitrax and __init__s)."""
-  frame = sys._getframe(2)  # pylint: disable=protected-access
-  while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR) or (
-      frame.f_code.co_name == '__init__' and isinstance(frame.f_locals.get('self'), Layer))):
-    frame = frame.f_back
-  if frame is None:
-    return '<unknown>'
-  return f'{frame.f_code.co_filename}:{frame.f_lineno}'
 
 
 def as_signature(obj):
   """An input signature from ShapeDtypes, arrays or ShapeDtypeStructs (tuples kept)."""
-  if isinstance(obj, list):
-    obj = tuple(obj)
-  return signature(obj)
+  return signature(tuple(obj) if isinstance(obj, list) else obj)
 
 
 def split_rng(rng, n):
   """`n` independent keys from `rng`, or `n` Nones when `rng` is None."""
   if rng is None:
     return [None] * n
-  if n == 0:
-    return []
-  return list(jax.random.split(rng, n))
+  return list(jax.random.split(rng, n)) if n else []
 
 
 class _LayerMeta(type):
@@ -101,14 +84,11 @@ class Layer(metaclass=_LayerMeta):
     self._name = name or type(self).__name__
     self._sublayers = ()
     self._sublayers_to_print = sublayers_to_print
-    self._weights = EMPTY
-    self._state = EMPTY
+    self._tree_node = trees.TreeNode()  # own weights and state, gathered trees
     self._rng = None
     self._initialized = False
-    self._created_at = _created_at()
+    self._created_at = diagnosis.created_at(Layer)
     self._jit_pure_fn = None
-    self._shared_ids_cache = None
-    self._tree_cache = {}
 
   # ---------------------------------------------------------------- override
 
@@ -116,7 +96,8 @@ class Layer(metaclass=_LayerMeta):
     """Makes this layer's `(weights, state)` from the input signature.
 
     Pure: returns new trees, stores nothing. Default: no weights, no state.
-    Combinators initialise their sublayers here (see `Serial`).
+    Combinators initialise their sublayers here with `make_weights_and_state`
+    (see `Serial`).
     """
     del input_signature, rng
     return EMPTY, EMPTY
@@ -134,37 +115,41 @@ class Layer(metaclass=_LayerMeta):
 
   @property
   def name(self):
+    """The name shown in `repr` and in errors."""
     return self._name
 
   @property
   def n_in(self):
+    """Number of inputs taken from the data stack."""
     return self._n_in
 
   @property
   def n_out(self):
+    """Number of outputs put back on the data stack."""
     return self._n_out
 
   @property
   def sublayers(self):
+    """The layers this layer is made of (a tuple; empty for a leaf)."""
     return tuple(self._sublayers)
 
   @property
   def weights(self):
     """This layer's weights tree (sublayers' included); settable."""
-    return _cached_gather(self, 'weights')
+    return trees.cached_gather(self, 'weights')
 
   @weights.setter
   def weights(self, weights):
-    _scatter_all(self, 'weights', weights)
+    trees.scatter(self, 'weights', weights)
 
   @property
   def state(self):
     """This layer's state tree (sublayers' included); settable."""
-    return _cached_gather(self, 'state')
+    return trees.cached_gather(self, 'state')
 
   @state.setter
   def state(self, state):
-    _scatter_all(self, 'state', state)
+    trees.scatter(self, 'state', state)
 
   @property
   def rng(self):
@@ -177,6 +162,7 @@ class Layer(metaclass=_LayerMeta):
 
   @property
   def initialized(self):
+    """Whether `init` stored weights and state on this layer."""
     return self._initialized
 
   # ---------------------------------------------------------------- main API
@@ -194,14 +180,28 @@ class Layer(metaclass=_LayerMeta):
     """
     sig = as_signature(input_signature)
     rng = jax.random.key(0) if rng is None else rng
-    weights, state = self._init_checked(sig, rng)
-    weights = _unresolve(self, 'weights', weights, set())
-    state = _unresolve(self, 'state', state, set())
+    weights, state = self.make_weights_and_state(sig, rng)
+    weights = trees.clear_shared(self, 'weights', weights)
+    state = trees.clear_shared(self, 'state', state)
     self.weights, self.state = weights, state
-    for layer in _all_layers(self):
+    for layer in trees.unique_layers(self):
       object.__setattr__(layer, '_initialized', True)
     self._rng = rng
     return weights, state
+
+  def make_weights_and_state(self, input_signature, rng):
+    """`(weights, state)` of this layer for an input signature; stores nothing.
+
+    Combinators initialise every sublayer through this hook: it calls
+    `init_weights_and_state` and re-raises any error as a `LayerError` naming
+    this layer (and, as it propagates, the combinators around it).
+
+    Args:
+      input_signature: `ShapeDtype`, or a tuple of them for `n_in > 1`.
+      rng: JAX key (or None).
+    """
+    with self._errors_named('init', input_signature):
+      return self.init_weights_and_state(input_signature, rng)
 
   def pure_fn(self, x, weights, state, rng):
     """`(outputs, new_state)` from inputs, weights, state and a key (or None).
@@ -209,37 +209,28 @@ class Layer(metaclass=_LayerMeta):
     The one pure function of a layer: no side effects, safe under `jax.jit`,
     `jax.grad` and `jax.vmap`. Any exception is re-raised as `LayerError`.
     """
-    shared = self._shared_ids()
+    shared = trees.has_shared_layers(self)
     if shared:
-      weights = _resolve(self, 'weights', weights, {})
-      state = _resolve(self, 'state', state, {})
-    try:
+      weights = trees.fill_shared(self, 'weights', weights)
+      state = trees.fill_shared(self, 'state', state)
+    with self._errors_named('pure_fn', x):
       y, new_state = self.forward_with_state(x, weights, state, rng)
-    except LayerError as e:
-      e.add_outer(self._name)
-      raise
-    except Exception as e:  # pylint: disable=broad-except
-      raise self._error('pure_fn', x, e) from e
     if shared:
-      new_state = _unresolve(self, 'state', new_state, set())
+      new_state = trees.clear_shared(self, 'state', new_state)
     return y, new_state
 
   def __call__(self, x, weights=None, state=None, rng=None):
     """Runs the layer; uses stored weights/state when not given, stores new state.
 
     Initialises the layer from `x`'s signature on first use if `init` was not
-    called. Calls go through one cached `jax.jit` of `pure_fn`, so calling in a
-    Python loop with same-shaped inputs compiles once, and the weights and
-    state trees gathered from the layer objects are reused until some layer
-    stores new ones (W4's codelab loop: 355 -> 440 tokens/s).
-
-    Compiled programs hold no host callbacks, so under jit a token id out of
-    range or a predict cache overflow only makes the outputs NaN (see
-    `core.check_ids`). When a floating-point output holds NaN, the call is
-    therefore re-run eagerly (no jit, the same inputs, weights, pre-call state
-    and rng): if that raises (a `LayerError` from the eager checks, e.g.
-    'ids must lie in [0, 32)'), the error propagates and no state is stored;
-    if not (a genuine NaN), the jitted result is returned and its state stored.
+    called. Calls go through one cached `jax.jit` of `pure_fn` (a loop of
+    same-shaped calls compiles once) and reuse the gathered weights and state
+    trees until some layer stores new ones (W4's codelab loop: 355 -> 440
+    tokens/s). Under jit a bad token id or a predict-cache overflow only makes
+    the outputs NaN; so when a floating-point output holds NaN, the call is
+    re-run eagerly (`diagnosis.eager_error`, pre-call state): if that raises
+    (e.g. 'ids must lie in [0, 32)'), the error propagates and no state is
+    stored; if not (a genuine NaN), the jitted result is returned and stored.
     """
     if weights is None and not self._initialized:
       self.init(signature(x))
@@ -247,48 +238,49 @@ class Layer(metaclass=_LayerMeta):
     state = self.state if state is None else state
     rng = self._rng if rng is None else rng
     if self._jit_pure_fn is None:
-      self._jit_pure_fn = jax.jit(self._pure_fn_with_nan_flag)
+      self._jit_pure_fn = jax.jit(diagnosis.with_nan_flag(self.pure_fn))
     y, new_state, has_nan = self._jit_pure_fn(x, weights, state, rng)
     if not isinstance(has_nan, jax.core.Tracer) and bool(has_nan):
-      self.pure_fn(x, weights, state, rng)  # raises the LayerError of a bad id or position
-    self.state = new_state
-    # The next call's state is this tree: pure_fn returns the structure it was given.
-    self.__dict__.setdefault('_tree_cache', {})['state'] = (_GENERATION['state'], new_state)
+      error = diagnosis.eager_error(self, x, weights, state, rng)
+      if error is not None:
+        raise error
+    # pure_fn returns the structure it was given: the new state is the next call's tree.
+    trees.scatter(self, 'state', new_state, keep=True)
     return y
-
-  def _pure_fn_with_nan_flag(self, x, weights, state, rng):
-    """`pure_fn`, plus whether a floating-point output holds NaN (one program for `__call__`)."""
-    y, new_state = self.pure_fn(x, weights, state, rng)
-    return y, new_state, _any_nan(y)
 
   def output_signature(self, input_signature):
     """Output `ShapeDtype`(s) for the given input signature, via `jax.eval_shape`."""
     sig = as_signature(input_signature)
-    try:
-      def shapes_of_outputs(x, rng):
-        weights, state = self.init_weights_and_state(sig, rng)
-        return self.forward_with_state(x, weights, state, rng)[0]
+
+    def shapes_of_outputs(x, rng):
+      weights, state = self.init_weights_and_state(sig, rng)
+      return self.forward_with_state(x, weights, state, rng)[0]
+
+    with self._errors_named('output_signature', sig):
       out = jax.eval_shape(shapes_of_outputs, as_structs(sig), jax.random.key(0))
-    except LayerError as e:
-      e.add_outer(self._name)
-      raise
-    except Exception as e:  # pylint: disable=broad-except
-      raise self._error('output_signature', sig, e) from e
     return signature(out)
 
   def output_signature_with(self, input_signature, weights, state, rng=None):
     """Output signature for given (possibly abstract) weights and state."""
-    def outputs(x, w, s, r):
-      return self.pure_fn(x, w, s, r)[0]
-    sig = as_signature(input_signature)
-    return signature(jax.eval_shape(outputs, as_structs(sig), weights, state, rng))
+    structs = as_structs(as_signature(input_signature))
+    out = jax.eval_shape(lambda *args: self.pure_fn(*args)[0], structs, weights, state, rng)
+    return signature(out)
+
+  def predict_capacity(self):
+    """The most positions this layer can decode in predict mode; None for no limit.
+
+    Default: the least of its sublayers' capacities that are not None (None if
+    none is). Layers with a predict-mode cache (attention) override it.
+    """
+    capacities = (sub.predict_capacity() for sub in self._sublayers)
+    return min((c for c in capacities if c is not None), default=None)
 
   # ---------------------------------------------------------------- files
 
   def save_to_file(self, file_name):
-    """Saves weights, state and input signature to a minitrax checkpoint file."""
+    """Saves weights and state to a minitrax checkpoint file."""
     self._require_initialized('save_to_file')
-    checkpoint.save(file_name, {'weights': self.weights, 'state': self.state})
+    trees.save(self, file_name)
 
   def init_from_file(self, file_name, weights_only=False, input_signature=None):
     """Loads weights (and state unless `weights_only`) from a checkpoint file.
@@ -302,54 +294,9 @@ class Layer(metaclass=_LayerMeta):
     if input_signature is not None:
       self.init(input_signature)
     self._require_initialized('init_from_file')
-    tree = checkpoint.load(file_name)
-    if not isinstance(tree, dict) or 'weights' not in tree:
-      found = sorted(map(str, tree)) if isinstance(tree, dict) else type(tree).__name__
-      raise CheckpointError(f'{file_name}: not a model checkpoint: expected a dict with '
-                            f'"weights", found {found}')
-    checkpoint.check_compatible(tree['weights'], self.weights, file_name, 'weights')
-    if not weights_only:
-      checkpoint.check_compatible(tree.get('state'), self.state, file_name, 'state')
-    self.weights = jax.tree.map(jnp.asarray, tree['weights'])
-    if not weights_only:
-      self.state = jax.tree.map(jnp.asarray, tree['state'])
+    trees.load(self, file_name, weights_only)
 
-  # ---------------------------------------------------------------- internals
-
-  def _init_checked(self, input_signature, rng):
-    """`init_weights_and_state` with errors re-raised as LayerError."""
-    try:
-      return self.init_weights_and_state(input_signature, rng)
-    except LayerError as e:
-      e.add_outer(self._name)
-      raise
-    except Exception as e:  # pylint: disable=broad-except
-      raise self._error('init', input_signature, e) from e
-
-  def _error(self, method, x, cause):
-    try:
-      sig = signature(x)
-    except Exception:  # pylint: disable=broad-except
-      sig = repr(x)
-    return LayerError(self._name, method, self._created_at, sig, cause)
-
-  def _require_initialized(self, what):
-    if not self._initialized:
-      raise LayerError(self._name, what, self._created_at, None, RuntimeError(
-          f'call init(input_signature) before {what}'))
-
-  def _shared_ids(self):
-    """Ids of layer objects that occur more than once under this layer."""
-    if self._shared_ids_cache is None:
-      counts = {}
-      def visit(layer):
-        counts[id(layer)] = counts.get(id(layer), 0) + 1
-        if counts[id(layer)] == 1:
-          for sub in layer.sublayers:
-            visit(sub)
-      visit(self)
-      self._shared_ids_cache = frozenset(i for i, c in counts.items() if c > 1)
-    return self._shared_ids_cache
+  # ---------------------------------------------------------------- trees
 
   def pack_tree(self, kind, sub_trees, own):
     """Builds this layer's `kind` ('weights'/'state') tree from its parts.
@@ -365,14 +312,37 @@ class Layer(metaclass=_LayerMeta):
     if not self._sublayers:
       return (), tree
     if not isinstance(tree, (tuple, list)) or len(tree) != len(self._sublayers):
-      got = f'{type(tree).__name__} of {len(tree)}' if isinstance(tree, (tuple, list)) else \
-          type(tree).__name__
+      got = type(tree).__name__ + (f' of {len(tree)}' if isinstance(tree, (tuple, list)) else '')
       raise LayerError(self._name, f'setting {kind}', self._created_at, None, ValueError(
           f'{kind} of {self._name} must be a tuple of {len(self._sublayers)} (one per '
           f'sublayer), got {got}'))
     return tuple(tree), EMPTY
 
+  # ---------------------------------------------------------------- internals
+
+  @contextlib.contextmanager
+  def _errors_named(self, method, x):
+    """Re-raises any error of the block as a `LayerError` naming this layer, `method`, `x`."""
+    try:
+      yield
+    except LayerError as e:
+      e.add_outer(self._name)
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      try:
+        sig = signature(x)
+      except Exception:  # pylint: disable=broad-except
+        sig = repr(x)
+      raise LayerError(self._name, method, self._created_at, sig, e) from e
+
+  def _require_initialized(self, what):
+    """Raises a `LayerError` naming `what` unless `init` has run."""
+    if not self._initialized:
+      raise LayerError(self._name, what, self._created_at, None, RuntimeError(
+          f'call init(input_signature) before {what}'))
+
   def __setattr__(self, attr, value):
+    """The typo guard: after construction, only existing attributes can be set."""
     # The class is asked first: `hasattr(self, 'state')` would gather the tree.
     if (getattr(self, '_constructed', False) and not hasattr(type(self), attr)
         and not hasattr(self, attr)):
@@ -386,6 +356,7 @@ class Layer(metaclass=_LayerMeta):
     return '\n'.join(self._repr_lines())
 
   def _repr_lines(self):
+    """The lines of `repr`: the name with arities, then the printed sublayers indented."""
     name = self._name
     if self._n_in != 1:
       name += f'_in{self._n_in}'
@@ -400,103 +371,20 @@ class Layer(metaclass=_LayerMeta):
     return lines + [']']
 
 
-def _any_nan(tree):
-  """Scalar bool: whether any floating-point leaf of `tree` holds NaN."""
-  flags = [jnp.any(jnp.isnan(leaf)) for leaf in jax.tree.leaves(tree)
-           if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
-  return jnp.any(jnp.stack(flags)) if flags else jnp.zeros((), bool)
-
-
-# ------------------------------------------------------------------ tree walks
-
-
-def _all_layers(layer, seen=None):
-  seen = set() if seen is None else seen
-  if id(layer) in seen:
-    return []
-  seen.add(id(layer))
-  out = [layer]
-  for sub in layer.sublayers:
-    out.extend(_all_layers(sub, seen))
-  return out
-
-
-def _gather(layer, kind, seen):
-  """The stored `kind` tree; layers seen before contribute ()."""
-  if id(layer) in seen:
-    return EMPTY
-  seen.add(id(layer))
-  subs = [_gather(s, kind, seen) for s in layer.sublayers]
-  return layer.pack_tree(kind, subs, getattr(layer, '_' + kind))
-
-
-# Every store of weights or state (through `_scatter_all`) bumps its kind's
-# generation; a layer's gathered tree is reused while the generation is unchanged,
-# so a loop of `layer(x)` calls does not walk the layer tree for the weights.
-_GENERATION = {'weights': 0, 'state': 0}
-
-
-def _cached_gather(layer, kind):
-  """`_gather(layer, kind)`, reused until any layer's `kind` is stored again."""
-  cache = layer.__dict__.setdefault('_tree_cache', {})
-  hit = cache.get(kind)
-  if hit is None or hit[0] != _GENERATION[kind]:
-    hit = (_GENERATION[kind], _gather(layer, kind, set()))
-    cache[kind] = hit
-  return hit[1]
-
-
-def _scatter_all(layer, kind, tree):
-  """Stores a `kind` tree on `layer` and its sublayers; invalidates gathered trees."""
-  _GENERATION[kind] += 1
-  _scatter(layer, kind, tree, set())
-
-
-def _scatter(layer, kind, tree, seen):
-  """Stores a `kind` tree on the layer objects; layers seen before are skipped."""
-  if id(layer) in seen:
-    return
-  seen.add(id(layer))
-  subs, own = layer.unpack_tree(kind, tree)
-  object.__setattr__(layer, '_' + kind, own)
-  for sub, sub_tree in zip(layer.sublayers, subs):
-    _scatter(sub, kind, sub_tree, seen)
-
-
-def _resolve(layer, kind, tree, seen):
-  """Fills the () slots of repeated layers with their first use's tree."""
-  if id(layer) in seen:
-    return seen[id(layer)]
-  if layer.sublayers:
-    subs, own = layer.unpack_tree(kind, tree)
-    subs = [_resolve(s, kind, t, seen) for s, t in zip(layer.sublayers, subs)]
-    tree = layer.pack_tree(kind, subs, own)
-  seen[id(layer)] = tree
-  return tree
-
-
-def _unresolve(layer, kind, tree, seen):
-  """Replaces the trees of repeated layers (after the first use) with ()."""
-  if id(layer) in seen:
-    return EMPTY
-  seen.add(id(layer))
-  if not layer.sublayers:
-    return tree
-  subs, own = layer.unpack_tree(kind, tree)
-  subs = [_unresolve(s, kind, t, seen) for s, t in zip(layer.sublayers, subs)]
-  return layer.pack_tree(kind, subs, own)
-
-
-# ------------------------------------------------------------------ Fn
-
-
 class Fn(Layer):
   """A layer without weights from a function of its inputs.
 
-  `n_in` is the number of positional parameters of `f`; `f` returns one
-  array, or a tuple of `n_out` arrays.
+  `n_in` is the number of positional parameters of `f` without defaults;
+  `f` returns one array, or a tuple of `n_out` arrays.
 
-  >>> Fn('Double', lambda x: 2 * x)
+  >>> import jax.numpy as jnp
+  >>> double = Fn('Double', lambda x: 2 * x)
+  >>> double
+  Double
+  >>> double(jnp.array([1.0, 2.0])).tolist()
+  [2.0, 4.0]
+  >>> Fn('Pair', lambda a, b: (a + b, a - b), n_out=2)
+  Pair_in2_out2
   """
 
   def __init__(self, name, f, n_out=1):

@@ -68,7 +68,7 @@ class Serial(Layer):
     weights, states = [], []
     for layer, r in zip(self._sublayers, split_rng(rng, len(self._sublayers))):
       inputs = stack_inputs(layer, stack)
-      w, s = layer._init_checked(inputs, r)  # pylint: disable=protected-access
+      w, s = layer.make_weights_and_state(inputs, r)
       out = layer.output_signature_with(inputs, w, s, r)
       stack = push_outputs(layer, out, stack)
       weights.append(w)
@@ -98,7 +98,8 @@ class Parallel(Layer):
 
   def __init__(self, *sublayers, name=None):
     layers = [_as_branch(item, 'Parallel') for item in sublayers]
-    super().__init__(n_in=sum(l.n_in for l in layers), n_out=sum(l.n_out for l in layers),
+    super().__init__(n_in=sum(layer.n_in for layer in layers),
+                     n_out=sum(layer.n_out for layer in layers),
                      name=name or 'Parallel')
     self._sublayers = tuple(layers)
 
@@ -110,7 +111,7 @@ class Parallel(Layer):
 
   def init_weights_and_state(self, input_signature, rng):
     stack = as_stack(input_signature, self.n_in)
-    pairs = [layer._init_checked(inputs, r)  # pylint: disable=protected-access
+    pairs = [layer.make_weights_and_state(inputs, r)
              for (layer, inputs), r in zip(self._slices(stack),
                                            split_rng(rng, len(self._sublayers)))]
     return tuple(w for w, _ in pairs), tuple(s for _, s in pairs)
@@ -253,7 +254,7 @@ class Scan(Layer):
       del shape[self._axis]
       slices.append(sig.replace(shape=tuple(shape)))
     slices = tuple(slices)
-    w, s = self._sublayers[0]._init_checked(  # pylint: disable=protected-access
+    w, s = self._sublayers[0].make_weights_and_state(
         from_stack(slices + stack[n_xs:], self.n_in), rng)
     return (w,), (s,)
 
@@ -339,8 +340,8 @@ class Cond(Layer):
     stack = as_stack(input_signature, self.n_in)
     x, y = stack_inputs(cond, stack), stack_inputs(true, stack[cond.n_in:])
     r = split_rng(rng, 3)
-    parts = [cond._init_checked(x, r[0]), true._init_checked(y, r[1]),  # pylint: disable=protected-access
-             false._init_checked(y, r[2])]  # pylint: disable=protected-access
+    parts = [cond.make_weights_and_state(x, r[0]), true.make_weights_and_state(y, r[1]),
+             false.make_weights_and_state(y, r[2])]
     return tuple(w for w, _ in parts), tuple(s for _, s in parts)
 
   def forward_with_state(self, x, weights, state, rng):
@@ -387,7 +388,7 @@ class Cache(Layer):
 
   def init_weights_and_state(self, input_signature, rng):
     layer = self._sublayers[0]
-    w, s = layer._init_checked(input_signature, rng)  # pylint: disable=protected-access
+    w, s = layer.make_weights_and_state(input_signature, rng)
     out = layer.output_signature_with(input_signature, w, s, rng)
     out = out if isinstance(out, tuple) else (out,)
     cached = tuple(jnp.zeros(o.shape, o.dtype) for o in out)

@@ -143,7 +143,7 @@ class ReversibleHalfResidual(ReversibleLayer):
 
   def init_weights_and_state(self, input_signature, rng):
     _, ctx, _ = self._context(input_signature)
-    w, s = self._sublayers[0]._init_checked(ctx, rng)  # pylint: disable=protected-access
+    w, s = self._sublayers[0].make_weights_and_state(ctx, rng)
     return (w,), (s,)
 
   def forward_with_state(self, x, weights, state, rng):

@@ -9,6 +9,7 @@ import pytest
 
 from minitrax import checkpoint
 from minitrax.errors import CheckpointError, LayerAttributeError, LayerError, MinitraxError
+from minitrax.layers import trees
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Serial
 from minitrax.shapes import ShapeDtype
@@ -91,11 +92,10 @@ def test_state_is_stored_after_call():
 
 def test_gathered_trees_are_reused_until_any_layer_stores_new_ones(monkeypatch):
   """A loop of calls walks the layer tree once for the weights; stores anywhere are seen."""
-  from minitrax.layers import base  # pylint: disable=import-outside-toplevel
   walks = []
-  gather = base._gather  # pylint: disable=protected-access
-  monkeypatch.setattr(base, '_gather', lambda layer, kind, seen: (
-      walks.append(kind) if not seen else None, gather(layer, kind, seen))[1])
+  gather = trees.gather
+  monkeypatch.setattr(trees, 'gather', lambda root, kind: (
+      walks.append(kind), gather(root, kind))[1])
   counter, linear = Counter(), Linear(2)
   model = Serial(linear, counter)
   model.init(ShapeDtype((1, 2)))
@@ -122,7 +122,7 @@ def test_no_tracer_is_stored_on_layers():
 
   jax.jit(jax.grad(loss))(weights)
   for layer in [model, *model.sublayers]:
-    for value in jax.tree.leaves(vars(layer)):
+    for value in jax.tree.leaves((vars(layer), layer.weights, layer.state)):
       assert not isinstance(value, jax.core.Tracer), (layer.name, value)
 
 
@@ -189,6 +189,45 @@ def test_layer_error_in_init_and_output_signature():
     Serial(Broken()).init(ShapeDtype((4,), np.int32))
   with pytest.raises(LayerError, match=r'(?s)Broken \(in output_signature\).*needs rank 3'):
     Broken().output_signature(ShapeDtype((4,)))
+
+
+def test_make_weights_and_state_is_pure_and_names_the_layer():
+  layer = Serial(Linear(3), Counter())
+  weights, state = layer.make_weights_and_state(ShapeDtype((2, 4)), jax.random.key(0))
+  assert weights[0][0].shape == (4, 3) and int(state[1]) == 0
+  assert not layer.initialized and layer.weights == ((), ()) and layer.state == ((), ())
+
+  class Broken(Layer):
+    def init_weights_and_state(self, input_signature, rng):
+      raise ValueError('needs rank 3')
+
+  with pytest.raises(LayerError, match=r'(?s)layer Broken \(in init\).*layer path: Serial > '
+                     r'Broken\n.*ValueError: needs rank 3') as info:
+    Serial(Broken()).make_weights_and_state(ShapeDtype((4,)), jax.random.key(0))
+  assert isinstance(info.value.__cause__, ValueError)
+
+
+class Cached(Layer):
+  """Test layer: a predict-mode cache of `capacity` positions."""
+
+  def __init__(self, capacity):
+    super().__init__(name=f'Cached_{capacity}')
+    self._capacity = capacity
+
+  def forward(self, x, weights):
+    return x
+
+  def predict_capacity(self):
+    return self._capacity
+
+
+def test_predict_capacity_default_is_the_least_of_the_sublayers():
+  assert Linear(2).predict_capacity() is None
+  assert Serial(Linear(2), Counter()).predict_capacity() is None
+  assert Serial(Cached(None), Cached(64)).predict_capacity() == 64
+  shared = Cached(16)
+  model = Serial(Cached(64), Branch(shared, Serial(Linear(2), shared)), Cached(None))
+  assert model.predict_capacity() == 16
 
 
 def test_misspelt_attribute_raises():
