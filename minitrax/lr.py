@@ -1,16 +1,25 @@
 """Learning-rate schedules: functions of the training step.
 
-Two forms, both built by factories that check their arguments once:
+One form reaches the optimizer: a function `step -> {name: float32 value}`
+whose names are hyperparameters of the optimizer (`'learning_rate'`, ...),
+merged into its `opt_params` each step (`Optimizer.with_schedule`).
+`bind(lr_schedule, history)` makes that function from what a user passes as
+`lr_schedule`, which is one of:
 
-* Trax 1.2 form, used by Trax's codelab: `MultifactorSchedule(history=None,
-  ...)` and `EvalAdjustingSchedule(history, ...)` take the training history
-  and return `step -> {'learning_rate': value}`. A Trainer is given the
-  factory itself, calls it with its history, and merges the dict into the
-  optimizer's `opt_params` (`Optimizer.with_schedule`).
-* Step functions, as in later Trax: `constant`, `warmup`,
-  `warmup_and_rsqrt_decay`, `cosine` and `multifactor` return
-  `step -> value`. `Optimizer.with_schedule` takes a bare value as the
-  learning rate.
+* None: no schedule (`step -> {}`).
+* A step function `step -> value` or `step -> {name: value}`, as in later
+  Trax: `constant`, `warmup`, `warmup_and_rsqrt_decay`, `cosine` and
+  `multifactor` build these. A bare value is the learning rate.
+* A factory of the training history, Trax 1.2's form (used by Trax's
+  codelab), declared as such with the `@takes_history` decorator:
+  `MultifactorSchedule(history=None, ...)` and `EvalAdjustingSchedule(history,
+  ...)` return `step -> {'learning_rate': value}`. `bind` calls it with the
+  history; the Trainer binds it again after each epoch, so a schedule can
+  follow the metrics.
+
+The declaration is explicit: nothing is guessed from parameter names. An
+unmarked factory is called with a step and returns a function, which `bind`
+reports with the fix (mark it with `@minitrax.lr.takes_history`).
 
 Every schedule takes a Python or NumPy int step (computed on the host in
 float64, returned as a NumPy float32 scalar) or a JAX int array, traced or
@@ -19,19 +28,102 @@ same schedule runs on the host each step or inside a compiled step.
 
 >>> MultifactorSchedule()(400)
 {'learning_rate': np.float32(0.005)}
+>>> bind(warmup(10, 0.5), history=None)(5)
+{'learning_rate': np.float32(0.25)}
 """
 
+import collections.abc
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitrax.checks import check_callable, check_int, check_positive, check_real
 from minitrax.errors import OptimizerError
+
+_TAKES_HISTORY = 'minitrax_takes_history'  # the function attribute set by `takes_history`
 
 FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay',
            'rsqrt_normalized_decay', 'decay_every', 'cosine_decay')
+
+
+def takes_history(factory):
+  """Declares `factory` a factory of the training history (Trax 1.2's form).
+
+  `factory(history, **kwargs)` must return a schedule `step -> value` or
+  `step -> {name: value}`. The mark is a function attribute, so it survives
+  `functools.wraps` (as in gin's `external_configurable`).
+
+  >>> @takes_history
+  ... def halving(history, constant=0.1):
+  ...   return lambda step: constant / 2 ** len(history.get('eval', 'metrics/loss'))
+
+  Args:
+    factory: a function whose first argument is the training history.
+
+  Returns:
+    `factory` itself, marked.
+  """
+  check_callable('takes_history', 'factory', factory, 'a function of the training history',
+                 error=OptimizerError)
+  setattr(factory, _TAKES_HISTORY, True)
+  return factory
+
+
+def bind(lr_schedule, history):
+  """The function `step -> {name: float32 value}` that `lr_schedule` stands for.
+
+  Args:
+    lr_schedule: None (no schedule), a factory marked with `@takes_history`
+      (called here with `history`), or a step function `step -> value` or
+      `step -> {name: value}`.
+    history: the training history passed to a marked factory.
+
+  Returns:
+    A function of the step returning a dict of float32 scalars (NumPy for a
+    host step, JAX for an array step); a bare value is `'learning_rate'`.
+
+  Raises:
+    OptimizerError: `lr_schedule` (or what a marked factory returns) is not
+      callable; or, when called, a step function returns a function (an
+      unmarked factory of the history).
+  """
+  if lr_schedule is None:
+    return lambda step: {}
+  check_callable('bind', 'lr_schedule', lr_schedule,
+                 'None, a function step -> value or a factory marked with @takes_history',
+                 error=OptimizerError)
+  schedule = lr_schedule
+  if getattr(lr_schedule, _TAKES_HISTORY, False):
+    schedule = lr_schedule(history)
+    check_callable('bind', f'{_name(lr_schedule)}(history)', schedule,
+                   'a function step -> value', error=OptimizerError)
+
+  def values(step):
+    """`{name: float32 value}` of the schedule at `step`."""
+    result = schedule(step)
+    if callable(result):
+      raise OptimizerError(
+          f'bind: lr_schedule {_name(lr_schedule)} returned a function for step {step!r}, so '
+          f'it looks like a factory of the training history; mark it with '
+          f'@minitrax.lr.takes_history')
+    if not isinstance(result, collections.abc.Mapping):
+      result = {'learning_rate': result}
+    return {name: _as_float32(value) for name, value in result.items()}
+
+  return values
+
+
+def _name(fn):
+  return getattr(fn, '__name__', repr(fn))
+
+
+def _as_float32(value):
+  """`value` as a float32 scalar: JAX for a JAX array (traced or not), else NumPy."""
+  if isinstance(value, jax.Array):
+    return jnp.asarray(value, jnp.float32)
+  return np.float32(value)
 
 
 def multifactor(factors='constant * linear_warmup * rsqrt_decay',
@@ -135,6 +227,7 @@ def cosine(n_warmup_steps, max_value, steps_per_cycle):
                      steps_per_cycle=steps_per_cycle)
 
 
+@takes_history
 def MultifactorSchedule(history=None,  # pylint: disable=invalid-name
                         factors='constant * linear_warmup * rsqrt_decay',
                         constant=0.1,  # pylint: disable=redefined-outer-name
@@ -175,23 +268,18 @@ def MultifactorSchedule(history=None,  # pylint: disable=invalid-name
   return learning_rate
 
 
+@takes_history
 def EvalAdjustingSchedule(history,  # pylint: disable=invalid-name
                           constant=0.1,  # pylint: disable=redefined-outer-name
-                          steps_to_decrease=20,
-                          improvement_margin=0.001,
-                          decrease_rate=1.5,
-                          history_mode='eval',
-                          metric='metrics/accuracy'):
+                          steps_to_decrease=20, improvement_margin=0.001, decrease_rate=1.5,
+                          history_mode='eval', metric='metrics/accuracy'):
   """Trax 1.2's schedule that lowers its constant when a metric stalls.
 
   Reads `history.get(history_mode, metric)`, a list of `(step, value)` in
-  time order, where a higher value is better. Walking back from the newest
-  value `cur` over the earlier ones `prev` (as Trax does, the oldest value is
-  never compared): if `cur < prev * (1 + improvement_margin)`, that counts as
-  one evaluation without improvement, else `cur` becomes `prev` and the count
-  restarts. Every `steps_to_decrease` evaluations without improvement divide
-  the constant by `decrease_rate` (and `cur` becomes `prev`). The result is
-  `MultifactorSchedule(constant=adjusted)` with its other defaults.
+  time order, where a higher value is better. Every `steps_to_decrease`
+  evaluations without improvement (see `_n_decreases`) divide the constant by
+  `decrease_rate`. The result is `MultifactorSchedule(constant=adjusted)` with
+  its other defaults.
 
   Args:
     history: An object with `get(mode, metric) -> [(step, value), ...]`.
@@ -205,28 +293,39 @@ def EvalAdjustingSchedule(history,  # pylint: disable=invalid-name
   Returns:
     A function `step -> {'learning_rate': value}`.
   """
-  _check_real('EvalAdjustingSchedule', 'constant', constant)
-  _check_real('EvalAdjustingSchedule', 'improvement_margin', improvement_margin)
-  _check_int('EvalAdjustingSchedule', 'steps_to_decrease', steps_to_decrease,
-             least=1)
-  _check_real('EvalAdjustingSchedule', 'decrease_rate', decrease_rate)
-  if decrease_rate <= 0:
-    raise OptimizerError(
-        f'EvalAdjustingSchedule: decrease_rate must be > 0, got '
-        f'{decrease_rate!r}')
+  who = 'EvalAdjustingSchedule'
+  check_real(who, 'constant', constant, finite=True, error=OptimizerError)
+  check_real(who, 'improvement_margin', improvement_margin, finite=True, error=OptimizerError)
+  check_int(who, 'steps_to_decrease', steps_to_decrease, 1, error=OptimizerError)
+  check_real(who, 'decrease_rate', decrease_rate, finite=True, error=OptimizerError)
+  check_positive(who, 'decrease_rate', decrease_rate, error=OptimizerError)
   values = [value for _, value in history.get(history_mode, metric)]
   adjusted = constant
-  if len(values) >= 2:
-    stalled, cur = 0, values[-1]
-    for prev in reversed(values[1:-1]):
-      if cur < prev * (1 + improvement_margin):
-        stalled += 1
-      else:
-        cur, stalled = prev, 0
-      if stalled >= steps_to_decrease:
-        adjusted /= decrease_rate
-        cur, stalled = prev, 0
+  for _ in range(_n_decreases(values, steps_to_decrease, improvement_margin)):
+    adjusted /= decrease_rate
   return MultifactorSchedule(history, constant=adjusted)
+
+
+def _n_decreases(values, steps_to_decrease, improvement_margin):
+  """How many times `EvalAdjustingSchedule` divides its constant, for metric `values`.
+
+  Walking back from the newest value `cur` over the earlier ones `prev` (as
+  Trax does, the oldest value is never compared): if `cur < prev * (1 +
+  improvement_margin)`, that counts as one evaluation without improvement,
+  else `cur` becomes `prev` and the count restarts. Every `steps_to_decrease`
+  evaluations without improvement make one decrease (and `cur` becomes
+  `prev`).
+  """
+  n, stalled, cur = 0, 0, values[-1] if values else None
+  for prev in reversed(values[1:-1]):
+    if cur < prev * (1 + improvement_margin):
+      stalled += 1
+    else:
+      cur, stalled = prev, 0
+    if stalled >= steps_to_decrease:
+      n += 1
+      cur, stalled = prev, 0
+  return n
 
 
 def _multifactor(owner, factors, constant, warmup_steps, decay_factor,
@@ -267,15 +366,13 @@ def _check_multifactor_args(owner, names, constant, warmup_steps,
                             minimum):
   """Raises OptimizerError, naming `owner`, for an argument out of range."""
   for arg, value in [('constant', constant), ('decay_factor', decay_factor)]:
-    _check_real(owner, arg, value)
+    check_real(owner, arg, value, finite=True, error=OptimizerError)
   if minimum is not None:
-    _check_real(owner, 'minimum', minimum)
-  _check_int(owner, 'warmup_steps', warmup_steps, least=0)
-  _check_int(owner, 'steps_per_decay', steps_per_decay, least=1)
-  _check_real(owner, 'steps_per_cycle', steps_per_cycle)
-  if steps_per_cycle <= 0:
-    raise OptimizerError(
-        f'{owner}: steps_per_cycle must be > 0, got {steps_per_cycle!r}')
+    check_real(owner, 'minimum', minimum, finite=True, error=OptimizerError)
+  check_int(owner, 'warmup_steps', warmup_steps, 0, error=OptimizerError)
+  check_int(owner, 'steps_per_decay', steps_per_decay, 1, error=OptimizerError)
+  check_real(owner, 'steps_per_cycle', steps_per_cycle, finite=True, error=OptimizerError)
+  check_positive(owner, 'steps_per_cycle', steps_per_cycle, error=OptimizerError)
   rsqrt = {'rsqrt_decay', 'rsqrt_normalized_decay'} & set(names)
   if rsqrt and warmup_steps < 1:
     raise OptimizerError(
@@ -312,16 +409,3 @@ def _numeric_step(step):
 def _float32(xp, value):
   return np.float32(value) if xp is np else jnp.asarray(value, jnp.float32)
 
-
-def _check_real(owner, name, value):
-  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-      or not math.isfinite(value)):
-    raise OptimizerError(
-        f'{owner}: {name} must be a finite real number, got {value!r}')
-
-
-def _check_int(owner, name, value, least):
-  if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-      or value < least):
-    raise OptimizerError(
-        f'{owner}: {name} must be an int >= {least}, got {value!r}')

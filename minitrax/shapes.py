@@ -5,11 +5,11 @@ a tuple of them (one per input of a layer). Layers learn their input sizes
 from a signature at `init`, never from real data.
 """
 
+import jax
 import numpy as np
 
+from minitrax.checks import check_shape
 from minitrax.errors import ShapeError
-
-import jax
 
 
 class ShapeDtype:
@@ -26,13 +26,7 @@ class ShapeDtype:
   __slots__ = ('shape', 'dtype')
 
   def __init__(self, shape, dtype=np.float32):
-    try:
-      shape = tuple(int(d) for d in shape)
-    except TypeError as e:
-      raise ShapeError(f'ShapeDtype: shape must be a tuple of ints, got {shape!r}') from e
-    if any(d < 0 for d in shape):
-      raise ShapeError(f'ShapeDtype: dimensions must be >= 0, got shape {shape}')
-    self.shape = shape
+    self.shape = check_shape('ShapeDtype', 'shape', shape, error=ShapeError, type_error=ShapeError)
     self.dtype = np.dtype(dtype)
 
   @property

@@ -145,5 +145,83 @@ def test_eval_adjusting_schedule_reads_the_named_metric():
     lr.EvalAdjustingSchedule(history, steps_to_decrease=0)
 
 
-def test_docstring_example_runs():
-  assert doctest.testmod(lr) == (0, 1)
+def test_docstring_examples_run():
+  results = doctest.testmod(lr)
+  assert results.failed == 0 and results.attempted >= 2
+
+
+# ------------------------------------------------------------------ bind
+
+
+def test_bind_none_is_no_schedule():
+  assert lr.bind(None, FakeHistory([]))(7) == {}
+
+
+def test_bind_calls_a_marked_factory_with_the_history():
+  seen = []
+
+  @lr.takes_history
+  def halving(history, constant=0.4):
+    seen.append(history)
+    return lambda step: {'learning_rate': constant / 2 ** len(history.values)}
+
+  history = FakeHistory([0.5, 0.6])
+  schedule = lr.bind(halving, history)
+  assert seen == [history]
+  assert schedule(3) == {'learning_rate': np.float32(0.1)}
+  assert isinstance(schedule(3)['learning_rate'], np.float32)
+
+
+def test_bind_marks_the_trax_1_2_factories():
+  history = FakeHistory([0.5] * 22)
+  assert lr.bind(lr.MultifactorSchedule, history)(400) == {'learning_rate': np.float32(0.005)}
+  rate = lr.bind(lr.EvalAdjustingSchedule, history)(400)['learning_rate']
+  np.testing.assert_allclose(rate, 0.1 / 1.5 / 20, rtol=1e-6)
+
+
+@pytest.mark.parametrize('schedule, expected', [
+    (lambda step: 0.5, {'learning_rate': 0.5}),                       # a bare value
+    (lr.warmup(10, 0.5), {'learning_rate': 0.25}),
+    (lambda step: {'learning_rate': 0.5, 'weight_decay_rate': 1e-3},  # a dict is kept
+     {'learning_rate': 0.5, 'weight_decay_rate': 1e-3}),
+])
+def test_bind_step_functions(schedule, expected):
+  values = lr.bind(schedule, FakeHistory([]))(5)
+  assert values == {k: np.float32(v) for k, v in expected.items()}
+  assert all(isinstance(v, np.float32) for v in values.values())
+
+
+def test_bind_keeps_traced_steps_traced():
+  values = jax.jit(lr.bind(lr.warmup(10, 0.5), None))(jnp.int32(5))
+  assert values['learning_rate'].dtype == jnp.float32
+  np.testing.assert_allclose(values['learning_rate'], 0.25)
+
+
+def test_bind_names_an_unmarked_factory_of_the_history():
+  def my_schedule(history):
+    return lambda step: 0.1
+
+  with pytest.raises(OptimizerError, match=r'bind: lr_schedule my_schedule returned a function '
+                     r'for step 0.*mark it with @minitrax\.lr\.takes_history'):
+    lr.bind(my_schedule, FakeHistory([]))(0)
+
+
+def test_bind_rejects_what_is_not_a_schedule():
+  with pytest.raises(OptimizerError, match='bind: lr_schedule must be None, a function'):
+    lr.bind(0.1, FakeHistory([]))
+
+  @lr.takes_history
+  def bad(history):
+    del history
+    return 0.1
+
+  with pytest.raises(OptimizerError, match=r'bind: bad\(history\) must be a function step'):
+    lr.bind(bad, FakeHistory([]))
+
+
+def test_gin_wrapping_keeps_the_mark():
+  gin = pytest.importorskip('gin')
+  wrapped = gin.external_configurable(lr.MultifactorSchedule, name='MarkedSchedule',
+                                      module='test_lr')
+  assert wrapped is not lr.MultifactorSchedule
+  assert lr.bind(wrapped, FakeHistory([]))(400) == {'learning_rate': np.float32(0.005)}

@@ -13,6 +13,7 @@ epoch)`; a batch may straddle two epochs, and no example is dropped.
 
 import numpy as np  # noqa: F401  (the docstring example uses np)
 
+from minitrax.checks import check_int
 from minitrax.data import batching
 from minitrax.data.inputs import Inputs, Stream
 from minitrax.errors import DataError
@@ -112,9 +113,10 @@ def array_inputs(train, eval_data=None, batch_size=32, eval_batch_size=None, eva
     `Inputs` whose streams are random access (exact resume).
   """
   name = 'array_inputs'
-  seed = batching.check_seed(seed, name)
-  batch_size = batching.check_int(batch_size, f'{name}: batch_size')
-  eval_batch_size = batching.check_int(eval_batch_size or batch_size, f'{name}: eval_batch_size')
+  seed = check_int(name, 'seed', seed, 0, error=DataError)
+  batch_size = check_int(name, 'batch_size', batch_size, error=DataError)
+  eval_batch_size = check_int(name, 'eval_batch_size', eval_batch_size or batch_size,
+                              error=DataError)
   train = _check_arrays(train, f'{name}: train')
   if eval_data is None:
     train, eval_data = holdout_split(train, eval_holdout_size, name)

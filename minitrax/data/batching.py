@@ -27,7 +27,7 @@ from minitrax.errors import DataError
 
 __all__ = [
     'TRAIN', 'EVAL', 'TRAIN_EVAL', 'STREAM_NAMES',
-    'check_int', 'check_seed', 'rng_for', 'canonical_array', 'check_batch',
+    'rng_for', 'canonical_array', 'check_batch',
     'EpochOrder', 'trax_buckets', 'bucket_batches', 'BucketedOrder',
     'pad_stack', 'devices_batch_size',
 ]
@@ -37,19 +37,6 @@ TRAIN, EVAL, TRAIN_EVAL = 0, 1, 2
 STREAM_NAMES = {TRAIN: 'train', EVAL: 'eval', TRAIN_EVAL: 'train_eval'}
 _ORDER = 0  # Purpose keys: one seed for the example order, ...
 _BATCH = 1  # ... another for randomness inside batch i (synthetic data, augmentation).
-
-
-def check_int(value, what, minimum=1):
-  """`value` as an int if it is an int >= `minimum`; else a DataError naming `what`."""
-  is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-  if not is_int or value < minimum:
-    raise DataError(f'{what} must be an int >= {minimum}, got {value!r}')
-  return int(value)
-
-
-def check_seed(seed, where):
-  """Returns `seed` as an int >= 0, or raises DataError naming `where`."""
-  return check_int(seed, f'{where}: seed', 0)
 
 
 def rng_for(seed, tag, index):

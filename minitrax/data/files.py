@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from minitrax.data import batching
+from minitrax.checks import check_int
 from minitrax.data import text as text_lib
 from minitrax.data.arrays import arrays_to_inputs, holdout_split
 from minitrax.errors import DataError
@@ -127,9 +127,10 @@ def idx_inputs(data_dir, train='train', eval='t10k',  # pylint: disable=redefine
     `Inputs` of `(images (B, rows, cols, 1), labels (B,) int32)`, random access.
   """
   name = 'idx_inputs'
-  seed = batching.check_seed(seed, name)
-  batch_size = batching.check_int(batch_size, f'{name}: batch_size')
-  eval_batch_size = batching.check_int(eval_batch_size or batch_size, f'{name}: eval_batch_size')
+  seed = check_int(name, 'seed', seed, 0, error=DataError)
+  batch_size = check_int(name, 'batch_size', batch_size, error=DataError)
+  eval_batch_size = check_int(name, 'eval_batch_size', eval_batch_size or batch_size,
+                              error=DataError)
   train_arrays = _read_split(data_dir, train)
   if eval_holdout_size:
     train_arrays, eval_arrays = holdout_split(train_arrays, eval_holdout_size, name)
@@ -185,10 +186,11 @@ def text_inputs(paths, length=128, batch_size=16, eval_paths=None, eval_holdout_
     random access; `text.BYTE_VOCAB_SIZE` (258) ids.
   """
   name = 'text_inputs'
-  seed = batching.check_seed(seed, name)
-  length = batching.check_int(length, f'{name}: length')
-  batch_size = batching.check_int(batch_size, f'{name}: batch_size')
-  eval_batch_size = batching.check_int(eval_batch_size or batch_size, f'{name}: eval_batch_size')
+  seed = check_int(name, 'seed', seed, 0, error=DataError)
+  length = check_int(name, 'length', length, error=DataError)
+  batch_size = check_int(name, 'batch_size', batch_size, error=DataError)
+  eval_batch_size = check_int(name, 'eval_batch_size', eval_batch_size or batch_size,
+                              error=DataError)
   train = _text_rows(paths, length, by_line)
   if eval_paths is None:
     train, eval_rows = holdout_split(train, eval_holdout_size, name)

@@ -29,6 +29,7 @@ NumPy's global random state, so it is not). `Inputs.exact_resume` tells which.
 
 import itertools
 
+from minitrax.checks import check_int
 from minitrax.data import batching
 from minitrax.data.prefetch import Prefetcher
 from minitrax.errors import DataError
@@ -156,9 +157,9 @@ class Inputs:
     return all(isinstance(fn, Stream) for fn in self._fns.values())
 
   def _stream(self, kind, n_devices, start, prefetch):
-    n_devices = batching.check_int(n_devices, f'{kind}_stream: n_devices', 1)
-    start = batching.check_int(start, f'{kind}_stream: start', 0)
-    prefetch = batching.check_int(prefetch, f'{kind}_stream: prefetch', 0)
+    n_devices = check_int(f'{kind}_stream', 'n_devices', n_devices, 1, error=DataError)
+    start = check_int(f'{kind}_stream', 'start', start, 0, error=DataError)
+    prefetch = check_int(f'{kind}_stream', 'prefetch', prefetch, 0, error=DataError)
     fn = self._fns[kind]
     if isinstance(fn, Stream):
       batches = fn(n_devices, start)

@@ -18,6 +18,7 @@ import types
 
 import numpy as np
 
+from minitrax.checks import check_int
 from minitrax.data import batching
 from minitrax.data.inputs import Inputs, Stream
 from minitrax.errors import DataError
@@ -30,7 +31,7 @@ __all__ = [
 
 def _streams(make_batch, seed, name, eval_make_batch=None):
   """Inputs with train and eval Streams of `make_batch(rng) -> batch`."""
-  seed = batching.check_seed(seed, name)
+  seed = check_int(name, 'seed', seed, 0, error=DataError)
   eval_make_batch = eval_make_batch or make_batch
 
   def stream(tag, make):
@@ -52,9 +53,9 @@ def _copy_batch(rng, batch_size, vocab_size, length, reverse):
 
 
 def _copy_task(batch_size, vocab_size, length, seed, reverse, name):
-  batch_size = batching.check_int(batch_size, f'{name}: batch_size')
-  vocab_size = batching.check_int(vocab_size, f'{name}: vocab_size', 3)
-  length = batching.check_int(length, f'{name}: length', 4)
+  batch_size = check_int(name, 'batch_size', batch_size, error=DataError)
+  vocab_size = check_int(name, 'vocab_size', vocab_size, 3, error=DataError)
+  length = check_int(name, 'length', length, 4, error=DataError)
   if length % 2:
     raise DataError(f'{name}: length must be even (0 w 0 w), got {length}')
   return _streams(lambda rng: _copy_batch(rng, batch_size, vocab_size, length, reverse), seed, name)
@@ -133,15 +134,15 @@ def addition_inputs(vocab_size=13, batch_size=16, train_length=16, eval_min_leng
     `Inputs` of `(ids (B, L) int32, ids (B, L) int32, weights (B, L) float32)`.
   """
   name = 'addition_inputs'
-  base = batching.check_int(vocab_size, f'{name}: vocab_size', 5) - 3
-  batch_size = batching.check_int(batch_size, f'{name}: batch_size')
-  train_length = batching.check_int(train_length, f'{name}: train_length', 3)
-  eval_max_length = batching.check_int(eval_max_length, f'{name}: eval_max_length', 3)
-  eval_min_length = batching.check_int(eval_min_length, f'{name}: eval_min_length', 1)
+  base = check_int(name, 'vocab_size', vocab_size, 5, error=DataError) - 3
+  batch_size = check_int(name, 'batch_size', batch_size, error=DataError)
+  train_length = check_int(name, 'train_length', train_length, 3, error=DataError)
+  eval_max_length = check_int(name, 'eval_max_length', eval_max_length, 3, error=DataError)
+  eval_min_length = check_int(name, 'eval_min_length', eval_min_length, 1, error=DataError)
   if eval_min_length > eval_max_length:
     raise DataError(f'{name}: eval_min_length {eval_min_length} > '
                     f'eval_max_length {eval_max_length}')
-  pad = batching.check_int(pad_to_multiple, f'{name}: pad_to_multiple')
+  pad = check_int(name, 'pad_to_multiple', pad_to_multiple, error=DataError)
   return _streams(
       lambda rng: _addition_batch(rng, batch_size, base, train_length, 3, pad), seed, name,
       lambda rng: _addition_batch(rng, batch_size, base, eval_max_length, eval_min_length, pad))

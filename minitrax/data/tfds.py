@@ -36,6 +36,7 @@ import types
 
 import numpy as np
 
+from minitrax.checks import check_int
 from minitrax.data import batching
 from minitrax.data import text as text_lib
 from minitrax.data.inputs import Inputs, Stream
@@ -356,18 +357,20 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
       downloadable (the message says where to put files); TensorFlow needed
       (the message gives `pip install minitrax[tfds]`).
   """
-  optional = lambda value, what: None if value is None else batching.check_int(value, what)
+  count = lambda value, what: check_int(None, what, value, error=DataError)
+  optional = lambda value, what: None if value is None else count(value, what)
   if buckets is not None and (len(buckets) != 2 or len(buckets[1]) != len(buckets[0]) + 1):
     raise DataError(f'inputs({dataset_name!r}): buckets must be (boundaries, batch_sizes) with one '
                     f'more batch size than boundaries, got {buckets!r}')
+  who = f'inputs({dataset_name!r})'
   cfg = types.SimpleNamespace(  # The arguments that shape batches.
-      name=dataset_name, seed=batching.check_seed(seed, f'inputs({dataset_name!r})'),
-      batch_size_per_device=batching.check_int(batch_size_per_device, 'batch_size_per_device'),
+      name=dataset_name, seed=check_int(who, 'seed', seed, 0, error=DataError),
+      batch_size_per_device=count(batch_size_per_device, 'batch_size_per_device'),
       batch_size=optional(batch_size, 'batch_size'),
-      eval_batch_size=batching.check_int(eval_batch_size, 'eval_batch_size'),
+      eval_batch_size=count(eval_batch_size, 'eval_batch_size'),
       shuffle=shuffle, scale_images=scale_images, augment_images=augment_images,
       pad_to_length=optional(pad_to_length, 'pad_to_length'),
-      bucket_length=batching.check_int(bucket_length, 'bucket_length'), buckets=buckets,
+      bucket_length=count(bucket_length, 'bucket_length'), buckets=buckets,
       max_eval_length=optional(max_eval_length, 'max_eval_length'),
       buckets_include_inputs_in_length=buckets_include_inputs_in_length)
   max_length = cfg.pad_to_length or optional(max_length, 'max_length')

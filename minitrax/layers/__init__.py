@@ -34,9 +34,10 @@ from minitrax.layers.metrics import (Accuracy, AccuracyScalar, BinaryCrossEntrop
                                      WeightedCategoryAccuracy, WeightedCategoryCrossEntropy)
 from minitrax.layers.reversible import (ReversibleHalfResidual, ReversibleLayer, ReversibleSerial,
                                         ReversibleSwap)
-from minitrax.layers.lsh_attention import (LSHSelfAttention, SelfAttention, auto_n_buckets,
-                                           bucketed_attention, cached_attention, chunked_attention,
-                                           hash_vectors, hash_with_rotations, random_rotations)
+from minitrax.layers.attention_kernels import (auto_n_buckets, bucketed_attention,
+                                               cached_attention, chunked_attention, hash_vectors,
+                                               hash_with_rotations, random_rotations)
+from minitrax.layers.lsh_attention import LSHSelfAttention, SelfAttention
 from minitrax.layers.axial import (AxialPositionalEncoding)
 from minitrax.errors import LayerError
 

@@ -6,25 +6,20 @@ alone halves one axis. Names, arguments and formulas follow Trax
 (`trax/layers/activation_fns.py`); `Swish` and `Glu` are additions with the
 usual formulas.
 
->>> LeakyRelu(a=0.1)(jnp.array([-2., 3.]))   # [-0.2, 3.]
+>>> LeakyRelu(a=0.1)(jnp.array([-2., 3.]))
+Array([-0.2,  3. ], dtype=float32)
 """
-
-import numbers
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
+from minitrax.checks import check_real
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Fn
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_LAMBDA = 1.0507009873554804934193349852946
-
-
-def _check_number(value, what, who):
-  if not isinstance(value, numbers.Real) or isinstance(value, bool):
-    raise ArgumentTypeError(f'{who}: {what} must be a real number, got {value!r}')
 
 
 def Relu():  # pylint: disable=invalid-name
@@ -34,26 +29,26 @@ def Relu():  # pylint: disable=invalid-name
 
 def ParametricRelu(a=1.):  # pylint: disable=invalid-name
   """`max(a x, 0)`: a ReLU whose positive side has slope `a` (Trax's formula)."""
-  _check_number(a, 'a', 'ParametricRelu')
+  check_real('ParametricRelu', 'a', a)
   return Fn('ParametricRelu', lambda x: jnp.maximum(a * x, jnp.zeros_like(x)))
 
 
 def LeakyRelu(a=0.01):  # pylint: disable=invalid-name
   """`x` for x >= 0, `a x` otherwise."""
-  _check_number(a, 'a', 'LeakyRelu')
+  check_real('LeakyRelu', 'a', a)
   return Fn('LeakyRelu', lambda x: jnp.where(x >= 0, x, a * x))
 
 
 def Elu(a=1.):  # pylint: disable=invalid-name
   """`x` for x > 0, `a (exp(x) - 1)` otherwise."""
-  _check_number(a, 'a', 'Elu')
+  check_real('Elu', 'a', a)
   return Fn('Elu', lambda x: jnp.where(x > 0, x, a * jnp.expm1(jnp.minimum(x, 0))))
 
 
 def Selu(alpha=_SELU_ALPHA, lmbda=_SELU_LAMBDA):  # pylint: disable=invalid-name
   """`lmbda * Elu_alpha(x)`: self-normalising ELU (Klambauer et al., 2017)."""
-  _check_number(alpha, 'alpha', 'Selu')
-  _check_number(lmbda, 'lmbda', 'Selu')
+  check_real('Selu', 'alpha', alpha)
+  check_real('Selu', 'lmbda', lmbda)
   def f(x):
     return lmbda * jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0)))
   return Fn('Selu', f)

@@ -146,7 +146,7 @@ class PureAttention(Layer):
   def __init__(self, n_heads=1, dropout=0.0, mode='train'):
     check_int('PureAttention', 'n_heads', n_heads, 1)
     check_rate('PureAttention', 'dropout', dropout)
-    check_mode('PureAttention', mode)
+    check_mode('PureAttention', 'mode', mode)
     super().__init__(n_in=4, n_out=2, name='PureAttention')
     self._n_heads, self._dropout, self._mode = n_heads, float(dropout), mode
 
@@ -213,7 +213,7 @@ class DotProductCausalAttention(Layer):
   def __init__(self, dropout=0.0, max_len=2048, mode='train'):
     check_rate('DotProductCausalAttention', 'dropout', dropout)
     check_int('DotProductCausalAttention', 'max_len', max_len, 1)
-    check_mode('DotProductCausalAttention', mode)
+    check_mode('DotProductCausalAttention', 'mode', mode)
     super().__init__(n_in=3, n_out=1, name='DotProductCausalAttention')
     self._dropout, self._max_len, self._mode = float(dropout), max_len, mode
 
@@ -224,6 +224,16 @@ class DotProductCausalAttention(Layer):
   @property
   def mode(self):
     return self._mode
+
+  def predict_capacity(self):
+    """`max_len`, the positions the key/value cache holds, in predict mode; else None."""
+    return self._max_len if self._mode == 'predict' else None
+
+  def check_predict_mode(self, who):
+    """Raises `ArgumentError` naming `who` unless this layer was built with mode='predict'."""
+    if self._mode != 'predict':
+      raise ArgumentError(f"{who}: the model must be built with mode='predict', but its "
+                          f"{self.name} has mode={self._mode!r}")
 
   def init_weights_and_state(self, input_signature, rng):
     del rng
@@ -331,7 +341,7 @@ class PositionalEncoding(Layer):
   def __init__(self, max_len=2048, dropout=0.0, dropout_broadcast_dims=(-2,), mode='train'):
     check_int('PositionalEncoding', 'max_len', max_len, 1)
     check_rate('PositionalEncoding', 'dropout', dropout)
-    check_mode('PositionalEncoding', mode)
+    check_mode('PositionalEncoding', 'mode', mode)
     super().__init__(name='PositionalEncoding')
     self._max_len, self._mode = max_len, mode
     self._dropout = float(dropout) if mode == 'train' else 0.0
@@ -344,6 +354,10 @@ class PositionalEncoding(Layer):
   @property
   def mode(self):
     return self._mode
+
+  def predict_capacity(self):
+    """`max_len`, the positions the counter may reach, in predict mode; else None."""
+    return self._max_len if self._mode == 'predict' else None
 
   def init_weights_and_state(self, input_signature, rng):
     del rng
@@ -385,7 +399,7 @@ def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
   the start symbol itself).
   """
   check_int('ShiftRight', 'n_positions', n_positions, 1)
-  check_mode('ShiftRight', mode)
+  check_mode('ShiftRight', 'mode', mode)
 
   def f(x):
     if mode == 'predict':

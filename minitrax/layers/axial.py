@@ -9,25 +9,17 @@ d_model` (Kitaev et al., 2020; Trax's `AxialPositionalEncoding`).
 """
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 
-from minitrax.checks import check_mode, check_rate
+from minitrax.checks import check_int_tuple, check_mode, check_rate
 from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
 from minitrax.layers.base import Layer
 from minitrax.layers.core import poison
 from minitrax.layers.initializers import RandomNormalInitializer
 from minitrax.layers.masks import keep_mask
-
-def _check_ints(who, what, values):
-  values = tuple(values) if isinstance(values, (tuple, list)) else None
-  if not values or any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1
-                       for v in values):
-    raise ArgumentError(f'{who}: {what} must be a non-empty tuple of ints >= 1, got {values!r}')
-  return tuple(int(v) for v in values)
 
 
 class AxialPositionalEncoding(Layer):
@@ -54,13 +46,13 @@ class AxialPositionalEncoding(Layer):
   def __init__(self, shape=(64, 64, 3), d_embs=(384, 384, 256),
                kernel_initializer=RandomNormalInitializer(1.0), dropout=0.0,
                dropout_broadcast_dims=(), mode='train'):
-    shape = _check_ints('AxialPositionalEncoding', 'shape', shape)
-    d_embs = _check_ints('AxialPositionalEncoding', 'd_embs', d_embs)
+    shape = check_int_tuple('AxialPositionalEncoding', 'shape', shape)
+    d_embs = check_int_tuple('AxialPositionalEncoding', 'd_embs', d_embs)
     if len(shape) != len(d_embs):
       raise ArgumentError(f'AxialPositionalEncoding: shape {shape} and d_embs {d_embs} must '
                        f'have the same length')
     check_rate('AxialPositionalEncoding', 'dropout', dropout)
-    check_mode('AxialPositionalEncoding', mode)
+    check_mode('AxialPositionalEncoding', 'mode', mode)
     for axis in dropout_broadcast_dims:
       if not -len(shape) - 2 <= axis <= len(shape) + 1:
         raise ArgumentError(f'AxialPositionalEncoding: dropout_broadcast_dims '
@@ -81,6 +73,10 @@ class AxialPositionalEncoding(Layer):
   @property
   def mode(self):
     return self._mode
+
+  def predict_capacity(self):
+    """`max_len` (prod(shape)) in predict mode; else None."""
+    return self.max_len if self._mode == 'predict' else None
 
   def init_weights_and_state(self, input_signature, rng):
     if input_signature.ndim != 3 or input_signature.shape[-1] != sum(self._d_embs):

@@ -12,13 +12,11 @@ diagnose the NaN: `layer(x)` re-runs the layer eagerly and raises the
 whose loss became NaN.
 """
 
-import numbers
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitrax.checks import check_int, check_mode
+from minitrax.checks import check_axis, check_callable, check_int, check_mode, check_rate
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.initializers import GlorotUniformInitializer, RandomNormalInitializer
@@ -27,17 +25,7 @@ from minitrax.layers.masks import keep_mask
 # ------------------------------------------------------------------ argument checks
 
 
-def _check_axis(axis, who, allow_none=False):
-  if axis is None and allow_none:
-    return
-  if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
-    kinds = 'an int or None' if allow_none else 'an int'
-    raise ArgumentTypeError(f'{who}: axis must be {kinds}, got {axis!r}')
-
-
-def _check_callable(value, what, who):
-  if not callable(value):
-    raise ArgumentTypeError(f'{who}: {what} must be a function init(shape, rng), got {value!r}')
+_INIT_FN = 'a function init(shape, rng)'  # what an initializer argument must be
 
 
 def _need_rng(rng, who):
@@ -121,8 +109,8 @@ class Dense(Layer):
   def __init__(self, n_units, kernel_initializer=GlorotUniformInitializer(),
                bias_initializer=RandomNormalInitializer(1e-6), use_bias=True):
     check_int('Dense', 'n_units', n_units, 1)
-    _check_callable(kernel_initializer, 'kernel_initializer', 'Dense')
-    _check_callable(bias_initializer, 'bias_initializer', 'Dense')
+    check_callable('Dense', 'kernel_initializer', kernel_initializer, _INIT_FN)
+    check_callable('Dense', 'bias_initializer', bias_initializer, _INIT_FN)
     super().__init__(name=f'Dense_{n_units}')
     self._n_units = n_units
     self._kernel_initializer = kernel_initializer
@@ -166,7 +154,7 @@ class Embedding(Layer):
   def __init__(self, vocab_size, d_feature, kernel_initializer=RandomNormalInitializer(1.0)):
     check_int('Embedding', 'vocab_size', vocab_size, 1)
     check_int('Embedding', 'd_feature', d_feature, 1)
-    _check_callable(kernel_initializer, 'kernel_initializer', 'Embedding')
+    check_callable('Embedding', 'kernel_initializer', kernel_initializer, _INIT_FN)
     super().__init__(name=f'Embedding_{vocab_size}_{d_feature}')
     self._vocab_size = vocab_size
     self._d_feature = d_feature
@@ -201,12 +189,11 @@ class Dropout(Layer):
   """
 
   def __init__(self, rate=0.0, shared_axes=None, mode='train'):
-    if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= rate < 1:
-      raise ArgumentError(f'Dropout: rate must be a number in [0, 1), got {rate!r}')
-    check_mode('Dropout', mode)
+    check_rate('Dropout', 'rate', rate)
+    check_mode('Dropout', 'mode', mode)
     shared_axes = () if shared_axes is None else tuple(shared_axes)
     for axis in shared_axes:
-      _check_axis(axis, 'Dropout')
+      check_axis('Dropout', 'axis', axis)
     super().__init__(name='Dropout')
     self._rate = float(rate)
     self._shared_axes = shared_axes
@@ -254,13 +241,13 @@ def Flatten(n_axes_to_keep=1):  # pylint: disable=invalid-name
 
 def Mean(axis=-1, keepdims=False):  # pylint: disable=invalid-name
   """Mean over `axis`: (..., n, ...) -> (..., ...) (or (..., 1, ...) with keepdims)."""
-  _check_axis(axis, 'Mean', allow_none=True)
+  check_axis('Mean', 'axis', axis, allow_none=True)
   return Fn('Mean', lambda x: jnp.mean(x, axis=axis, keepdims=keepdims))
 
 
 def Sum(axis=-1, keepdims=False):  # pylint: disable=invalid-name
   """Sum over `axis` (all axes for None): (..., n, ...) -> (..., ...)."""
-  _check_axis(axis, 'Sum', allow_none=True)
+  check_axis('Sum', 'axis', axis, allow_none=True)
   return Fn('Sum', lambda x: jnp.sum(x, axis=axis, keepdims=keepdims))
 
 
@@ -271,13 +258,13 @@ def log_softmax(x, axis=-1):
 
 def LogSoftmax(axis=-1):  # pylint: disable=invalid-name
   """Log-probabilities along `axis`: `x - logsumexp(x)`; shape unchanged."""
-  _check_axis(axis, 'LogSoftmax')
+  check_axis('LogSoftmax', 'axis', axis)
   return Fn('LogSoftmax', lambda x: log_softmax(x, axis))
 
 
 def Softmax(axis=-1):  # pylint: disable=invalid-name
   """Probabilities along `axis`: `exp(x - logsumexp(x))`; shape unchanged."""
-  _check_axis(axis, 'Softmax')
+  check_axis('Softmax', 'axis', axis)
   return Fn('Softmax', lambda x: jnp.exp(log_softmax(x, axis)))
 
 
@@ -298,7 +285,7 @@ def StopGradient():  # pylint: disable=invalid-name
 
 def ArgMax(axis=-1):  # pylint: disable=invalid-name
   """Index of the largest value along `axis` (int32): (..., n) -> (...)."""
-  _check_axis(axis, 'ArgMax')
+  check_axis('ArgMax', 'axis', axis)
   return Fn('ArgMax', lambda x: jnp.argmax(x, axis=axis))
 
 

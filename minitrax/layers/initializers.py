@@ -22,7 +22,8 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from minitrax.errors import ArgumentError, ArgumentTypeError
+from minitrax.checks import check_non_negative, check_shape
+from minitrax.errors import ArgumentError
 
 # Standard deviation of a unit normal truncated to [-2, 2]; dividing by it makes
 # the truncated draw have the requested variance.
@@ -32,24 +33,8 @@ _MODES = ('fan_in', 'fan_out', 'fan_avg')
 _DISTRIBUTIONS = ('normal', 'uniform', 'truncated_normal')
 
 
-def _pure_shape(shape, who):
-  """`shape` as a tuple of non-negative Python ints (rejects scalars and negatives)."""
-  try:
-    dims = tuple(int(d) for d in shape)
-  except TypeError as e:
-    raise ArgumentTypeError(f'{who}: shape must be a tuple of ints, got {shape!r}') from e
-  if any(d < 0 for d in dims):
-    raise ArgumentError(f'{who}: shape dimensions must be >= 0, got {dims}')
-  return dims
-
-
 def _is_number(value):
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_non_negative(value, what, who):
-  if not _is_number(value) or value < 0:
-    raise ArgumentError(f'{who}: {what} must be a number >= 0, got {value!r}')
 
 
 def get_fans(shape, out_dim=-1, in_dim=-2, nonreceptive_dims=()):
@@ -84,10 +69,10 @@ def RandomNormalInitializer(stddev=1e-2):  # pylint: disable=invalid-name
 
   >>> w = RandomNormalInitializer(0.1)((3, 4), jax.random.key(0))
   """
-  _check_non_negative(stddev, 'stddev', 'RandomNormalInitializer')
+  check_non_negative('RandomNormalInitializer', 'stddev', stddev)
 
   def init(shape, rng, dtype=jnp.float32):
-    shape = _pure_shape(shape, 'RandomNormalInitializer')
+    shape = check_shape('RandomNormalInitializer', 'shape', shape)
     return (stddev * jax.random.normal(rng, shape, jnp.float32)).astype(dtype)
 
   return init
@@ -95,10 +80,10 @@ def RandomNormalInitializer(stddev=1e-2):  # pylint: disable=invalid-name
 
 def RandomUniformInitializer(lim=1.0):  # pylint: disable=invalid-name
   """Draws uniformly from [-lim, lim)."""
-  _check_non_negative(lim, 'lim', 'RandomUniformInitializer')
+  check_non_negative('RandomUniformInitializer', 'lim', lim)
 
   def init(shape, rng, dtype=jnp.float32):
-    shape = _pure_shape(shape, 'RandomUniformInitializer')
+    shape = check_shape('RandomUniformInitializer', 'shape', shape)
     return jax.random.uniform(rng, shape, jnp.float32, -lim, lim).astype(dtype)
 
   return init
@@ -131,7 +116,7 @@ def ScaledInitializer(out_dim, in_dim, scale, mode, distribution):  # pylint: di
                      f'got {distribution!r}')
 
   def init(shape, rng, dtype=jnp.float32, *, nonreceptive_dims=()):
-    shape = _pure_shape(shape, 'ScaledInitializer')
+    shape = check_shape('ScaledInitializer', 'shape', shape)
     fan_in, fan_out = get_fans(shape, out_dim, in_dim, nonreceptive_dims)
     n = {'fan_in': fan_in, 'fan_out': fan_out, 'fan_avg': (fan_in + fan_out) / 2}[mode]
     variance = scale / max(n, 1)
@@ -197,10 +182,10 @@ def OrthogonalInitializer(stddev=1.0):  # pylint: disable=invalid-name
   of the QR decomposition of a normal matrix, signs fixed by diag(R), so
   that Q is uniformly (Haar) distributed.
   """
-  _check_non_negative(stddev, 'stddev', 'OrthogonalInitializer')
+  check_non_negative('OrthogonalInitializer', 'stddev', stddev)
 
   def init(shape, rng, dtype=jnp.float32):
-    shape = _pure_shape(shape, 'OrthogonalInitializer')
+    shape = check_shape('OrthogonalInitializer', 'shape', shape)
     n_rows = math.prod(shape[:-1]) if shape else 1
     n_cols = shape[-1] if shape else 1
     tall = (max(n_rows, n_cols), min(n_rows, n_cols))

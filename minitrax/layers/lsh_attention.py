@@ -7,7 +7,9 @@ d_model)` (with `masked=True`: `(x, mask) -> y`, `mask` True at real tokens,
 shape (batch, n) or (batch, 1, 1, n)). Per head, queries, keys and values are
 `x @ w_q`, `x @ w_k`, `x @ w_v`; heads are projected back with `w_o` and
 summed. Weights hold one slice per head: `w_q` (n_heads, d_model, d_qk),
-`w_v` (n_heads, d_model, d_v), `w_o` (n_heads, d_v, d_model).
+`w_v` (n_heads, d_model, d_v), `w_o` (n_heads, d_v, d_model). The
+computations on arrays (hashing, bucketed, chunked and cached attention) are
+in `minitrax.layers.attention_kernels`.
 
 Shared query/key (always in LSH attention, optional in `SelfAttention`): the
 keys are the queries normalised to unit RMS, so a query would score highest
@@ -47,7 +49,6 @@ is an error (see `minitrax.layers.attention`), never a silent roll-over.
 """
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -55,251 +56,13 @@ import jax.numpy as jnp
 from minitrax.checks import check_int, check_mode, check_rate
 from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
+from minitrax.layers.attention_kernels import (auto_n_buckets, bucketed_attention,
+                                               cached_attention, check_buckets, chunked_attention,
+                                               hash_with_rotations, length_normalized,
+                                               random_rotations, total_buckets)
 from minitrax.layers.base import Layer
 from minitrax.layers.core import poison
 from minitrax.layers.masks import keep_mask
-
-_MASK_PENALTY = 1e9  # subtracted from the scores of hidden keys
-_SELF_PENALTY = 1e5  # subtracted from a query's score with its own key (shared QK)
-
-
-# ------------------------------------------------------------------ argument checks
-
-
-def _check_buckets(who, n_buckets):
-  if n_buckets is None or n_buckets == 1:
-    return
-  factors = n_buckets if isinstance(n_buckets, (tuple, list)) else [n_buckets]
-  for f in factors:
-    if not isinstance(f, numbers.Integral) or isinstance(f, bool) or f < 2 or f % 2:
-      raise ArgumentError(f'{who}: n_buckets must be None, 1, an even int >= 2 or a tuple of '
-                       f'them (factorised hashing), got {n_buckets!r}')
-
-
-# ------------------------------------------------------------------ hashing
-
-
-def auto_n_buckets(n, chunk_len):
-  """Trax's default: `2 * max(1, n // chunk_len)` buckets, factorised in two when > 128."""
-  n_buckets = 2 * max(1, n // chunk_len)
-  if n_buckets <= 128:
-    return n_buckets
-  first = 2 ** math.ceil(math.log2(math.sqrt(n_buckets)))
-  return (first, 2 * (n_buckets // (2 * first)))
-
-
-def _factors(n_buckets):
-  return list(n_buckets) if isinstance(n_buckets, (tuple, list)) else [n_buckets]
-
-
-def random_rotations(rng, d, n_buckets, n_hashes=1, n_sets=None):
-  """The random matrices of `hash_vectors`: (d, n_hashes, r/2), r = sum of the bucket factors.
-
-  With `n_sets`, that many independent sets in one draw: (n_sets, d,
-  n_hashes, r/2). The draw depends only on `rng` and the shape.
-  """
-  shape = (d, n_hashes, sum(_factors(n_buckets)) // 2)
-  return jax.random.normal(rng, shape if n_sets is None else (n_sets,) + shape, jnp.float32)
-
-
-def hash_with_rotations(vecs, rotations, n_buckets):
-  """Buckets of vecs (..., n, d) for rotations (d, n_hashes, r/2): (..., n_hashes, n) int32."""
-  if n_buckets == 1:
-    return jnp.zeros(vecs.shape[:-2] + (rotations.shape[1], vecs.shape[-2]), jnp.int32)
-  rotated = jnp.einsum('...nd,dhr->...hnr', vecs.astype(jnp.float32), rotations)
-  buckets, start, scale = 0, 0, 1
-  for f in _factors(n_buckets):
-    part = rotated[..., start:start + f // 2]
-    digit = jnp.argmax(jnp.concatenate([part, -part], axis=-1), axis=-1).astype(jnp.int32)
-    buckets, start, scale = buckets + scale * digit, start + f // 2, scale * f
-  return buckets
-
-
-def hash_vectors(vecs, n_buckets, rng, n_hashes=1):
-  """Angular LSH buckets of vectors: (..., n, d) -> (..., n_hashes, n) int32.
-
-  Each round draws a random matrix R (d, r/2) from `rng` and puts v in bucket
-  `argmax([v R, -v R])`, so v and a positive multiple of v share a bucket.
-  With `n_buckets` a tuple (r_1, r_2, ...), one rotation per factor gives
-  digits combined as `b_1 + r_1 b_2 + r_1 r_2 b_3 + ...` (prod(r_i)
-  buckets). `n_buckets=1` puts everything in bucket 0.
-  """
-  rotations = random_rotations(rng, vecs.shape[-1], n_buckets, n_hashes)
-  return hash_with_rotations(vecs, rotations, n_buckets)
-
-
-def _total_buckets(n_buckets):
-  return math.prod(_factors(n_buckets))
-
-
-# ------------------------------------------------------------------ attention functions
-
-
-def _length_normalized(x, epsilon=1e-6):
-  x = x.astype(jnp.float32)
-  return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + epsilon)
-
-
-def _scores(q, k, q_pos, k_pos, k_valid, causal, exclude_self):
-  """Masked scores `q k^T / sqrt(d)` in float32: (..., m, d), (..., l, d) -> (..., m, l)."""
-  dots = jnp.matmul(q.astype(jnp.float32), jnp.swapaxes(k, -1, -2).astype(jnp.float32))
-  dots = dots / jnp.sqrt(jnp.float32(q.shape[-1]))
-  q_pos, k_pos = q_pos[..., :, None], k_pos[..., None, :]
-  # Penalties are subtracted (as in Trax) rather than written as constants: a
-  # constant broadcast to the scores' shape would be hoisted out of the query
-  # loop of `chunked_attention` as a loop-invariant buffer.
-  if exclude_self:
-    dots = jnp.where(q_pos == k_pos, dots - _SELF_PENALTY, dots)
-  hidden = k_pos > q_pos if causal else None
-  if k_valid is not None:
-    hidden = ~k_valid[..., None, :] if hidden is None else hidden | ~k_valid[..., None, :]
-  return dots if hidden is None else jnp.where(hidden, dots - _MASK_PENALTY, dots)
-
-
-def _softmax_attend(dots, v, dropout, rng):
-  """`(softmax(dots) v, logsumexp(dots))`, with dropout on the probabilities."""
-  top = jax.lax.stop_gradient(jnp.max(dots, axis=-1, keepdims=True))
-  unnormalised = jnp.exp(dots - top)
-  total = jnp.sum(unnormalised, axis=-1, keepdims=True)
-  probs = unnormalised / total  # sums to 1 even where the scores are ~ -1e5
-  lse = top + jnp.log(total)
-  if dropout > 0.0:
-    keep = keep_mask(rng, 1.0 - dropout, probs.shape)
-    probs = probs * keep.astype(probs.dtype) * (1.0 / (1.0 - dropout))
-  return jnp.matmul(probs.astype(v.dtype), v), lse[..., 0]
-
-
-@jax.custom_vjp
-def _permute_rows(x, perm, inverse):
-  """`tile(x, k)[perm]` for x (n, ...) and a permutation `perm` of k n rows; `inverse` undoes it.
-
-  Its gradient is a gather with `inverse` (summed over the k copies), not the
-  scatter-add autodiff would make: XLA gives every scatter a zeroed buffer
-  and may allocate all of them at the start of the program (Trax does the same
-  for speed on TPU).
-  """
-  return x[perm % x.shape[0]]
-
-
-def _permute_rows_fwd(x, perm, inverse):
-  return _permute_rows(x, perm, inverse), (perm, inverse, x.shape[0])
-
-
-def _permute_rows_bwd(residuals, ct):
-  perm, inverse, n = residuals
-  del perm
-  ct = ct[inverse]
-  return ct.reshape((ct.shape[0] // n, n) + ct.shape[1:]).sum(axis=0), None, None
-
-
-_permute_rows.defvjp(_permute_rows_fwd, _permute_rows_bwd)
-
-
-def _look_adjacent(x, before, after):
-  """(c, L, ...) -> (c, (1 + before + after) L, ...): each chunk with its neighbours (wrapping)."""
-  parts = [jnp.roll(x, i, axis=0) for i in range(before, 0, -1)] + [x]
-  parts += [jnp.roll(x, -i, axis=0) for i in range(1, after + 1)]
-  return jnp.concatenate(parts, axis=1) if len(parts) > 1 else x
-
-
-def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks_after=0,
-                       causal=False, valid=None, dropout=0.0, rng=None):
-  """LSH attention of one head of one example, given the buckets.
-
-  Args:
-    qk: (n, d) shared queries/keys.
-    v: (n, d_v) values.
-    buckets: (n_hashes, n) int bucket of every position in every round.
-    chunk_len: positions per chunk; must divide n.
-    n_chunks_before, n_chunks_after: neighbouring chunks each chunk sees.
-    causal: hide later positions.
-    valid: None or (n,) bool, False at padding (hidden as keys).
-    dropout, rng: dropout on the attention probabilities.
-
-  Returns:
-    (n, d_v): per round, attention within sorted chunks; rounds combined by
-    the softmax of their log-sum-exp.
-  """
-  n_hashes, n = buckets.shape
-  ticker = jnp.arange(n_hashes * n, dtype=jnp.int32)
-  offsets = (jnp.arange(n_hashes, dtype=jnp.int32) * (jnp.max(buckets) + 1))[:, None]
-  keys = jax.lax.stop_gradient((buckets + offsets).reshape(-1))
-  _, sticker = jax.lax.sort((keys, ticker), num_keys=1, is_stable=True)
-  undo = jnp.zeros_like(sticker).at[sticker].set(ticker)
-  pos = sticker % n
-  n_chunks = n_hashes * n // chunk_len
-  before = min(n_chunks_before, n_chunks - 1)
-  after = min(n_chunks_after, n_chunks - 1 - before)
-
-  def chunks(a):
-    return a.reshape((n_chunks, chunk_len) + a.shape[1:])
-
-  sq, sv = chunks(_permute_rows(qk, sticker, undo)), chunks(_permute_rows(v, sticker, undo))
-  spos = chunks(pos)
-  sk = _length_normalized(sq)
-  k_valid = None if valid is None else _look_adjacent(chunks(valid[pos]), before, after)
-  dots = _scores(sq, _look_adjacent(sk, before, after), spos,
-                 _look_adjacent(spos, before, after), k_valid, causal, True)
-  out, lse = _softmax_attend(dots, _look_adjacent(sv, before, after), dropout, rng)
-  out = _permute_rows(out.reshape((n_hashes * n, -1)), undo, sticker).reshape((n_hashes, n, -1))
-  lse = _permute_rows(lse.reshape(-1), undo, sticker).reshape((n_hashes, n, 1))
-  weights = jax.nn.softmax(lse, axis=0)  # sums to 1 even where lse ~ -1e5
-  return jnp.sum(out * weights.astype(out.dtype), axis=0)
-
-
-def chunked_attention(q, k, v, *, causal=False, exclude_self=False, valid=None, chunk_len=None,
-                      dropout=0.0, rng=None):
-  """Exact attention with the queries taken `chunk_len` at a time.
-
-  Args:
-    q: (..., n, d); k: (..., n, d); v: (..., n, d_v).
-    causal: hide later positions; exclude_self: lower a query's score with
-      its own position by 1e5 (for shared query/keys).
-    valid: None or a bool array broadcastable to (..., n): False hides a key.
-    chunk_len: None for one block; else the loop over query chunks is
-      rematerialised, so the backward pass too holds (..., chunk_len, n)
-      scores at a time. n need not be a multiple (the queries are padded).
-    dropout, rng: dropout on the attention probabilities.
-
-  Returns:
-    (..., n, d_v).
-  """
-  n = q.shape[-2]
-  pos = jnp.arange(n, dtype=jnp.int32)
-
-  def block(q_block, q_pos, r):
-    dots = _scores(q_block, k, q_pos, pos, valid, causal, exclude_self)
-    return _softmax_attend(dots, v, dropout, r)[0]
-
-  if chunk_len is None or chunk_len >= n:
-    return block(q, pos, rng)
-  n_chunks = -(-n // chunk_len)
-  pad = n_chunks * chunk_len - n
-  q_padded = jnp.pad(q, [(0, 0)] * (q.ndim - 2) + [(0, pad), (0, 0)])
-  q_chunks = jnp.moveaxis(q_padded.reshape(q.shape[:-2] + (n_chunks, chunk_len, q.shape[-1])),
-                          -3, 0)
-  pos_chunks = jnp.arange(n_chunks * chunk_len, dtype=jnp.int32).reshape(n_chunks, chunk_len)
-
-  def body(args):
-    q_block, q_pos, i = args
-    return block(q_block, q_pos, None if rng is None else jax.random.fold_in(rng, i))
-
-  out = jax.lax.map(jax.checkpoint(body), (q_chunks, pos_chunks, jnp.arange(n_chunks)))
-  out = jnp.moveaxis(out, 0, -3).reshape(q.shape[:-2] + (n_chunks * chunk_len, v.shape[-1]))
-  return out[..., :n, :]
-
-
-def cached_attention(q, keys, values, start, *, exclude_self=False):
-  """Causal attention of `m` new queries at positions `start..start+m-1` over a cache.
-
-  q: (..., m, d); keys: (..., L, d); values: (..., L, d_v), already holding
-  the new positions. Cache slots after a query's position are hidden.
-  """
-  q_pos = start + jnp.arange(q.shape[-2], dtype=jnp.int32)
-  k_pos = jnp.arange(keys.shape[-2], dtype=jnp.int32)
-  dots = _scores(q, keys, q_pos, k_pos, None, True, exclude_self)
-  return _softmax_attend(dots, values, 0.0, None)[0]
-
 
 # ------------------------------------------------------------------ layers
 
@@ -314,7 +77,7 @@ class _EfficientAttention(Layer):
       check_int(name, what, value)
     check_rate(name, 'attention_dropout', attention_dropout)
     check_rate(name, 'output_dropout', output_dropout)
-    check_mode(name, mode)
+    check_mode(name, 'mode', mode)
     if mode == 'predict' and not causal:
       raise ArgumentError(f"{name}: mode='predict' needs causal=True (fast decoding is for "
                        f"causal self-attention)")
@@ -334,6 +97,10 @@ class _EfficientAttention(Layer):
   def max_len(self):
     """Positions the predict-mode cache holds."""
     return self._predict_mem_len
+
+  def predict_capacity(self):
+    """`predict_mem_len`, the positions the cache holds, in predict mode; else None."""
+    return self._predict_mem_len if self._mode == 'predict' else None
 
   def _kernel(self, rng, d_model, d):
     # Glorot uniform over the fans of all heads together (as Trax).
@@ -408,7 +175,7 @@ class _EfficientAttention(Layer):
       raise ArgumentError(f'{self.name}: the predict cache was made for batch {keys.shape[0]}, '
                        f'got batch {q.shape[0]}; re-initialise the model with this batch size')
     bad = check_positions(pos, m, limit, self.name)
-    k = _length_normalized(q) if self._share_qk else k
+    k = length_normalized(q) if self._share_qk else k
     keys = jax.lax.dynamic_update_slice(keys, k.astype(keys.dtype), (0, 0, pos, 0))
     values = jax.lax.dynamic_update_slice(values, v.astype(values.dtype), (0, 0, pos, 0))
     o = cached_attention(q, keys, values, pos, exclude_self=self._share_qk)
@@ -452,7 +219,7 @@ class SelfAttention(_EfficientAttention):
 
   def _attend(self, q, k, v, valid, rng, attention_rng, state):
     if self._share_qk:
-      k = _length_normalized(q)
+      k = length_normalized(q)
     return chunked_attention(q, k, v, causal=self._causal, exclude_self=self._share_qk,
                              valid=None if valid is None else valid[:, None, :],
                              chunk_len=self._chunk_len, dropout=self._attention_dropout,
@@ -491,7 +258,7 @@ class LSHSelfAttention(_EfficientAttention):
     check_int('LSHSelfAttention', 'n_chunks_before', n_chunks_before, 0)
     check_int('LSHSelfAttention', 'n_chunks_after', n_chunks_after, 0)
     check_int('LSHSelfAttention', 'n_hashes', n_hashes)
-    _check_buckets('LSHSelfAttention', n_buckets)
+    check_buckets('LSHSelfAttention', n_buckets)
     super().__init__('LSHSelfAttention', n_heads, d_qk, d_v, True, causal, masked, mode,
                      predict_mem_len, attention_dropout, output_dropout)
     self._chunk_len, self._n_hashes = chunk_len, n_hashes
@@ -523,7 +290,7 @@ class LSHSelfAttention(_EfficientAttention):
     def one(qk, vh, rot, ok, r):  # one head of one example
       buckets = hash_with_rotations(qk, rot, n_buckets)
       if ok is not None:  # padding gets a bucket of its own
-        buckets = jnp.where(ok[None, :], buckets, _total_buckets(n_buckets))
+        buckets = jnp.where(ok[None, :], buckets, total_buckets(n_buckets))
       return bucketed_attention(qk, vh, buckets, chunk_len=chunk,
                                 n_chunks_before=self._n_chunks_before,
                                 n_chunks_after=self._n_chunks_after, causal=self._causal,
@@ -540,6 +307,4 @@ class LSHSelfAttention(_EfficientAttention):
     return out.reshape((b, h, n, -1))
 
 
-__all__ = ['SelfAttention', 'LSHSelfAttention', 'hash_vectors', 'random_rotations',
-           'hash_with_rotations', 'auto_n_buckets', 'bucketed_attention', 'chunked_attention',
-           'cached_attention']
+__all__ = ['SelfAttention', 'LSHSelfAttention']

@@ -14,14 +14,9 @@ then applies a learned per-feature scale and bias:
 import jax.numpy as jnp
 import numpy as np
 
-from minitrax.checks import check_mode
+from minitrax.checks import check_mode, check_positive
 from minitrax.errors import ArgumentError
 from minitrax.layers.base import EMPTY, Layer
-
-
-def _check_positive(layer_name, arg_name, value):
-  if not value > 0:
-    raise ArgumentError(f'{layer_name}: {arg_name} must be > 0, got {value!r}')
 
 
 class LayerNorm(Layer):
@@ -44,7 +39,7 @@ class LayerNorm(Layer):
 
   def __init__(self, center=True, epsilon=1e-6):
     super().__init__(name='LayerNorm')
-    _check_positive('LayerNorm', 'epsilon', epsilon)
+    check_positive('LayerNorm', 'epsilon', epsilon)
     self._center = bool(center)
     self._epsilon = epsilon
 
@@ -105,10 +100,10 @@ class BatchNorm(Layer):
     if not axis or not all(isinstance(a, (int, np.integer)) for a in axis):
       raise ArgumentError(f'BatchNorm: axis must be an int or a non-empty tuple of ints, '
                        f'got {axis!r}')
-    _check_positive('BatchNorm', 'epsilon', epsilon)
+    check_positive('BatchNorm', 'epsilon', epsilon)
     if not 0.0 <= momentum <= 1.0:
       raise ArgumentError(f'BatchNorm: momentum must lie in [0, 1], got {momentum!r}')
-    check_mode('BatchNorm', mode)
+    check_mode('BatchNorm', 'mode', mode)
     self._axis = tuple(int(a) for a in axis)
     self._epsilon = epsilon
     self._center, self._scale = bool(center), bool(scale)
@@ -184,9 +179,9 @@ class FilterResponseNorm(Layer):
   def __init__(self, mode='train', learn_epsilon=False, init_epsilon=1e-6,
                init_learnt_epsilon=1e-4):
     super().__init__(name='FilterResponseNorm')
-    check_mode('FilterResponseNorm', mode)
-    _check_positive('FilterResponseNorm', 'init_epsilon', init_epsilon)
-    _check_positive('FilterResponseNorm', 'init_learnt_epsilon', init_learnt_epsilon)
+    check_mode('FilterResponseNorm', 'mode', mode)
+    check_positive('FilterResponseNorm', 'init_epsilon', init_epsilon)
+    check_positive('FilterResponseNorm', 'init_learnt_epsilon', init_learnt_epsilon)
     self._learn_epsilon = bool(learn_epsilon)
     self._init_epsilon = float(init_epsilon)
     self._init_learnt_epsilon = float(init_learnt_epsilon)

@@ -14,21 +14,15 @@ is sized by the cell (`2 * n_units` for LSTM, `n_units` for GRU), where Trax
 copies the input width, so the input width need not equal `n_units`.
 """
 
-import numbers
-
 import jax
 import jax.numpy as jnp
 
+from minitrax.checks import check_positive_int
 from minitrax.errors import ArgumentError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Scan, Select, Serial
 from minitrax.layers.initializers import (GlorotUniformInitializer, RandomNormalInitializer,
                                           RandomUniformInitializer)
-
-
-def _check_n_units(name, n_units, what='n_units'):
-  if isinstance(n_units, bool) or not isinstance(n_units, numbers.Integral) or n_units < 1:
-    raise ArgumentError(f'{name}: {what} must be a positive int, got {n_units!r}')
 
 
 def _check_step_inputs(name, x, state, state_size, n_rows, n_units):
@@ -72,7 +66,7 @@ class LSTMCell(Layer):
   def __init__(self, n_units, forget_bias=1.0,
                kernel_initializer=GlorotUniformInitializer(),
                bias_initializer=RandomNormalInitializer(1e-6)):
-    _check_n_units('LSTMCell', n_units)
+    check_positive_int('LSTMCell', 'n_units', n_units)
     super().__init__(n_in=2, n_out=2, name='LSTMCell')
     self._n_units = int(n_units)
     self._forget_bias = float(forget_bias)
@@ -127,7 +121,7 @@ class GRUCell(Layer):
   def __init__(self, n_units, forget_bias=0.0,
                kernel_initializer=RandomUniformInitializer(0.01),
                bias_initializer=RandomNormalInitializer(1e-6)):
-    _check_n_units('GRUCell', n_units)
+    check_positive_int('GRUCell', 'n_units', n_units)
     super().__init__(n_in=2, n_out=2, name='GRUCell')
     self._n_units = int(n_units)
     self._forget_bias = float(forget_bias)
@@ -176,7 +170,7 @@ def MakeZeroState(depth_multiplier=1):  # pylint: disable=invalid-name
   n_in = 1, n_out = 1. (`LSTM` and `GRU` size their zero state from the cell
   instead; see the module docstring.)
   """
-  _check_n_units('MakeZeroState', depth_multiplier, 'depth_multiplier')
+  check_positive_int('MakeZeroState', 'depth_multiplier', depth_multiplier)
   return _zeros_layer(lambda d: depth_multiplier * d)
 
 
@@ -195,7 +189,7 @@ def LSTM(n_units):  # pylint: disable=invalid-name
   along axis 1 and outputs h at every step; the final state is dropped.
   Named `LSTM_{n_units}`.
   """
-  _check_n_units('LSTM', n_units)
+  check_positive_int('LSTM', 'n_units', n_units)
   return _recurrent(f'LSTM_{n_units}', LSTMCell(n_units), 2 * n_units)
 
 
@@ -206,7 +200,7 @@ def GRU(n_units):  # pylint: disable=invalid-name
   along axis 1 and outputs h at every step; the final state is dropped.
   Named `GRU_{n_units}`.
   """
-  _check_n_units('GRU', n_units)
+  check_positive_int('GRU', 'n_units', n_units)
   return _recurrent(f'GRU_{n_units}', GRUCell(n_units), n_units)
 
 

@@ -1,4 +1,9 @@
-"""Models built from `minitrax.layers`, with Trax's signatures, and a registry by name."""
+"""Models built from `minitrax.layers`, with Trax's signatures, and a registry by name.
+
+This package imports every model module below, and each module registers its
+own models (`@register`), so `import minitrax.models` is all that `get_model`
+needs. A new model module is imported here.
+"""
 
 from minitrax.models.mlp import MLP
 from minitrax.models.reformer import Reformer, ReformerLM

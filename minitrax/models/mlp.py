@@ -25,6 +25,7 @@ from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Flatten, LogSoftmax
+from minitrax.models.registry import register
 
 _DEFAULTS_1_2 = {'d_hidden': 512, 'n_hidden_layers': 2, 'n_output_classes': 10}
 
@@ -48,6 +49,7 @@ def _check_1_4_form(layer_widths, given_1_2):
   return widths
 
 
+@register
 def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10,
         mode='train', *, layer_widths=None, out_activation=False, flatten=True):
   """A multilayer perceptron; see the module docstring for the two forms.
@@ -74,7 +76,7 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
   Returns:
     A `Serial` layer.
   """
-  check_mode('MLP', mode)
+  check_mode('MLP', 'mode', mode)
   if not callable(activation_fn):
     raise ArgumentTypeError(f'MLP: activation_fn must be a function returning a layer (e.g. Relu), '
                     f'got {activation_fn!r}')

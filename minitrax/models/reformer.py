@@ -35,9 +35,10 @@ from minitrax.layers.normalization import LayerNorm
 from minitrax.layers.reversible import ReversibleHalfResidual, ReversibleSerial, ReversibleSwap
 from minitrax.models.registry import register
 
+
 def _check_args(who, mode, dropout, **sizes):
   """Checks `mode`, the dropout rate and `name=(value, minimum)` ints (None: not given)."""
-  check_mode(who, mode)
+  check_mode(who, 'mode', mode)
   check_rate(who, 'dropout', dropout)
   for name, (value, least) in sizes.items():
     if value is not None:
@@ -195,6 +196,7 @@ class ChunkedCrossEntropyLoss(Layer):
 # ------------------------------------------------------------------ models
 
 
+@register
 def ReformerLM(vocab_size, d_model=512, d_ff=2048, d_attention_key=64,  # pylint: disable=invalid-name
                d_attention_value=64, n_layers=6, n_heads=8, dropout=0.1, max_len=2048,
                attention_type=SelfAttention, ff_activation=FastGelu, ff_chunk_size=0,
@@ -282,6 +284,7 @@ def _average():
   return Fn('XYAvg', lambda x, y: (x + y) / 2.0)
 
 
+@register
 def Reformer(input_vocab_size, output_vocab_size=None, d_model=512, d_ff=2048,  # pylint: disable=invalid-name
              n_encoder_layers=6, n_decoder_layers=6, n_heads=8, dropout=0.1, max_len=2048,
              ff_activation=Relu, mode='train'):
@@ -330,10 +333,6 @@ def Reformer(input_vocab_size, output_vocab_size=None, d_model=512, d_ff=2048,  
       Select([0], n_in=3),                                 # vec_d tok_d
       Dense(output_vocab_size), LogSoftmax(),              # log_probs tok_d
       name='Reformer')
-
-
-for _fn in (ReformerLM, Reformer):
-  register(_fn)
 
 
 __all__ = ['ReformerLM', 'Reformer', 'DecoderBlock', 'FeedForward', 'ChunkedFeedForward',

@@ -6,16 +6,14 @@ the caller then calls with its hyperparameters and `mode`:
 
 >>> model = get_model('MLP')(d_hidden=128, mode='eval')
 
-The models of `mlp.py`, `resnet.py` and `rnn.py` are registered when this
-module is imported; other model modules call `register` themselves.
+Each model module registers its own models with the `@register` decorator,
+so importing `minitrax.models` (which imports every model module) registers
+them all. This module imports no model module.
 """
 
 import difflib
 
 from minitrax.errors import ConfigError
-from minitrax.models.mlp import MLP
-from minitrax.models.resnet import Resnet50, WideResnet
-from minitrax.models.rnn import GRULM, RNNLM
 
 _MODELS = {}
 
@@ -25,7 +23,7 @@ def register(fn, name=None):
 
   Registering the same function under the same name again does nothing, so
   that a module may be re-imported. Returns `fn`, so that `register` also
-  works as a decorator.
+  works as a decorator: model modules write `@register` above each model.
 
   Raises:
     ConfigError: `fn` is not callable, `name` is not a non-empty string, or
@@ -63,10 +61,6 @@ def get_model(name):
 def model_names():
   """The registered names, sorted."""
   return sorted(_MODELS)
-
-
-for _fn in (MLP, Resnet50, WideResnet, RNNLM, GRULM):
-  register(_fn)
 
 
 __all__ = ['register', 'get_model', 'model_names']

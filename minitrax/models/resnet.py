@@ -19,8 +19,8 @@ also works for any other (e.g. tiny test images).
 
 import jax.numpy as jnp
 
-from minitrax.checks import check_int, check_mode
-from minitrax.errors import ArgumentError, ArgumentTypeError
+from minitrax.checks import check_callable, check_int, check_mode
+from minitrax.errors import ArgumentError
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.base import Fn
 from minitrax.layers.combinators import Residual, Serial
@@ -28,12 +28,9 @@ from minitrax.layers.convolution import Conv
 from minitrax.layers.core import Dense, LogSoftmax, ToFloat
 from minitrax.layers.normalization import BatchNorm
 from minitrax.layers.pooling import MaxPool
+from minitrax.models.registry import register
 
-
-def _check_callable(who, what, value, example):
-  if not callable(value):
-    raise ArgumentTypeError(f'{who}: {what} must be a function returning a layer (e.g. {example}), '
-                    f'got {value!r}')
+_LAYER_FN = 'a function returning a layer (e.g. {})'  # what norm and non_linearity must be
 
 
 def GlobalAvgPool():
@@ -93,6 +90,7 @@ def IdentityBlock(kernel_size, filters, norm=BatchNorm, non_linearity=Relu,
   return Serial(Residual(*main), non_linearity(), name='IdentityBlock')
 
 
+@register
 def Resnet50(d_hidden=64, n_output_classes=1001, mode='train', norm=BatchNorm,
              non_linearity=Relu):
   """ResNet-50 (He et al., 2015, https://arxiv.org/abs/1512.03385).
@@ -114,9 +112,9 @@ def Resnet50(d_hidden=64, n_output_classes=1001, mode='train', norm=BatchNorm,
   """
   check_int('Resnet50', 'd_hidden', d_hidden)
   check_int('Resnet50', 'n_output_classes', n_output_classes)
-  check_mode('Resnet50', mode)
-  _check_callable('Resnet50', 'norm', norm, 'BatchNorm')
-  _check_callable('Resnet50', 'non_linearity', non_linearity, 'Relu')
+  check_mode('Resnet50', 'mode', mode)
+  check_callable('Resnet50', 'norm', norm, _LAYER_FN.format('BatchNorm'))
+  check_callable('Resnet50', 'non_linearity', non_linearity, _LAYER_FN.format('Relu'))
 
   def filters(multiplier):
     return [multiplier * d_hidden, multiplier * d_hidden, 4 * multiplier * d_hidden]
@@ -172,6 +170,7 @@ def WideResnetGroup(n, channels, strides=(1, 1), bn_momentum=0.9, mode='train'):
   return Serial(first, rest, name='WideResnetGroup')
 
 
+@register
 def WideResnet(n_blocks=3, widen_factor=1, n_output_classes=10, bn_momentum=0.9,
                mode='train'):
   """Wide ResNet (Zagoruyko & Komodakis, 2016, https://arxiv.org/abs/1605.07146).
@@ -193,7 +192,7 @@ def WideResnet(n_blocks=3, widen_factor=1, n_output_classes=10, bn_momentum=0.9,
   check_int('WideResnet', 'n_blocks', n_blocks)
   check_int('WideResnet', 'widen_factor', widen_factor)
   check_int('WideResnet', 'n_output_classes', n_output_classes)
-  check_mode('WideResnet', mode)
+  check_mode('WideResnet', 'mode', mode)
   return Serial(
       ToFloat(),
       Conv(16, (3, 3), padding='SAME'),

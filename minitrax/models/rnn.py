@@ -31,6 +31,7 @@ from minitrax.layers.base import EMPTY, Layer, split_rng
 from minitrax.layers.combinators import Scan, Serial
 from minitrax.layers.core import Dense, Dropout, Embedding, LogSoftmax
 from minitrax.layers.rnn import GRUCell, LSTMCell
+from minitrax.models.registry import register
 from minitrax.shapes import ShapeDtype
 
 
@@ -67,7 +68,7 @@ class MultiRNNCell(Layer):
     part = state_sig.replace(shape=state_sig.shape[:-1] + (self._split(state_sig.shape[-1]),))
     weights, states = [], []
     for cell, r in zip(self._sublayers, split_rng(rng, len(self._sublayers))):
-      w, s = cell._init_checked((x_sig, part), r)  # pylint: disable=protected-access
+      w, s = cell.make_weights_and_state((x_sig, part), r)
       x_sig, _ = cell.output_signature_with((x_sig, part), w, s, r)
       weights.append(w)
       states.append(s)
@@ -109,7 +110,7 @@ class Recurrent(Layer):
 
   def __init__(self, cell, state_size, mode='train', name=None):
     check_int('Recurrent', 'state_size', state_size)
-    check_mode('Recurrent', mode)
+    check_mode('Recurrent', 'mode', mode)
     super().__init__(name=name or 'Recurrent')
     self._sublayers = (Scan(cell, axis=1),)
     self._state_size = state_size
@@ -134,8 +135,7 @@ class Recurrent(Layer):
 
   def init_weights_and_state(self, input_signature, rng):
     carry_sig = self._carry_signature(input_signature)
-    w, s = self._sublayers[0]._init_checked(  # pylint: disable=protected-access
-        (input_signature, carry_sig), rng)
+    w, s = self._sublayers[0].make_weights_and_state((input_signature, carry_sig), rng)
     carry = jnp.zeros(carry_sig.shape, carry_sig.dtype) if self._mode == 'predict' else EMPTY
     return (w,), (s, carry)
 
@@ -153,6 +153,7 @@ class Recurrent(Layer):
     return y, (scan_state, carry if self._mode == 'predict' else EMPTY)
 
 
+@register
 def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell,
           rnn_cell_d_state_multiplier=2, dropout=0.1, mode='train'):
   """A recurrent language model: `n_layers` cells scanned over time together.
@@ -181,7 +182,7 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell,
   check_int('RNNLM', 'd_model', d_model)
   check_int('RNNLM', 'n_layers', n_layers)
   check_int('RNNLM', 'rnn_cell_d_state_multiplier', rnn_cell_d_state_multiplier)
-  check_mode('RNNLM', mode)
+  check_mode('RNNLM', 'mode', mode)
   if not callable(rnn_cell):
     raise ArgumentTypeError(f'RNNLM: rnn_cell must be a function returning a cell (e.g. LSTMCell), '
                     f'got {rnn_cell!r}')
@@ -197,6 +198,7 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell,
       name='RNNLM')
 
 
+@register
 def GRULM(vocab_size=256, d_model=512, n_layers=1, mode='train'):
   """A GRU language model: `n_layers` GRU layers, one after another.
 
@@ -218,7 +220,7 @@ def GRULM(vocab_size=256, d_model=512, n_layers=1, mode='train'):
   check_int('GRULM', 'vocab_size', vocab_size)
   check_int('GRULM', 'd_model', d_model)
   check_int('GRULM', 'n_layers', n_layers)
-  check_mode('GRULM', mode)
+  check_mode('GRULM', 'mode', mode)
   return Serial(
       ShiftRight(mode=mode),
       Embedding(vocab_size, d_model),

@@ -14,8 +14,7 @@ key/value caches and position counters of `max_len` positions in its state;
 see `minitrax.layers.attention` and `minitrax.supervised.decoding`.
 """
 
-import numbers
-
+from minitrax.checks import check_int, check_mode, check_rate
 from minitrax.errors import ArgumentError
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.attention import (Attention, AttentionQKV, CausalAttention, PaddingMask,
@@ -28,18 +27,13 @@ from minitrax.models.registry import register
 # Models are CamelCase functions returning layers, as in Trax.
 # pylint: disable=invalid-name
 
-_MODES = ('train', 'eval', 'predict')
-
-
 def _check_args(who, mode, dropout, d_model, n_heads, **sizes):
-  if mode not in _MODES:
-    raise ArgumentError(f'{who}: mode must be one of {_MODES}, got {mode!r}')
-  if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-    raise ArgumentError(f'{who}: dropout must be a number in [0, 1), got {dropout!r}')
+  """Checks `mode`, the dropout rate and the sizes (ints >= 1; None: not given)."""
+  check_mode(who, 'mode', mode)
+  check_rate(who, 'dropout', dropout)
   for name, value in dict(sizes, d_model=d_model, n_heads=n_heads).items():
-    if value is not None and (not isinstance(value, numbers.Integral) or
-                              isinstance(value, bool) or value < 1):
-      raise ArgumentError(f'{who}: {name} must be an int >= 1, got {value!r}')
+    if value is not None:
+      check_int(who, name, value, 1)
   if d_model % n_heads:
     raise ArgumentError(f'{who}: d_model={d_model} is not a multiple of n_heads={n_heads}')
 
@@ -92,6 +86,7 @@ def _EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, activat
 # ------------------------------------------------------------------ models
 
 
+@register
 def TransformerLM(vocab_size, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
                   dropout=0.1, max_len=2048, mode='train', ff_activation=Relu):
   """A Transformer language model: (batch, n) int -> (batch, n, vocab_size) log-probs.
@@ -123,6 +118,7 @@ def TransformerLM(vocab_size, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
                 blocks, LayerNorm(), Dense(vocab_size), LogSoftmax(), name='TransformerLM')
 
 
+@register
 def TransformerDecoder(vocab_size=None, d_model=512, d_ff=2048,
                        n_layers=6, n_heads=8, dropout=0.1, max_len=2048, mode='train',
                        ff_activation=Relu):
@@ -143,6 +139,7 @@ def TransformerDecoder(vocab_size=None, d_model=512, d_ff=2048,
                 name='TransformerDecoder')
 
 
+@register
 def TransformerEncoder(vocab_size, n_classes=10, d_model=512, d_ff=2048,
                        n_layers=6, n_heads=8, dropout=0.1, max_len=2048, mode='train',
                        ff_activation=Relu):
@@ -172,6 +169,7 @@ def _Encoder(embedding, d_model, d_ff, n_layers, n_heads, dropout,
   return Serial(Branch(embedder, PaddingMask()), blocks, LayerNorm(), name='Encoder')
 
 
+@register
 def Transformer(input_vocab_size, output_vocab_size=None, d_model=512,
                 d_ff=2048, n_encoder_layers=6, n_decoder_layers=6, n_heads=8, dropout=0.1,
                 max_len=2048, mode='train', ff_activation=Relu):
@@ -212,10 +210,6 @@ def Transformer(input_vocab_size, output_vocab_size=None, d_model=512,
       LayerNorm(), Select([0], n_in=3),              # vec_d tok_d
       Dense(output_vocab_size), LogSoftmax(),        # log_probs tok_d
       name='Transformer')
-
-
-for _fn in (TransformerLM, TransformerDecoder, TransformerEncoder, Transformer):
-  register(_fn)
 
 
 __all__ = ['TransformerLM', 'TransformerDecoder', 'TransformerEncoder', 'Transformer']

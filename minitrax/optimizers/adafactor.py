@@ -3,6 +3,8 @@
 import jax
 import jax.numpy as jnp
 
+from minitrax.checks import check_flag
+from minitrax.errors import OptimizerError
 from minitrax.optimizers import base
 
 
@@ -61,7 +63,7 @@ class Adafactor(base.Optimizer):
                      clipping_threshold=clipping_threshold,
                      weight_decay_rate=weight_decay_rate, epsilon1=epsilon1,
                      epsilon2=epsilon2, clip_grad_norm=clip_grad_norm)
-    flag = lambda name, value: base.check_flag('Adafactor', name, value)
+    flag = lambda name, value: check_flag('Adafactor', name, value, error=OptimizerError)
     self._factored = flag('factored', factored)
     self._multiply_by_parameter_scale = flag(
         'multiply_by_parameter_scale', multiply_by_parameter_scale)

@@ -293,10 +293,3 @@ def _real(owner, name, value):
         f'{value!r}')
   return value
 
-
-def check_flag(owner, name, value):
-  """`value` if it is a bool, else an OptimizerError naming the flag."""
-  if not isinstance(value, (bool, np.bool_)):
-    raise OptimizerError(
-        f'{owner}: {name} must be True or False, got {value!r}')
-  return bool(value)

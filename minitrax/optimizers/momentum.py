@@ -2,6 +2,8 @@
 
 import jax.numpy as jnp
 
+from minitrax.checks import check_flag
+from minitrax.errors import OptimizerError
 from minitrax.optimizers import base
 
 
@@ -35,7 +37,7 @@ class Momentum(base.Optimizer):
     super().__init__(learning_rate=learning_rate, mass=mass,
                      weight_decay_rate=weight_decay_rate,
                      clip_grad_norm=clip_grad_norm)
-    self._nesterov = base.check_flag('Momentum', 'nesterov', nesterov)
+    self._nesterov = check_flag('Momentum', 'nesterov', nesterov, error=OptimizerError)
 
   def init(self, weights):
     return (jnp.zeros_like(weights),)

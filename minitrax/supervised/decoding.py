@@ -33,9 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitrax.checks import check_int
+from minitrax.checks import check_int, check_non_negative
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.attention import DotProductCausalAttention
+from minitrax.layers.trees import unique_layers
 from minitrax.shapes import ShapeDtype
 
 
@@ -46,32 +47,16 @@ _FRESH_STATES = weakref.WeakKeyDictionary()  # model -> {input signature: fresh 
 # ------------------------------------------------------------------ checks and setup
 
 
-def _all_layers(layer, seen=None):
-  seen = set() if seen is None else seen
-  if id(layer) not in seen:
-    seen.add(id(layer))
-    yield layer
-    for sub in layer.sublayers:
-      yield from _all_layers(sub, seen)
-
-
 def _capacity(model):
-  """The fewest positions any predict-mode layer holds (None: no limit).
+  """The most positions `model` can decode (None: no limit); see `Layer.predict_capacity`.
 
-  Counts every layer with `mode == 'predict'` and an int `max_len` (position
-  encodings, causal attention caches); a causal attention layer in another
-  mode means the model was not built for decoding.
+  A causal attention layer in another mode than 'predict' means the model was
+  not built for decoding: an `ArgumentError` naming it.
   """
-  lengths = []
-  for layer in _all_layers(model):
-    mode = getattr(layer, 'mode', None)
-    if isinstance(layer, DotProductCausalAttention) and mode != 'predict':
-      raise ArgumentError(f"decoding: the model must be built with mode='predict', but its "
-                       f"{layer.name} has mode={mode!r}")
-    max_len = getattr(layer, 'max_len', None)
-    if mode == 'predict' and isinstance(max_len, numbers.Integral):
-      lengths.append(int(max_len))
-  return min(lengths) if lengths else None
+  for layer in unique_layers(model):
+    if isinstance(layer, DotProductCausalAttention):
+      layer.check_predict_mode('decoding')
+  return model.predict_capacity()
 
 
 def _prepare(model, inputs, batch_size, start_id, rows_per_example=1):
@@ -135,11 +120,6 @@ def _as_key(rng):
   if isinstance(rng, numbers.Integral):
     return jax.random.key(int(rng))
   return rng
-
-
-def _check_temperature(temperature):
-  if not isinstance(temperature, numbers.Real) or not temperature >= 0:
-    raise ArgumentError(f'decoding: temperature must be a number >= 0, got {temperature!r}')
 
 
 def _is_greedy(temperature):
@@ -308,7 +288,7 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
   Returns:
     A generator of int32 JAX arrays of shape (batch_size,).
   """
-  _check_temperature(temperature)
+  check_non_negative('decoding', 'temperature', temperature)
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
   return _stream(model, prompt, inputs, state, capacity, jnp.float32(temperature),
                  _as_key(rng), _is_greedy(temperature))
@@ -336,7 +316,7 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, sta
   same `rng` the result equals the first ids of `autoregressive_sample_stream`.
   Arguments as for `autoregressive_sample_stream`.
   """
-  _check_temperature(temperature)
+  check_non_negative('decoding', 'temperature', temperature)
   check_int('decoding', 'max_length', max_length, 1)
   check_int('decoding', 'eos_id', eos_id, 0)
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)

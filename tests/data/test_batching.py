@@ -114,8 +114,3 @@ def test_check_batch_accepts_lists_and_returns_tuples():
   batch = batching.check_batch([np.zeros((4, 2)), np.zeros(4, np.int64)], n_devices=2)
   assert isinstance(batch, tuple) and batch[1].dtype == np.int32
 
-
-@pytest.mark.parametrize('value', [-1, 1.0, True, '3'])
-def test_seeds_must_be_non_negative_ints(value):
-  with pytest.raises(DataError, match='where: seed must be an int >= 0'):
-    batching.check_seed(value, 'where')

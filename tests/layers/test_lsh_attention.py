@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from minitrax.errors import LayerError
-from minitrax.layers.lsh_attention import (LSHSelfAttention, SelfAttention, auto_n_buckets,
-                                           bucketed_attention, chunked_attention, hash_vectors)
+from minitrax.layers.attention_kernels import (auto_n_buckets, bucketed_attention,
+                                               chunked_attention, hash_vectors)
+from minitrax.layers.lsh_attention import LSHSelfAttention, SelfAttention
 from minitrax.layers.axial import AxialPositionalEncoding
 from minitrax.shapes import ShapeDtype
 

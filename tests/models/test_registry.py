@@ -1,5 +1,10 @@
 """The model registry: lookup by name, registration, and the unknown-name message."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from minitrax.errors import ConfigError
@@ -72,3 +77,37 @@ def test_register_refuses_clashes_and_bad_arguments():
   with pytest.raises(ConfigError, match=r"register: the model name must be a non-empty "
                                         r"string, got ''"):
     registry.register(MLP, name='')
+
+
+_EVERY_MODEL_MODULE = '''
+import importlib, json, pkgutil
+import minitrax.models as models
+registered = models.model_names()
+for info in pkgutil.iter_modules(models.__path__):
+  importlib.import_module(f'minitrax.models.{info.name}')
+by_module = {}
+for name in models.model_names():
+  by_module.setdefault(models.get_model(name).__module__, []).append(name)
+print(json.dumps({'registered': registered, 'after': models.model_names(), 'by_module': by_module,
+                  'modules': sorted(info.name for info in pkgutil.iter_modules(models.__path__))}))
+'''
+
+
+def test_importing_minitrax_models_registers_every_model_module():
+  """In a fresh interpreter, `import minitrax.models` alone registers the models of every module."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  out = subprocess.run([sys.executable, '-c', _EVERY_MODEL_MODULE], env=env, check=True,
+                       capture_output=True, text=True).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  assert result['registered'] == result['after']  # importing each module adds nothing
+  assert result['by_module'] == {
+      'minitrax.models.mlp': ['MLP'],
+      'minitrax.models.reformer': ['Reformer', 'ReformerLM'],
+      'minitrax.models.resnet': ['Resnet50', 'WideResnet'],
+      'minitrax.models.rnn': ['GRULM', 'RNNLM'],
+      'minitrax.models.transformer': ['Transformer', 'TransformerDecoder', 'TransformerEncoder',
+                                      'TransformerLM'],
+  }
+  models_modules = {f'minitrax.models.{name}' for name in result['modules']} - {
+      'minitrax.models.registry'}
+  assert models_modules == set(result['by_module'])  # a new model module must register models

@@ -7,8 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from minitrax.layers.attention import DotProductCausalAttention, PositionalEncoding
+from minitrax.layers.axial import AxialPositionalEncoding
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Embedding, LogSoftmax
+from minitrax.layers.lsh_attention import LSHSelfAttention, SelfAttention
 from minitrax.models.transformer import Transformer, TransformerLM
 from minitrax.shapes import ShapeDtype
 from minitrax.supervised import decoding
@@ -225,3 +228,26 @@ def test_decoding_rejects_bad_models_and_arguments(lms):
   seq2seq.init((ShapeDtype((1, 3), np.int32), ShapeDtype((1, 1), np.int32)))
   with pytest.raises(ValueError, match=r'the encoder-decoder Transformer needs inputs'):
     decoding.autoregressive_sample(seq2seq)
+
+
+# ------------------------------------------------------------------ predict capacity
+
+
+@pytest.mark.parametrize('make, capacity', [
+    (lambda mode: DotProductCausalAttention(max_len=5, mode=mode), 5),
+    (lambda mode: PositionalEncoding(max_len=7, mode=mode), 7),
+    (lambda mode: AxialPositionalEncoding(shape=(2, 3), d_embs=(4, 4), mode=mode), 6),
+    (lambda mode: SelfAttention(causal=True, predict_mem_len=9, mode=mode), 9),
+    (lambda mode: LSHSelfAttention(causal=True, predict_mem_len=10, mode=mode), 10),
+])
+def test_layers_with_a_predict_cache_report_its_length_in_predict_mode_only(make, capacity):
+  assert make('predict').predict_capacity() == capacity
+  assert make('train').predict_capacity() is None and make('eval').predict_capacity() is None
+
+
+def test_a_model_can_decode_as_far_as_its_smallest_cache():
+  model = TransformerLM(V, **dict(SIZES, max_len=12), mode='predict')
+  assert model.predict_capacity() == 12
+  assert Serial(model, PositionalEncoding(max_len=9, mode='predict')).predict_capacity() == 9
+  assert TransformerLM(V, **SIZES, mode='eval').predict_capacity() is None
+  assert CHAIN.predict_capacity() is None  # no cache: no limit
