@@ -25,6 +25,7 @@ leaves the previous checkpoint readable.
 3
 """
 
+import glob
 import hashlib
 import os
 import struct
@@ -42,6 +43,7 @@ MAX_DEPTH = 128
 _ARRAY_EXT = 1
 _TUPLE_EXT = 2
 _HEADER_MAX = 4096
+_TMP_SUFFIX = '.tmp'
 
 _DTYPES = {name: np.dtype(t) for name, t in [
     ('bool', np.bool_), ('int8', np.int8), ('int16', np.int16),
@@ -205,14 +207,18 @@ def loads(data, source='<bytes>'):
 # ------------------------------------------------------------------ files
 
 
+def _temporary_prefix(path):
+  """The name prefix of `save`'s temporary files for `path`: '.<name>.'."""
+  return '.' + os.path.basename(path) + '.'
+
+
 def save(path, tree):
   """Writes `tree` to `path` atomically (temporary file, fsync, rename)."""
   data = dumps(tree)
   path = os.fspath(path)
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.',
-                             suffix='.tmp')
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temporary_prefix(path), suffix=_TMP_SUFFIX)
   try:
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
@@ -224,6 +230,19 @@ def save(path, tree):
       os.remove(tmp)
     raise
   _fsync_dir(folder)
+
+
+def remove_temporaries(folder, pattern='*'):
+  """Removes the temporary files that `save` calls killed mid-write left in `folder`.
+
+  Only names `save` makes (`.<name>.<random>.tmp`, `<name>` matching the glob
+  `pattern`) are touched; a file that vanishes meanwhile is skipped.
+  """
+  for path in glob.glob(os.path.join(folder, _temporary_prefix(pattern) + '*' + _TMP_SUFFIX)):
+    try:
+      os.remove(path)
+    except OSError:
+      pass
 
 
 def _fsync_dir(folder):

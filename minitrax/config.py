@@ -22,19 +22,21 @@ with keyword arguments. Configs shipped with minitrax live in
 """
 
 import difflib
-import importlib
 import os
-import pkgutil
 
 import gin
 
 from minitrax import data
 from minitrax import lr
-from minitrax import models
+from minitrax import models  # noqa: F401  pylint: disable=unused-import  (registers every model)
 from minitrax import optimizers
 from minitrax.errors import ConfigError
 from minitrax.layers import activation_fns, metrics, normalization, rnn
 from minitrax.models import registry
+from minitrax.layers.metrics import CrossEntropyLoss
+from minitrax.lr import MultifactorSchedule
+from minitrax.optimizers import Adafactor
+from minitrax.supervised.train import Objective, Plan
 from minitrax.supervised.train import train as _train
 from minitrax.supervised.trainer import Trainer as _Trainer
 
@@ -59,14 +61,27 @@ def _register(fn, module, name=None):
   return gin.external_configurable(fn, name=name, module=module)
 
 
-def _import_model_modules():
-  """Imports every module of `minitrax.models`, so each registers its models."""
-  for info in pkgutil.iter_modules(models.__path__):
-    importlib.import_module(f'{models.__name__}.{info.name}')
+def _flat_train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None,
+                optimizer=Adafactor, lr_schedule=MultifactorSchedule, trainer_class=_Trainer,
+                steps=1000, checkpoints_at=None, eval_steps=10, eval_frequency=100,
+                random_seed=None, n_devices=None, has_weights=False, id_to_mask=None,
+                metrics=None, checkpoint_highest=None, checkpoint_lowest=None, train_steps=None,
+                config_text=None):
+  """`supervised.train` with its settings as flat keywords: the names gin bindings use.
+
+  `train.steps = 1000`, `train.has_weights = True`, ... fill the groups
+  `Plan` and `Objective`; `train_steps` is the older name of `steps` (as in
+  the Trax README's `--config="train.train_steps=1000"`) and wins when given.
+  """
+  objective = Objective(loss_fn, has_weights, id_to_mask, metrics)
+  plan = Plan(train_steps if train_steps is not None else steps, eval_steps, eval_frequency,
+              checkpoints_at, checkpoint_highest, checkpoint_lowest)
+  return _train(output_dir, model, inputs, optimizer, lr_schedule, objective, plan,
+                random_seed, n_devices, trainer_class, config_text)
 
 
-_import_model_modules()
-train = _register(_train, 'minitrax.supervised')
+_flat_train.__name__ = 'train'
+train = _register(_flat_train, 'minitrax.supervised')
 Trainer = _register(_Trainer, 'minitrax.supervised')
 MODELS = {name: _register(registry.get_model(name), 'minitrax.models', name)
           for name in registry.model_names()}

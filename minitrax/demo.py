@@ -46,7 +46,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   from minitrax import config  # pylint: disable=import-outside-toplevel
-  from minitrax.supervised.trainer import log  # pylint: disable=import-outside-toplevel
+  from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
   output_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix='minitrax_demo_')
   log(f'Training TransformerLM on the copy task (0 w 0 w) in {output_dir}')
   config.parse(['transformer_copy'], [f'train.steps = {FLAGS.steps}'])

@@ -81,7 +81,7 @@ def main(argv):
   import jax  # pylint: disable=import-outside-toplevel
   from minitrax import config  # pylint: disable=import-outside-toplevel
   from minitrax.errors import MinitraxError  # pylint: disable=import-outside-toplevel
-  from minitrax.supervised.trainer import log  # pylint: disable=import-outside-toplevel
+  from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
   if FLAGS.disable_jit:
     jax.config.update('jax_disable_jit', True)
   if FLAGS.jax_debug_nans:

@@ -1,4 +1,7 @@
-"""The shipped gin configs: each parses, builds its model and trains a step on mock data."""
+"""Tests for minitrax/config.py: gin registrations, flat `train` bindings, shipped configs.
+
+Each shipped config parses, builds its model and trains a step on mock data.
+"""
 
 import os
 
@@ -107,3 +110,29 @@ def test_bad_bindings_name_the_culprit():
   with pytest.raises(ConfigError, match=r"(?s)No configurable matching reference '@NoNet'.*"
                      r'Known models: .*TransformerLM'):
     config.parse([], ['train.model = @NoNet'])
+
+
+def test_flat_train_bindings_fill_the_grouped_settings(monkeypatch):
+  seen = {}
+  monkeypatch.setattr(config, '_train', lambda *args: seen.setdefault('args', args))
+  config.parse([], ['train.model = @MLP', 'train.inputs = @copy_inputs', 'train.steps = 7',
+                    'train.train_steps = 9', 'train.has_weights = True', 'train.eval_steps = 2',
+                    'train.id_to_mask = 0', "train.checkpoint_lowest = 'loss'"])
+  config.train(output_dir='/tmp/unused')
+  objective, plan = seen['args'][5:7]
+  assert (objective.has_weights, objective.id_to_mask) == (True, 0)
+  assert (plan.steps, plan.eval_steps, plan.checkpoint_lowest) == (9, 2, 'loss')
+
+
+def test_flat_train_bindings_are_checked_before_any_computation():
+  config.parse([], ['train.model = @MLP', 'train.inputs = @copy_inputs', "train.steps = 'abc'"])
+  with pytest.raises(ConfigError, match=r"train: steps must be an int >= 1, got 'abc'"):
+    config.train(output_dir='/tmp/unused')
+
+
+def test_every_model_is_a_configurable():
+  from minitrax.models import registry
+  assert set(config.MODELS) == set(registry.model_names())
+  config.parse([], ['MLP.d_hidden = 3'])
+  assert config.query('MLP.d_hidden') == 3
+  assert config.reference_name(config.query('train.optimizer')) == 'Adafactor'

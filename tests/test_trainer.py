@@ -1,4 +1,4 @@
-"""`python -m minitrax.trainer`: runs and errors, each in a subprocess."""
+"""Tests for minitrax/trainer.py, the command line: runs and errors, each in a subprocess."""
 
 import glob
 import os
@@ -10,7 +10,7 @@ import pytest
 
 from minitrax import checkpoint
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'supervised'))
 from codelab_source import subprocess_env  # noqa: E402
 
 

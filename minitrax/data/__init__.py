@@ -7,7 +7,8 @@
   `random_inputs`, by name `synthetic_inputs('copy', ...)`), arrays
   (`array_inputs`), IDX files (`idx_inputs`, `read_idx`), text files
   (`text_inputs`) and TFDS datasets (`tfds_inputs`, Trax's `inputs`).
-* `Prefetcher` (background thread) and `device_prefetch` (ahead onto devices).
+* `Prefetcher` (background thread); `DeviceBatches` and `device_prefetch`
+  (batches placed on a device mesh ahead of use, stacked for training).
 
 Importing this package imports neither TensorFlow nor tensorflow_datasets.
 """
@@ -15,6 +16,8 @@ Importing this package imports neither TensorFlow nor tensorflow_datasets.
 from minitrax.data import batching
 from minitrax.data import text
 from minitrax.data.arrays import array_inputs
+from minitrax.data.device import DeviceBatches
+from minitrax.data.device import device_prefetch
 from minitrax.data.files import idx_inputs
 from minitrax.data.files import read_idx
 from minitrax.data.files import text_inputs
@@ -22,7 +25,6 @@ from minitrax.data.files import write_idx
 from minitrax.data.inputs import Inputs
 from minitrax.data.inputs import Stream
 from minitrax.data.prefetch import Prefetcher
-from minitrax.data.prefetch import device_prefetch
 from minitrax.data.synthetic import SYNTHETIC_TASKS
 from minitrax.data.synthetic import addition_inputs
 from minitrax.data.synthetic import copy_inputs
@@ -36,6 +38,6 @@ __all__ = [
     'copy_inputs', 'reverse_inputs', 'addition_inputs', 'random_inputs', 'synthetic_inputs',
     'SYNTHETIC_TASKS',
     'array_inputs', 'idx_inputs', 'read_idx', 'write_idx', 'text_inputs', 'tfds_inputs',
-    'Prefetcher', 'device_prefetch',
+    'Prefetcher', 'DeviceBatches', 'device_prefetch',
     'batching', 'text',
 ]

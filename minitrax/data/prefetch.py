@@ -1,29 +1,25 @@
-"""Prefetching: batches made in a background thread, and copied to devices ahead.
+"""Prefetching: batches made in a background thread.
 
 `Prefetcher` runs any iterator in a daemon thread and hands its items over a
 bounded queue, so a training step finds its next batch ready. An exception in
 the worker is raised in the consumer as `DataError`, the original kept as
 `__cause__`. The worker stops when the consumer is closed or garbage-collected.
 
-`device_prefetch` keeps the next `size` batches already placed on the
-device(s) with `jax.device_put` (asynchronous), optionally split by a
-`jax.sharding.Sharding` such as a `NamedSharding` over a data-parallel mesh.
+Placing batches on the devices ahead of use is `minitrax.data.device`'s job.
 
 >>> it = Prefetcher(iter(range(3)))
 >>> list(it)
 [0, 1, 2]
 """
 
-import collections
 import queue
 import threading
 import weakref
 
-import jax
 
 from minitrax.errors import DataError
 
-__all__ = ['Prefetcher', 'device_prefetch']
+__all__ = ['Prefetcher']
 
 _POLL_S = 0.05  # How often a blocked worker checks whether it should stop.
 
@@ -122,39 +118,3 @@ class Prefetcher:
 
   def __exit__(self, *exc):
     self.close()
-
-
-def device_prefetch(batches, sharding=None, size=2):
-  """Yields batches already transferred to device(s), `size` ahead.
-
-  Args:
-    batches: iterable of pytrees of host arrays, e.g. `(inputs, targets)`.
-    sharding: `None` (the default device), or a `jax.sharding.Sharding`
-      applied to every array (or a pytree prefix of shardings); a
-      `NamedSharding(mesh, PartitionSpec('batch'))` splits the batch axis
-      over the mesh.
-    size: how many batches to keep in flight, >= 1.
-
-  Yields:
-    The same pytrees, holding `jax.Array`s.
-  """
-  if size < 1:
-    raise DataError(f'device_prefetch: size must be >= 1, got {size}')
-  iterator = iter(batches)
-  ahead = collections.deque()
-
-  def enqueue():
-    try:
-      batch = next(iterator)
-    except StopIteration:
-      return False
-    ahead.append(jax.device_put(batch, sharding))
-    return True
-
-  for _ in range(size):
-    if not enqueue():
-      break
-  while ahead:
-    batch = ahead.popleft()
-    enqueue()
-    yield batch

@@ -3,7 +3,7 @@
 from minitrax.data.inputs import Inputs
 from minitrax.supervised import decoding
 from minitrax.supervised.history import History
-from minitrax.supervised.train import train
+from minitrax.supervised.train import Objective, Plan, train
 from minitrax.supervised.trainer import Trainer
 
-__all__ = ['Inputs', 'Trainer', 'History', 'train', 'decoding']
+__all__ = ['Inputs', 'Trainer', 'History', 'train', 'Objective', 'Plan', 'decoding']

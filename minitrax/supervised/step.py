@@ -31,10 +31,11 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from minitrax.data.device import BATCH_AXIS
 from minitrax.errors import ConfigError
 from minitrax.layers.metrics import SequenceAccuracy, SumOfWeights
 
-AXIS = 'batch'
+AXIS = BATCH_AXIS
 
 
 def make_mesh(n_devices=None):
@@ -50,11 +51,6 @@ def make_mesh(n_devices=None):
 def replicated(mesh):
   """The sharding that puts a whole copy of an array on every device of `mesh`."""
   return NamedSharding(mesh, P())
-
-
-def batch_sharded(mesh, stacked=False):
-  """The sharding that splits the batch axis over `mesh`: axis 0, or 1 if `stacked`."""
-  return NamedSharding(mesh, P(None, AXIS) if stacked else P(AXIS))
 
 
 def loss_weight_fn(has_weights, id_to_mask):
@@ -176,54 +172,28 @@ def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1):
                    (P(), P(), P(), P(), P()), (0, 1, 2))
 
 
-def steps_per_call(signature, max_steps=10, max_bytes=16 << 20):
-  """Updates per compiled call for batches of `signature`: 1 with jit disabled (debugging).
+def bind_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call, key):
+  """`make_train_step` over a `RunState`: `step(run, chunk, count, params) -> (run, losses, norms)`.
 
-  Several small steps per call amortise the cost of a call; stacked batches
-  of more than `max_bytes` are not worth it.
+  `chunk` is `count` global batches stacked and padded to `(steps_per_call,
+  batch, ...)` (`data.device.DeviceBatches`), `params` the hyperparameter
+  dicts of its `count` steps; the run's trees are donated and replaced.
   """
-  if jax.config.jax_disable_jit:
-    return 1
-  batch_bytes = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in signature)
-  return int(max(1, min(max_steps, max_bytes // max(1, batch_bytes))))
+  train_fn = make_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call)
 
+  def step(run, chunk, count, params):
+    weights, slots, state, losses, norms = train_fn(
+        *run.trees(), stack_params(params, steps_per_call), chunk, np.int32(run.step),
+        np.int32(count), key)
+    return run.after_steps(weights, slots, state, count), losses, norms
 
-def stack_batches(batches, n_steps):
-  """Batches (tuples of equally shaped arrays) stacked on a new axis 0, zero-padded to n_steps."""
-  def stack(arrays):
-    pad = [np.zeros_like(arrays[0])] * (n_steps - len(arrays))
-    return np.stack(list(arrays) + pad)
-  return tuple(stack(arrays) for arrays in zip(*batches))
+  return step
 
 
 def stack_params(params, n_steps):
   """Per-step hyperparameter dicts as one dict of float32 `(n_steps,)`, the last repeated."""
   params = list(params) + [params[-1]] * (n_steps - len(params))
   return {name: np.asarray([p[name] for p in params], np.float32) for name in params[0]}
-
-
-class BatchChunks:
-  """Takes runs of equally shaped batches from a host stream, for stacking.
-
-  A batch of another shape than the run so far (length bucketing) waits for
-  the next run, so stacking never mixes shapes.
-  """
-
-  def __init__(self, batches):
-    self._batches = batches
-    self._waiting = None
-
-  def take(self, n):
-    """Up to `n` (at least 1) consecutive batches of one shape."""
-    run = []
-    while len(run) < n:
-      batch = self._waiting if self._waiting is not None else next(self._batches)
-      self._waiting = None
-      if run and [a.shape for a in batch] != [a.shape for a in run[0]]:
-        self._waiting = batch
-        break
-      run.append(batch)
-    return run
 
 
 def _averaged(layer):
@@ -267,6 +237,5 @@ def make_eval_step(model, metric_layers, mesh, weight_fn):
   return _compiled(device_eval, mesh, (P(), P(), P(AXIS), P(), P()), P(), (4,))
 
 
-__all__ = ['AXIS', 'make_mesh', 'replicated', 'batch_sharded', 'loss_weight_fn',
-           'make_train_step', 'make_eval_step', 'steps_per_call', 'stack_batches',
-           'stack_params', 'BatchChunks']
+__all__ = ['AXIS', 'make_mesh', 'replicated', 'loss_weight_fn', 'make_train_step',
+           'bind_train_step', 'make_eval_step', 'stack_params']

@@ -33,6 +33,11 @@ _FILE_VERSION = 'brain.Event:2'
 _uid = [0]
 
 
+def log(message):
+  """Prints a log line to stdout at once (as Trax's `trainer_lib.log`)."""
+  print(message, flush=True)
+
+
 class SummaryWriter:
   """Writes scalar and text summaries to a new TensorBoard event file in `logdir`.
 
@@ -199,4 +204,4 @@ def read_metrics(path, mode=None, metric=None):
           and (metric is None or r.get('metric') == metric)]
 
 
-__all__ = ['SummaryWriter', 'MetricsLog', 'RunSummaries', 'read_metrics']
+__all__ = ['log', 'SummaryWriter', 'MetricsLog', 'RunSummaries', 'read_metrics']

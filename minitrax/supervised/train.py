@@ -4,8 +4,15 @@
 >>> from minitrax.models.transformer import TransformerLM
 >>> def model(mode):
 ...   return TransformerLM(32, d_model=32, d_ff=64, n_layers=1, mode=mode)
->>> state = train('/tmp/copy', model, inputs=copy_inputs(), has_weights=True,
-...               steps=300, eval_frequency=100)            # doctest: +SKIP
+>>> state = train('/tmp/copy', model, copy_inputs(),
+...               objective=Objective(has_weights=True),
+...               plan=Plan(steps=300, eval_frequency=100))         # doctest: +SKIP
+
+The settings come in groups, each checked when it is made: `Objective` (the
+loss and the metrics, and how batches weigh positions) and `Plan` (how many
+steps, when to evaluate and which checkpoints to keep). Gin files and the
+command line keep their flat bindings (`train.steps = 1000`,
+`train.has_weights = True`): `minitrax.config` maps them onto the groups.
 
 As in Trax, evaluation runs after step 1, then every `eval_frequency` steps
 (epochs of 1, eval_frequency - 1, eval_frequency, ... steps), and a run
@@ -13,9 +20,12 @@ restarted on the same `output_dir` restores `model.pkl` and skips the steps
 already done. `config.gin` records the configuration after the first epoch.
 """
 
+import dataclasses
 import itertools
 import os
+import typing
 
+from minitrax.checks import check_int
 from minitrax.errors import ConfigError
 from minitrax.layers.metrics import CrossEntropyLoss
 from minitrax.lr import MultifactorSchedule
@@ -23,25 +33,75 @@ from minitrax.optimizers import Adafactor
 from minitrax.supervised.trainer import Trainer
 
 
-def train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None, optimizer=Adafactor,
-          lr_schedule=MultifactorSchedule, trainer_class=Trainer, steps=1000,
-          checkpoints_at=None, eval_steps=10, eval_frequency=100, random_seed=None,
-          n_devices=None, has_weights=False, id_to_mask=None, metrics=None,
-          checkpoint_highest=None, checkpoint_lowest=None, train_steps=None, config_text=None):
-  """Trains `model` on `inputs` for `steps` steps, saving and evaluating in `output_dir`.
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """What training minimises and evaluation reports.
+
+  Attributes:
+    loss_fn: a loss factory (called with `has_weights`, `id_to_mask`) or layer.
+    has_weights: whether batches carry loss weights as a third array.
+    id_to_mask: target id whose positions count nothing (padding), or None.
+    metrics: `{name: factory or layer}`; None for Trax's five.
+  """
+  loss_fn: typing.Any = CrossEntropyLoss
+  has_weights: bool = False
+  id_to_mask: typing.Optional[int] = None
+  metrics: typing.Optional[dict] = None
+
+  def __post_init__(self):
+    if not isinstance(self.has_weights, bool):
+      raise ConfigError(f'train: has_weights must be True or False, got {self.has_weights!r}')
+    if self.id_to_mask is not None:
+      check_int('train', 'id_to_mask', self.id_to_mask, 0, error=ConfigError)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """How long a run trains, when it evaluates and which checkpoints it keeps.
+
+  Attributes:
+    steps: total training steps, >= 1 (a restarted run does only the rest).
+    eval_steps: batches per evaluation; 0 for training only.
+    eval_frequency: steps between evaluations; 0 for training only.
+    checkpoints_at: steps at which to also keep `model_{step}.pkl`.
+    checkpoint_highest, checkpoint_lowest: metric names whose best
+      checkpoints are kept (`highest_<m>.pkl`, `lowest_<m>.pkl`).
+  """
+  steps: int = 1000
+  eval_steps: int = 10
+  eval_frequency: int = 100
+  checkpoints_at: typing.Optional[typing.Sequence[int]] = None
+  checkpoint_highest: typing.Optional[str] = None
+  checkpoint_lowest: typing.Optional[str] = None
+
+  def __post_init__(self):
+    check_int('train', 'steps', self.steps, 1, error=ConfigError)
+    for name in ('eval_steps', 'eval_frequency'):
+      if getattr(self, name) is not None:
+        check_int('train', name, getattr(self, name), 0, error=ConfigError)
+    for step in self.checkpoints_at or ():
+      check_int('train', 'checkpoints_at', step, 1, error=ConfigError)
+
+  def epoch_steps(self):
+    """The step counts of all epochs of a run from its start (Trax's schedule)."""
+    if self.eval_frequency and self.eval_steps:
+      return itertools.chain([1, self.eval_frequency - 1], itertools.repeat(self.eval_frequency))
+    return [self.steps]
+
+
+def train(output_dir, model=None, inputs=None, optimizer=Adafactor,
+          lr_schedule=MultifactorSchedule, objective=Objective(), plan=Plan(),
+          random_seed=None, n_devices=None, trainer_class=Trainer, config_text=None):
+  """Trains `model` on `inputs` for `plan.steps` steps, saving and evaluating in `output_dir`.
 
   Args:
     output_dir: folder for checkpoints, summaries and `config.gin`.
     model: a function of `mode` returning the model layer.
-    loss_fn, optimizer, lr_schedule, random_seed, n_devices, checkpoints_at,
-      has_weights, id_to_mask, metrics, checkpoint_highest, checkpoint_lowest:
-      as for `Trainer` (`trainer_class`).
     inputs: an `Inputs` or a function returning one.
-    steps: total training steps (a restarted run does only the rest).
-    eval_steps: batches per evaluation; 0 or None for training only.
-    eval_frequency: steps between evaluations; 0 or None for training only.
-    train_steps: the older name of `steps` (as in the Trax README's
-      `--config="train.train_steps=1000"`); overrides `steps` when given.
+    optimizer, lr_schedule, random_seed, n_devices: as for `Trainer`
+      (`trainer_class`).
+    objective: an `Objective`: loss, metrics, loss weights.
+    plan: a `Plan`: steps, evaluations, kept checkpoints.
     config_text: the configuration to write to `config.gin`: a string or a
       function returning one (the command line passes gin's operative
       config); default, a description of this call's arguments.
@@ -49,34 +109,24 @@ def train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None, optimiz
   Returns:
     The trainer's final `TrainerState`.
   """
-  if model is None:
-    raise ConfigError('train: no model given; pass model=... (on the command line --model=MLP '
-                      'or the binding train.model=@MLP)')
-  if inputs is None:
-    raise ConfigError('train: no inputs given; pass inputs=... (on the command line '
-                      '--dataset=mnist or the binding train.inputs=@copy_inputs)')
+  _check_given(model, inputs)
   output_dir = os.path.expanduser(output_dir)
-  steps = train_steps if train_steps is not None else steps
-  trainer = trainer_class(model, loss_fn, optimizer, lr_schedule, inputs, output_dir,
-                          random_seed=random_seed, n_devices=n_devices,
-                          checkpoints_at=checkpoints_at, has_weights=has_weights,
-                          id_to_mask=id_to_mask, metrics=metrics,
-                          checkpoint_highest=checkpoint_highest,
-                          checkpoint_lowest=checkpoint_lowest)
-  epoch_steps = [steps]
-  if eval_frequency and eval_steps:
-    epoch_steps = itertools.chain([1, eval_frequency - 1], itertools.repeat(eval_frequency))
-  description = _describe_call(
-      model=model, loss_fn=loss_fn, inputs=inputs, optimizer=optimizer, lr_schedule=lr_schedule,
-      steps=steps, eval_steps=eval_steps, eval_frequency=eval_frequency,
-      random_seed=random_seed, has_weights=has_weights, id_to_mask=id_to_mask)
+  trainer = trainer_class(
+      model, objective.loss_fn, optimizer, lr_schedule, inputs, output_dir,
+      random_seed=random_seed, n_devices=n_devices, checkpoints_at=plan.checkpoints_at,
+      has_weights=objective.has_weights, id_to_mask=objective.id_to_mask,
+      metrics=objective.metrics, checkpoint_highest=plan.checkpoint_highest,
+      checkpoint_lowest=plan.checkpoint_lowest)
+  description = _describe_call(model=model, inputs=inputs, optimizer=optimizer,
+                               lr_schedule=lr_schedule, random_seed=random_seed,
+                               **_fields(objective), **_fields(plan))
   trainer.log_step(f'Starting training using {trainer.n_devices} devices')
   trainer.print_n_weights()
   config_path = os.path.join(output_dir, 'config.gin')
   write_config = trainer.step == 0 or not os.path.exists(config_path)
   try:
-    for n_steps in epochs(steps, trainer.step, epoch_steps):
-      trainer.train_epoch(n_steps, eval_steps or 0)
+    for n_steps in epochs(plan.steps, trainer.step, plan.epoch_steps()):
+      trainer.train_epoch(n_steps, plan.eval_steps or 0)
       if write_config:
         _write_config(trainer, config_path, config_text, description)
         write_config = False
@@ -84,6 +134,15 @@ def train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None, optimiz
   finally:
     trainer.close()
   return trainer.state
+
+
+def _check_given(model, inputs):
+  if model is None:
+    raise ConfigError('train: no model given; pass model=... (on the command line --model=MLP '
+                      'or the binding train.model=@MLP)')
+  if inputs is None:
+    raise ConfigError('train: no inputs given; pass inputs=... (on the command line '
+                      '--dataset=mnist or the binding train.inputs=@copy_inputs)')
 
 
 def epochs(total_steps, steps_to_skip, epoch_steps):
@@ -115,6 +174,10 @@ def epochs(total_steps, steps_to_skip, epoch_steps):
       to_go -= n
 
 
+def _fields(settings):
+  return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+
+
 def _describe_call(**kwargs):
   """The arguments of a `train` call as `train.<name> = <value>` lines."""
   def show(value):
@@ -133,4 +196,4 @@ def _write_config(trainer, path, config_text, description):
   trainer.text_summary('gin_config', '\n'.join('    ' + line for line in text.splitlines()))
 
 
-__all__ = ['train', 'epochs']
+__all__ = ['train', 'epochs', 'Objective', 'Plan']

@@ -1,14 +1,12 @@
-"""Tests for minitrax.data.prefetch: the background-thread and device prefetchers."""
+"""Tests for minitrax.data.prefetch: the background-thread prefetcher."""
 
 import gc
 import itertools
 import threading
 
-import jax
-import numpy as np
 import pytest
 
-from minitrax.data import Prefetcher, device_prefetch
+from minitrax.data import Prefetcher
 from minitrax.errors import DataError
 
 
@@ -78,42 +76,3 @@ def test_prefetcher_stops_when_closed():
 def test_prefetcher_size_is_validated():
   with pytest.raises(DataError, match="Prefetcher\\('x'\\): size must be >= 1, got 0"):
     Prefetcher([], size=0, name='x')
-
-
-def _batches(n):
-  return [(np.full((2, 3), i, np.float32), np.arange(2, dtype=np.int32) + i) for i in range(n)]
-
-
-@pytest.mark.parametrize('sharding', [
-    None,
-    jax.sharding.SingleDeviceSharding(jax.devices()[0]),
-    jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(jax.devices()[:1]), ('batch',)),
-                               jax.sharding.PartitionSpec('batch')),
-], ids=['default', 'single_device', 'named_mesh'])
-def test_device_prefetch_puts_batches_on_devices_in_order(sharding):
-  host = _batches(5)
-  on_device = list(device_prefetch(iter(host), sharding, size=2))
-  assert len(on_device) == 5
-  for (x, y), (dx, dy) in zip(host, on_device):
-    assert isinstance(dx, jax.Array) and isinstance(dy, jax.Array)
-    np.testing.assert_array_equal(dx, x)
-    np.testing.assert_array_equal(dy, y)
-    if sharding is not None:
-      assert dx.sharding.is_equivalent_to(sharding, dx.ndim)
-
-
-def test_device_prefetch_stays_ahead_of_the_consumer():
-  pulled = []
-
-  def source():
-    for batch in _batches(6):
-      pulled.append(batch)
-      yield batch
-  stream = device_prefetch(source(), size=3)
-  next(stream)
-  assert len(pulled) == 4  # The one consumed and 3 in flight.
-
-
-def test_device_prefetch_size_is_validated():
-  with pytest.raises(DataError, match='device_prefetch: size must be >= 1, got 0'):
-    next(device_prefetch(iter(_batches(1)), size=0))

@@ -18,7 +18,7 @@ from minitrax.data import Inputs, Stream
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Dropout, Embedding, LogSoftmax
 from minitrax.optimizers import Adam
-from minitrax.supervised.train import train
+from minitrax.supervised.train import Objective, Plan, train
 
 STEPS, EVAL_FREQUENCY, VOCAB = 12, 6, 8
 
@@ -61,8 +61,8 @@ def main(argv):
     os.replace = replace
   inputs = Inputs(Stream(lambda i, n: copy_batch(1, i, hang_batch, marker)),
                   Stream(lambda i, n: copy_batch(2, i)), Stream(lambda i, n: copy_batch(3, i)))
-  train(output_dir, model, inputs=inputs, optimizer=Adam, steps=STEPS, eval_steps=1,
-        eval_frequency=EVAL_FREQUENCY, has_weights=True, random_seed=7)
+  train(output_dir, model, inputs, optimizer=Adam, objective=Objective(has_weights=True),
+        plan=Plan(steps=STEPS, eval_steps=1, eval_frequency=EVAL_FREQUENCY), random_seed=7)
   print('tensorflow imported:', 'tensorflow' in sys.modules)
 
 

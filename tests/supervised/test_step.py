@@ -10,6 +10,7 @@ import pytest
 
 import jax
 
+from minitrax.data.device import stack_batches
 from minitrax.errors import ConfigError
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, LogSoftmax
@@ -72,7 +73,7 @@ def test_train_steps_are_sgd_steps_on_the_weighted_loss():
   slots, _ = opt.tree_init(weights)
   params = step_lib.stack_params([{'learning_rate': 0.5}, {'learning_rate': 0.25}], 3)
   np.testing.assert_array_equal(params['learning_rate'], [0.5, 0.25, 0.25])
-  stacked = step_lib.stack_batches(batches, 3)
+  stacked = stack_batches(batches, 3)
   assert stacked[0].shape == (3, 6, 3) and not stacked[0][2].any()
   step_fn = step_lib.make_train_step(layer, opt, step_lib.make_mesh(1),
                                      step_lib.loss_weight_fn(True, None), n_steps=3)
@@ -84,21 +85,6 @@ def test_train_steps_are_sgd_steps_on_the_weighted_loss():
   np.testing.assert_allclose(norms, [norm_0, norm_1, 0], rtol=1e-5)
   np.testing.assert_allclose(new_weights[0][0], kernel, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(new_weights[0][1], bias, rtol=1e-5, atol=1e-6)
-
-
-def test_batch_chunks_keep_one_shape_per_run():
-  shapes = [3, 3, 5, 5, 5, 3, 3, 3, 3, 3]
-  chunks = step_lib.BatchChunks(iter([(np.zeros((2, n)),) for n in shapes]))
-  assert [[b[0].shape[1] for b in chunks.take(4)] for _ in range(3)] == [
-      [3, 3], [5, 5, 5], [3, 3, 3, 3]]
-
-
-def test_steps_per_call_depends_on_the_batch_size():
-  small = (ShapeDtype((16, 10), np.int32),) * 3
-  assert step_lib.steps_per_call(small) == 10
-  assert step_lib.steps_per_call((ShapeDtype((256, 224, 224, 3), np.float32),)) == 1
-  with jax.disable_jit():
-    assert step_lib.steps_per_call(small) == 1
 
 
 def test_eval_step_computes_the_five_metrics():

@@ -18,7 +18,7 @@ from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Embedding, LogSoftmax
 from minitrax.optimizers import Adam
 from minitrax.supervised.summaries import read_metrics
-from minitrax.supervised.train import epochs, train
+from minitrax.supervised.train import Objective, Plan, epochs, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESUME_RUN = os.path.join(HERE, 'resume_run.py')
@@ -53,9 +53,9 @@ def tiny(mode):
 
 def test_train_runs_epochs_logs_and_resumes(tmp_path, capsys):
   out = str(tmp_path)
-  kwargs = dict(inputs=copy_inputs(4, 8, 6), optimizer=Adam, eval_steps=1, eval_frequency=2,
-                has_weights=True)
-  state = train(out, tiny, steps=3, **kwargs)
+  kwargs = dict(inputs=copy_inputs(4, 8, 6), optimizer=Adam,
+                objective=Objective(has_weights=True))
+  state = train(out, tiny, plan=Plan(steps=3, eval_steps=1, eval_frequency=2), **kwargs)
   log = capsys.readouterr().out
   assert state.step == 3
   assert log.startswith('Step      0: Starting training using 1 devices\n'
@@ -65,7 +65,7 @@ def test_train_runs_epochs_logs_and_resumes(tmp_path, capsys):
   assert log.endswith('Step      3: Finished evaluation\nStep      3: Training done\n')
   assert open(os.path.join(out, 'config.gin'), encoding='utf-8').read().startswith(
       'train.model = @tiny\n')
-  state = train(out, tiny, train_steps=6, **kwargs)  # the old name of steps
+  state = train(out, tiny, plan=Plan(steps=6, eval_steps=1, eval_frequency=2), **kwargs)
   log = capsys.readouterr().out
   assert state.step == 6
   assert f'Model loaded from {os.path.join(out, "model.pkl")} at step 3\n' in log
@@ -82,6 +82,24 @@ def test_train_requires_model_and_inputs(tmp_path):
   with pytest.raises(ConfigError, match=r'train: no inputs given'):
     train(str(tmp_path), tiny)
   assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize('make,message', [
+    (lambda: Plan(steps=0), 'train: steps must be an int >= 1, got 0'),
+    (lambda: Plan(steps='abc'), "train: steps must be an int >= 1, got 'abc'"),
+    (lambda: Plan(eval_frequency=-5), 'train: eval_frequency must be an int >= 0, got -5'),
+    (lambda: Plan(checkpoints_at=[3, 0]), 'train: checkpoints_at must be an int >= 1, got 0'),
+    (lambda: Objective(has_weights='yes'), "train: has_weights must be True or False, got 'yes'"),
+    (lambda: Objective(id_to_mask=-1), 'train: id_to_mask must be an int >= 0, got -1'),
+])
+def test_settings_are_checked_when_made(make, message):
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    make()
+
+
+def test_plan_gives_trax_epochs():
+  assert list(epochs(250, 0, Plan(250, eval_frequency=100).epoch_steps())) == [1, 99, 100, 50]
+  assert list(epochs(250, 0, Plan(250, eval_steps=0).epoch_steps())) == [250]
 
 
 # ------------------------------------------------------------------ exact resume after SIGKILL

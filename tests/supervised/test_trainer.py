@@ -211,6 +211,7 @@ def test_schedule_is_evaluated_at_the_step_being_taken():
 
 def test_schedule_factories_see_the_history_after_each_epoch():
   seen = []
+  @lr.takes_history
   def factory(history):
     seen.append([step for step, _ in history.get('eval', 'metrics/accuracy')])
     return lambda step: {'learning_rate': 0.01}

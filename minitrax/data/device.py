@@ -1,0 +1,197 @@
+"""Device batches: a stream of host batches turned into arrays on a device mesh.
+
+Training and evaluation read their batches the same way: a `DeviceBatches`
+opens a stream of NumPy batches (e.g. `Inputs.train_stream`) at a position,
+puts each batch on the devices of a mesh with its batch axis split over the
+mesh axis `'batch'`, and hands them out one epoch at a time. For training it
+also *stacks* runs of up to `steps_per_call` equally shaped batches on a new
+leading axis, so that one compiled call takes several steps (a `lax.scan`):
+
+    host batches (B, ...)  ->  chunk (steps_per_call, B, ...), zero-padded  ->  devices
+
+Its `position` is the index of the next batch it hands out, so a run saved
+between epochs resumes from exactly there; `host_batch(i)` reads batch `i`
+again (to diagnose a failed step).
+
+>>> import functools, numpy as np, jax
+>>> from minitrax.data import Inputs, Stream
+>>> inputs = Inputs(Stream(lambda i, n: (np.full((4, 2), i), np.zeros((4,), np.int32))))
+>>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), (BATCH_AXIS,))
+>>> batches = DeviceBatches(functools.partial(inputs.train_stream, 1), mesh, steps_per_call=3)
+>>> [(int(chunk[0][0, 0, 0]), n) for chunk, n in batches.epoch(4)]  # (first batch, count)
+[(0, 3), (3, 1)]
+>>> batches.position
+4
+"""
+
+import collections
+import functools
+
+import numpy as np
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from minitrax.errors import DataError
+
+__all__ = ['BATCH_AXIS', 'batch_sharding', 'steps_per_call', 'stack_batches', 'DeviceBatches',
+           'inputs_batches', 'device_prefetch']
+
+BATCH_AXIS = 'batch'
+
+
+def batch_sharding(mesh, stacked=False):
+  """The sharding that splits the batch axis over `mesh`'s `'batch'` axis: axis 0, or 1 if
+  `stacked` (chunks of several steps' batches)."""
+  return NamedSharding(mesh, PartitionSpec(None, BATCH_AXIS) if stacked else
+                       PartitionSpec(BATCH_AXIS))
+
+
+def steps_per_call(signature, max_steps=10, max_bytes=16 << 20):
+  """Training steps per compiled call for batches of `signature` (a tuple of `ShapeDtype`s).
+
+  Several small steps per call amortise the cost of a call; stacked batches
+  of more than `max_bytes` are not worth it. 1 with jit disabled (debugging).
+  """
+  if jax.config.jax_disable_jit:
+    return 1
+  batch_bytes = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in signature)
+  return int(max(1, min(max_steps, max_bytes // max(1, batch_bytes))))
+
+
+def stack_batches(batches, n_steps):
+  """Batches (tuples of equally shaped arrays) stacked on a new axis 0, zero-padded to n_steps."""
+  def stack(arrays):
+    pad = [np.zeros_like(arrays[0])] * (n_steps - len(arrays))
+    return np.stack(list(arrays) + pad)
+  return tuple(stack(arrays) for arrays in zip(*batches))
+
+
+def _same_shapes(a, b):
+  return [x.shape for x in a] == [x.shape for x in b]
+
+
+class DeviceBatches:
+  """The batches of one stream, on the devices of `mesh`, handed out an epoch at a time.
+
+  Args:
+    open_stream: `(start, prefetch=...) -> iterator of host batches`, batch
+      `start` first, e.g. `functools.partial(inputs.train_stream, n_devices)`.
+    mesh: a `jax.sharding.Mesh` with a `'batch'` axis; every batch's axis 0
+      is split over it.
+    start: the index of the first batch handed out.
+    steps_per_call: None to hand out single batches `(B, ...)`; an int k to
+      hand out chunks of up to k batches stacked to `(k, B, ...)`.
+    ahead: batches (or chunks) placed on the devices ahead of the consumer,
+      within an epoch; 0 for none.
+  """
+
+  def __init__(self, open_stream, mesh, start=0, steps_per_call=None, ahead=2):
+    self._open = open_stream
+    self._k = steps_per_call
+    self._sharding = batch_sharding(mesh, stacked=steps_per_call is not None)
+    self._ahead = ahead
+    self._host = None  # opened on first use, so building a Trainer reads no batch
+    self._next_read = start  # the index of the batch `self._host` yields next
+    self._waiting = None  # a batch read but not handed out (a new shape ends a chunk)
+    self.position = start
+
+  def epoch(self, n, breaks=()):
+    """Yields `(device_batch, count)` until `n` batches are handed out.
+
+    Single batches have `count == 1`. Chunks end at the offsets in `breaks`
+    (counted from the epoch's start, e.g. steps that save a checkpoint), at
+    the epoch's end, after `steps_per_call` batches, and before a batch of a
+    new shape (length bucketing), so a chunk never mixes shapes. `position`
+    advances as batches are handed out; an epoch left early (an exception in
+    the consumer) makes the next one re-open the stream at `position`.
+    """
+    if self._next_read != self.position + (self._waiting is not None):
+      self._host, self._waiting = None, None  # read ahead by an epoch left early
+    for batch, count in _prefetched((self._put(run) for run in self._runs(n, breaks)),
+                                    self._ahead):
+      self.position += count
+      yield batch, count
+
+  def host_batch(self, index):
+    """Batch number `index` of the stream, read again from the host stream (no prefetch)."""
+    return next(iter(self._open(index, prefetch=0)))
+
+  def _runs(self, n, breaks):
+    """Lists of consecutive host batches, one per batch or chunk handed out."""
+    done = 0
+    while done < n:
+      stops = [b - done for b in breaks if b > done]
+      run = self._take(min([n - done, self._k or 1] + stops))
+      done += len(run)
+      yield run
+
+  def _take(self, count):
+    """Up to `count` (at least 1) consecutive host batches of one shape."""
+    if self._host is None:
+      self._host = self._open(self.position, prefetch=max(2, self._k or 2))
+      self._next_read = self.position
+    run = []
+    while len(run) < count:
+      if self._waiting is None:
+        batch = next(self._host)
+        self._next_read += 1
+      else:
+        batch, self._waiting = self._waiting, None
+      if run and not _same_shapes(batch, run[0]):
+        self._waiting = batch
+        break
+      run.append(batch)
+    return run
+
+  def _put(self, run):
+    """A run of host batches on the devices: one batch, or a stacked chunk."""
+    batch = run[0] if self._k is None else stack_batches(run, self._k)
+    return jax.device_put(batch, self._sharding), len(run)
+
+
+def inputs_batches(inputs, mesh, train_start=0, eval_start=0, steps_per_call=1):
+  """`{'train', 'train_eval', 'eval'}`: `DeviceBatches` of an `Inputs`' three streams.
+
+  Training batches come in chunks of `steps_per_call` (no device prefetch:
+  compiled calls are queued ahead instead); the two evaluation streams give
+  single batches, both from `eval_start`.
+  """
+  def open_batches(kind, start, **kwargs):
+    stream = functools.partial(getattr(inputs, f'{kind}_stream'), mesh.size)
+    return DeviceBatches(stream, mesh, start, **kwargs)
+  return {'train': open_batches('train', train_start, steps_per_call=steps_per_call, ahead=0),
+          'train_eval': open_batches('train_eval', eval_start),
+          'eval': open_batches('eval', eval_start)}
+
+
+def device_prefetch(batches, sharding=None, size=2):
+  """Yields batches already transferred to device(s), `size` ahead.
+
+  Args:
+    batches: iterable of pytrees of host arrays, e.g. `(inputs, targets)`.
+    sharding: `None` (the default device), or a `jax.sharding.Sharding`
+      applied to every array (or a pytree prefix of shardings), e.g.
+      `batch_sharding(mesh)` to split the batch axis over a mesh.
+    size: how many batches to keep in flight, >= 1.
+
+  Returns:
+    An iterator of the same pytrees, holding `jax.Array`s.
+  """
+  if size < 1:
+    raise DataError(f'device_prefetch: size must be >= 1, got {size}')
+  return _prefetched((jax.device_put(batch, sharding) for batch in batches), size)
+
+
+def _prefetched(items, size):
+  """Iterates over `items`, `size` of them computed ahead (device transfers start early)."""
+  if size == 0:
+    yield from items
+    return
+  ahead = collections.deque()
+  for item in items:
+    ahead.append(item)
+    if len(ahead) > size:
+      yield ahead.popleft()
+  while ahead:
+    yield ahead.popleft()

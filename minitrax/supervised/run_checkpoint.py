@@ -1,0 +1,205 @@
+"""The run checkpoint: a `RunState` as a minitrax checkpoint file, and back.
+
+`output_dir/model.pkl` keeps Trax's file name but is a minitrax msgpack
+checkpoint (never a pickle, see `minitrax.checkpoint`) holding one dict:
+
+==================  ==========================================================
+field               value
+==================  ==========================================================
+'format'            'minitrax.trainer'
+'step'              int >= 0: training steps done
+'weights', 'state'  the model's trees (so `layer.init_from_file` reads the file)
+'loss_weights',     the loss layer's trees
+'loss_state'
+'slots'             the optimizer's slots
+'opt_params'        `{name: float32 scalar}`
+'history'           `History.to_dict()`
+'input_position'    int >= 0: the next training batch
+'eval_position'     int >= 0: the next evaluation batch
+'random_seed'       int >= 0
+'rng_impl'          'threefry2x32'
+==================  ==========================================================
+
+`restore` checks every field: a missing or malformed one, or trees whose
+structure, shapes or dtypes differ from the model's, is a `CheckpointError`
+naming the file and the field (for trees, every mismatched path).
+"""
+
+import os
+
+import numpy as np
+
+import jax
+
+from minitrax import checkpoint
+from minitrax.errors import CheckpointError
+from minitrax.supervised.evaluation import is_best
+from minitrax.supervised.history import History
+from minitrax.supervised.run_state import RNG_IMPL, check_seed, new_run
+from minitrax.supervised.summaries import log
+
+FORMAT = 'minitrax.trainer'
+_TREES = {'weights': 'model_weights', 'state': 'model_state', 'loss_weights': 'loss_weights',
+          'loss_state': 'loss_state', 'slots': 'slots', 'opt_params': 'opt_params'}
+_COUNTS = {'step': 'step', 'input_position': 'input_position',
+           'eval_position': 'eval_position', 'random_seed': 'seed'}
+
+
+def to_tree(run):
+  """The checkpoint dict of `run` (arrays fetched to the host)."""
+  trees = jax.device_get({key: getattr(run, field) for key, field in _TREES.items()})
+  return {'format': FORMAT, **trees, 'step': run.step, 'history': run.history.to_dict(),
+          'input_position': run.input_position, 'eval_position': run.eval_position,
+          'random_seed': run.seed, 'rng_impl': RNG_IMPL}
+
+
+def save(path, run):
+  """Writes `run` to `path` atomically."""
+  checkpoint.save(path, to_tree(run))
+
+
+def read(path):
+  """The checkpoint dict saved at `path`, or None if there is no file.
+
+  Raises:
+    CheckpointError: the file is not a minitrax checkpoint, or not one of a
+      training run.
+  """
+  if not os.path.exists(path):
+    return None
+  saved = checkpoint.load(path)
+  if not isinstance(saved, dict) or saved.get('format') != FORMAT:
+    raise CheckpointError(f'{path}: not a Trainer checkpoint (no "format": "{FORMAT}"); '
+                          'move it away or pick another output_dir')
+  return saved
+
+
+def saved_seed(saved):
+  """The random seed recorded in a checkpoint dict (0 for files without one)."""
+  return saved.get('random_seed', 0)
+
+
+def restore(saved, path, fresh):
+  """The `RunState` of checkpoint dict `saved`, checked against `fresh` (the new run's).
+
+  Args:
+    saved: from `read`.
+    path: the file, for messages.
+    fresh: a `RunState` of the same model and optimizer; its trees give the
+      expected structure, shapes and dtypes.
+
+  The optimizer's hyperparameters stay `fresh`'s (those of the optimizer as
+  now configured); the saved ones are only checked to have the same names.
+
+  Raises:
+    CheckpointError: naming the file and each malformed field or mismatched path.
+  """
+  _check_trees(saved, path, fresh)
+  counts = {field: _count(saved, key, path) for key, field in _COUNTS.items()
+            if key in saved or key == 'step'}
+  counts.setdefault('input_position', counts['step'])
+  history = History.from_dict(_field(saved, 'history', dict, path, default={}), path)
+  trees = {field: saved[key] for key, field in _TREES.items() if key != 'opt_params'}
+  return fresh._replace(**trees, **counts, history=history)
+
+
+class Checkpoints:
+  """Where and when a run's checkpoints are written.
+
+  Args:
+    output_dir: the run's folder, or None (then nothing is saved).
+    enabled: False saves nothing.
+    steps: steps at which `model_{step}.pkl` is also kept.
+    highest, lowest: metric names; the checkpoint with the highest (lowest)
+      eval value so far is kept as `highest_<m>.pkl` (`lowest_<m>.pkl`).
+  """
+
+  def __init__(self, output_dir, enabled=True, steps=(), highest=None, lowest=None):
+    self.output_dir = os.path.expanduser(output_dir) if output_dir else None
+    self.enabled = bool(enabled and self.output_dir)
+    self.steps = set(steps or ())
+    self._best = {'highest': highest, 'lowest': lowest}
+
+  def path(self, prefix='model'):
+    """`<output_dir>/<prefix>.pkl`; None without an output folder."""
+    return os.path.join(self.output_dir, f'{prefix}.pkl') if self.output_dir else None
+
+  def save(self, run, keep=False, prefix='model'):
+    """Writes `<prefix>.pkl`, and `<prefix>_<step>.pkl` too if `keep`."""
+    save(self.path(prefix), run)
+    if keep:
+      save(self.path(f'{prefix}_{run.step}'), run)
+
+  def at_step(self, run):
+    """After a training step: keeps `model_{step}.pkl` if the step is one of `steps`."""
+    if self.enabled and run.step in self.steps:
+      self.save(run, keep=True)
+
+  def at_epoch_end(self, run):
+    """After an epoch's evaluation: `model.pkl`, and the best checkpoints if best."""
+    if not self.enabled:
+      return
+    self.save(run)
+    for kind, metric in self._best.items():
+      if metric is not None and is_best(run.history, metric, run.step, kind == 'highest'):
+        self.save(run, prefix=f'{kind}_{metric}')
+
+
+def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None):
+  """`(run, restored)`: the run saved at `path` if there is a file, else a new one.
+
+  The model's layers are initialised either way (they hold the new weights).
+  Temporary files that killed saves left beside `path` are removed.
+
+  Args:
+    path: the run's `model.pkl`, or None for no file.
+    model_with_loss, optimizer, signature: as for `run_state.new_run`.
+    random_seed: int >= 0, or None for the saved run's seed (0 for a new run).
+  """
+  saved = None
+  if path and os.path.exists(path):
+    checkpoint.remove_temporaries(os.path.dirname(path) or '.', '*.pkl')
+    saved = read(path)
+  seed = random_seed if random_seed is not None else saved_seed(saved) if saved else 0
+  run = new_run(model_with_loss, optimizer, signature, check_seed(seed))
+  if saved is None:
+    return run, False
+  run = restore(saved, path, run)
+  log(f'Model loaded from {path} at step {run.step}')
+  return run, True
+
+
+def _check_trees(saved, path, fresh):
+  problems = []
+  for key, field in _TREES.items():
+    problems += [f'{key}{p}' for p in checkpoint.tree_mismatches(saved.get(key),
+                                                                 getattr(fresh, field))]
+  if problems:
+    raise CheckpointError(f'{path}: the checkpoint does not fit this model and optimizer; '
+                          f'{len(problems)} mismatched path(s):\n  ' + '\n  '.join(problems))
+
+
+def _count(saved, key, path):
+  """Field `key` of `saved`: an int >= 0."""
+  value = _field(saved, key, (int, np.integer), path)
+  if isinstance(value, bool) or value < 0:
+    raise CheckpointError(f'{path}: field "{key}" must be an int >= 0, got {value!r}')
+  return int(value)
+
+
+def _field(saved, key, types, path, default=None):
+  """Field `key` of `saved`, of one of `types`; `default` if absent and a default is given."""
+  if key not in saved and default is not None:
+    return default
+  if key not in saved:
+    raise CheckpointError(f'{path}: the checkpoint has no field "{key}"')
+  value = saved[key]
+  if not isinstance(value, types):
+    names = types.__name__ if isinstance(types, type) else types[0].__name__
+    raise CheckpointError(f'{path}: field "{key}" must be a {names}, got '
+                          f'{type(value).__name__} {value!r:.60}')
+  return value
+
+
+__all__ = ['FORMAT', 'to_tree', 'save', 'read', 'saved_seed', 'restore', 'restore_or_new',
+           'Checkpoints']
