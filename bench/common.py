@@ -56,7 +56,7 @@ def machine():
   cpu = platform.processor()
   try:
     with open('/proc/cpuinfo') as f:
-      cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
+      cpu = next((row.split(':', 1)[1].strip() for row in f if row.startswith('model name')), cpu)
   except OSError:
     pass
   env = {k: v for k, v in os.environ.items() if k.startswith(('XLA_', 'JAX_'))}
@@ -73,7 +73,7 @@ def calibrate(n=1024, reps=10):
     t = now()
     mm(a, a).block_until_ready()
     times.append(now() - t)
-  return round(2.0 * n ** 3 / median(times) / 1e9, 1)
+  return round(2.0 * n**3 / median(times) / 1e9, 1)
 
 
 def emit(workload, impl, args, figures, calib_start=None):
@@ -167,6 +167,7 @@ def manual_train_step(model_with_loss, optimizer):
   `(weights, slots, opt_params, model_state, step, key)`; the step's dropout key
   is `fold_in(key, step)`. Returns `step(state, *batch) -> (state, loss)`.
   """
+
   def train_step(state, *batch):
     weights, slots, opt_params, model_state, step, key = state
     rng = jax.random.fold_in(key, step)
@@ -213,7 +214,8 @@ def memory_bandwidth(mib=512, reps=7):
 
 
 def ceiling_main(argv=None):
-  """The CPU ceiling (`python -m bench.common`): jitted f32 n^3 matmul GFLOP/s, median of --steps."""
+  """The CPU ceiling (`python -m bench.common`): jitted f32 n^3 matmul GFLOP/s, median of
+  --steps."""
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument('--steps', type=int, default=20, help='timed repetitions')
   p.add_argument('--n', type=int, default=1024)
@@ -233,17 +235,24 @@ def ceiling_main(argv=None):
     t = now()
     block(mm(a, b))
     times.append(now() - t)
-  med, flops = median(times), 2.0 * args.n ** 3
-  emit('matmul_ceiling', 'jax.jit(jnp.matmul)', args, {
-      'flops_formula': '2*n^3', 'first_call_s': first_s, 'median_s': med, 'min_s': min(times),
-      'gflops_median': flops / med / 1e9, 'gflops_best': flops / min(times) / 1e9,
-      'spread': spread(times)})
+  med, flops = median(times), 2.0 * args.n**3
+  emit(
+      'matmul_ceiling', 'jax.jit(jnp.matmul)', args, {
+          'flops_formula': '2*n^3',
+          'first_call_s': first_s,
+          'median_s': med,
+          'min_s': min(times),
+          'gflops_median': flops / med / 1e9,
+          'gflops_best': flops / min(times) / 1e9,
+          'spread': spread(times)
+      })
 
 
-__all__ = ['now', 'block', 'median', 'spread', 'peak_rss_mib', 'versions', 'machine',
-           'calibrate', 'memory_bandwidth', 'emit', 'CompileTimer', 'time_train_loop',
-           'manual_train_step', 'initial_state', 'n_params', 'ceiling_main']
-
+__all__ = [
+    'now', 'block', 'median', 'spread', 'peak_rss_mib', 'versions', 'machine', 'calibrate',
+    'memory_bandwidth', 'emit', 'CompileTimer', 'time_train_loop', 'manual_train_step',
+    'initial_state', 'n_params', 'ceiling_main'
+]
 
 if __name__ == '__main__':
   ceiling_main()

@@ -54,27 +54,39 @@ def measure(name, make, steps):
   figures = {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
   mean_ms, max_ms = wait_per_step(make().train_stream(1), min(steps, 500),
                                   1 / W2_STEPS_PER_S['flax_optax'])
-  figures.update(wait_ms_per_step=round(mean_ms, 4), wait_ms_max=round(max_ms, 3),
-                 w2_steady_steps_per_s=W2_STEPS_PER_S,
-                 headroom_vs_w2_flax=round(figures['batches_per_s'] / W2_STEPS_PER_S['flax_optax'], 1))
-  print(json.dumps({
-      'ts': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-      'workload': f'data_pipeline/{name}', 'impl': 'minitrax', 'args': {'batch_size': 128,
-                                                                        'steps': steps},
-      'figures': figures, 'machine': {'nproc': os.cpu_count()}}), flush=True)
+  figures.update(
+      wait_ms_per_step=round(mean_ms,
+                             4), wait_ms_max=round(max_ms, 3), w2_steady_steps_per_s=W2_STEPS_PER_S,
+      headroom_vs_w2_flax=round(figures['batches_per_s'] / W2_STEPS_PER_S['flax_optax'], 1))
+  print(
+      json.dumps({
+          'ts': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+          'workload': f'data_pipeline/{name}',
+          'impl': 'minitrax',
+          'args': {
+              'batch_size': 128,
+              'steps': steps
+          },
+          'figures': figures,
+          'machine': {
+              'nproc': os.cpu_count()
+          }
+      }), flush=True)
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--steps', type=int, default=2000)
-  parser.add_argument('--mnist', default=os.path.join(os.path.dirname(__file__), '..', '..',
-                                                      'shared', 'data', 'mnist'))
+  parser.add_argument(
+      '--mnist', default=os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data',
+                                      'mnist'))
   args = parser.parse_args()
   measure('copy_task_b128', lambda: copy_inputs(batch_size=128, vocab_size=32, length=10),
           args.steps)
   if os.path.isdir(args.mnist):
-    measure('mnist_idx_b128', lambda: idx_inputs(args.mnist, train='t10k', eval_holdout_size=0.2,
-                                                 batch_size=128), args.steps)
+    measure('mnist_idx_b128',
+            lambda: idx_inputs(args.mnist, train='t10k', eval_holdout_size=0.2, batch_size=128),
+            args.steps)
   else:
     print(json.dumps({'workload': 'data_pipeline/mnist_idx_b128', 'skipped': args.mnist}))
 

@@ -22,9 +22,11 @@ REPS = 100
 
 def measure(draw, impl, shape):
   """(ns per element, compile s) of `draw(key, shape)` summed over REPS keys in one jit."""
+
   def total(key):
     body = lambda i, acc: acc + draw(jax.random.fold_in(key, i), shape).sum(dtype=jnp.float32)
     return jax.lax.fori_loop(0, REPS, body, jnp.float32(0))
+
   key = jax.random.key(0, impl=impl)
   start = time.perf_counter()
   fn = jax.jit(total).lower(key).compile()

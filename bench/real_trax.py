@@ -27,8 +27,9 @@ import time
 
 from bench import common
 
-DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'shared', 'bench', 'real_trax')
+DEFAULT_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'shared', 'bench',
+    'real_trax')
 DEFAULT_PYTHON = os.path.expanduser('~/.cache/minitrax-bench/trax/venv/bin/python')
 W2_PARAMS = 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
 
@@ -46,9 +47,13 @@ def _w1(text):
   blocks = [float(s) for s in re.findall(r'Ran 500 train steps in ' + _NUMBER + ' secs', text)]
   accs = re.findall(r'eval\s+accuracy \|\s+' + _NUMBER, text)
   later = blocks[1:]
-  return {'first_block_s': blocks[0], 'later_block_s': later,
-          'steady_steps_per_s': 500 / common.median(later),
-          'final_eval_acc': float(accs[-1]), 'loss_weights': '4+6 (codelab copy_inputs)'}
+  return {
+      'first_block_s': blocks[0],
+      'later_block_s': later,
+      'steady_steps_per_s': 500 / common.median(later),
+      'final_eval_acc': float(accs[-1]),
+      'loss_weights': '4+6 (codelab copy_inputs)'
+  }
 
 
 def _steady(text):
@@ -61,21 +66,26 @@ def _w2(text):
 
 
 def _w3(text):
-  return {'tokens_per_s': float(re.search(_NUMBER + ' tokens/s', text).group(1)),
-          'steady_steps_per_s': _steady(text)}
+  return {
+      'tokens_per_s': float(re.search(_NUMBER + ' tokens/s', text).group(1)),
+      'steady_steps_per_s': _steady(text)
+  }
 
 
 def _w4(text):
   stream = re.search(r'sample_stream.*= ' + _NUMBER + ' tokens/s', text)
   codelab = re.search(r'codelab-style.*= ' + _NUMBER + ' tokens/s', text)
-  return {'batch1': {'loop_tokens_per_s': float(stream.group(1)),
-                     'codelab_tokens_per_s': float(codelab.group(1)),
-                     'cache_len': 2048}}
+  return {
+      'batch1': {
+          'loop_tokens_per_s': float(stream.group(1)),
+          'codelab_tokens_per_s': float(codelab.group(1)),
+          'cache_len': 2048
+      }
+  }
 
 
 PARSERS = {'W1': _w1, 'W2': _w2, 'W3': _w3, 'W4': _w4}
-WORKLOAD_NAMES = {'W1': 'W1_codelab', 'W2': 'W2_mlp_mnist', 'W3': 'W3_lm_medium',
-                  'W4': 'W4_decode'}
+WORKLOAD_NAMES = {'W1': 'W1_codelab', 'W2': 'W2_mlp_mnist', 'W3': 'W3_lm_medium', 'W4': 'W4_decode'}
 
 
 def run(key, trax_python=DEFAULT_PYTHON, trax_dir=DEFAULT_DIR):

@@ -49,9 +49,8 @@ def _build(kind, length):
   if kind == 'reformer':
     chunk = min(16384, length)
     attention = functools.partial(LSHSelfAttention, chunk_len=128, n_hashes=2, n_parallel_heads=1)
-    model = reformer.ReformerLM(d_attention_key=64, d_attention_value=64,
-                                attention_type=attention, ff_chunk_size=chunk,
-                                loss_chunk_size=chunk, **sizes)
+    model = reformer.ReformerLM(d_attention_key=64, d_attention_value=64, attention_type=attention,
+                                ff_chunk_size=chunk, loss_chunk_size=chunk, **sizes)
     loss = reformer.ChunkedCrossEntropyLoss(chunk_size=chunk)
   else:
     model, loss = transformer.TransformerLM(**sizes), CrossEntropyLoss()
@@ -73,8 +72,10 @@ def _child(kind, length, budget_bytes, min_steps, min_seconds, estimate_only):
   slots, opt_params = optimizer.tree_init(weights)
 
   def step(weights, slots, batch, i, rng):
+
     def loss(w):
       return model_with_loss.pure_fn(batch, w, state, rng)[0]
+
     value, grads = jax.value_and_grad(loss)(weights)
     weights, slots, _ = optimizer.tree_update(i, grads, weights, slots, opt_params)
     return weights, slots, value
@@ -82,8 +83,8 @@ def _child(kind, length, budget_bytes, min_steps, min_seconds, estimate_only):
   x = np.random.default_rng(0).integers(0, 256, size=(1, length)).astype(np.int32)
   batch, rng = (x, x), jax.random.key(0)
   start = time.time()
-  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(
-      weights, slots, batch, jnp.int32(0), rng).compile()
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(weights, slots, batch, jnp.int32(0),
+                                                        rng).compile()
   memory = compiled.memory_analysis()
   estimate = (memory.argument_size_in_bytes + memory.output_size_in_bytes +
               memory.temp_size_in_bytes - memory.alias_size_in_bytes)
@@ -123,10 +124,14 @@ def _rss_bytes(pid):
 
 def _run_one(kind, length, args):
   """Runs one child; returns its result dict, with peak_rss_gib from polling."""
-  command = [sys.executable, os.path.abspath(__file__), '--one', kind, str(length),
-             '--budget_gib', str(args.budget_gib), '--min_steps', str(args.min_steps),
-             '--min_seconds', str(args.min_seconds)] + (
-                 ['--estimate_only'] if length > args.run_max else [])
+  command = [
+      sys.executable,
+      os.path.abspath(__file__), '--one', kind,
+      str(length), '--budget_gib',
+      str(args.budget_gib), '--min_steps',
+      str(args.min_steps), '--min_seconds',
+      str(args.min_seconds)
+  ] + (['--estimate_only'] if length > args.run_max else [])
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'))
   child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            env=env)
@@ -142,7 +147,7 @@ def _run_one(kind, length, args):
       break
     time.sleep(0.2)
   output = child.communicate()[0]
-  lines = [l for l in output.splitlines() if l.startswith(_RESULT)]
+  lines = [row for row in output.splitlines() if row.startswith(_RESULT)]
   result = json.loads(lines[-1][len(_RESULT):]) if lines else {'model': kind, 'length': length}
   if status:
     result['status'] = status
@@ -154,8 +159,10 @@ def _run_one(kind, length, args):
 
 
 def _table(results):
-  rows = ['| model | length | status | est. GiB | peak RSS GiB | step s | tokens/s |',
-          '|---|---:|---|---:|---:|---:|---:|']
+  rows = [
+      '| model | length | status | est. GiB | peak RSS GiB | step s | tokens/s |',
+      '|---|---:|---|---:|---:|---:|---:|'
+  ]
   for r in results:
     rows.append(f"| {r['model']} | {r['length']} | {r.get('status')} | "
                 f"{r.get('estimate_gib', '')} | {r.get('peak_rss_gib', '')} | "
@@ -180,8 +187,8 @@ def main():
   parser.add_argument('--one', nargs=2, metavar=('MODEL', 'LENGTH'), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.one:
-    _child(args.one[0], int(args.one[1]), args.budget_gib * 2**30, args.min_steps,
-           args.min_seconds, args.estimate_only)
+    _child(args.one[0], int(args.one[1]), args.budget_gib * 2**30, args.min_steps, args.min_seconds,
+           args.estimate_only)
     return
   results = []
   for kind in args.models.split(','):
@@ -198,10 +205,14 @@ def main():
         break
       length *= 2
     fitted = [r['length'] for r in results if r['model'] == kind and r.get('status') == 'ok']
-    estimated = [r['length'] for r in results if r['model'] == kind and
-                 r.get('status', '').startswith('fits')]
-    print(f'# {kind}: longest trained length {max(fitted) if fitted else None}; longest '
-          f'estimated to fit {max(estimated) if estimated else None}', flush=True)
+    estimated = [
+        r['length']
+        for r in results
+        if r['model'] == kind and r.get('status', '').startswith('fits')
+    ]
+    print(
+        f'# {kind}: longest trained length {max(fitted) if fitted else None}; longest '
+        f'estimated to fit {max(estimated) if estimated else None}', flush=True)
   print(_table(results))
 
 

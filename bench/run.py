@@ -42,7 +42,8 @@ FIGURES = {
     'W2': [('steady_steps_per_s', True), ('gflops', True), ('first_step_s', False)],
     'W3': [('tokens_per_s', True), ('gflops', True), ('first_step_s', False),
            ('peak_rss_mib', False)],
-    'W4': [(f'batch{b}.{k}', k != 'ttft_cold_s', f'batch{b}.{peer}') for b in (1, 8)
+    'W4': [(f'batch{b}.{k}', k != 'ttft_cold_s', f'batch{b}.{peer}')
+           for b in (1, 8)
            for k, peer in (('scan_tokens_per_s', 'scan_tokens_per_s'),
                            ('loop_tokens_per_s', 'loop_tokens_per_s'),
                            ('codelab_tokens_per_s', 'loop_tokens_per_s'),
@@ -57,15 +58,13 @@ def run_one(cmd, cwd, timeout, env):
   """Runs one benchmark process; returns its JSON record or None (timeout, crash)."""
   t = time.time()
   try:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
   except subprocess.TimeoutExpired:
     print(f'  TIMEOUT after {timeout}s: {" ".join(cmd)}', file=sys.stderr)
     return None
-  lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+  lines = [row for row in proc.stdout.splitlines() if row.startswith('{')]
   if proc.returncode or not lines:
-    print(f'  FAILED ({proc.returncode}): {" ".join(cmd)}\n{proc.stderr[-2000:]}',
-          file=sys.stderr)
+    print(f'  FAILED ({proc.returncode}): {" ".join(cmd)}\n{proc.stderr[-2000:]}', file=sys.stderr)
     return None
   rec = json.loads(lines[-1])
   print(f'  {rec["workload"]:14s} {rec["impl"]:32s} {time.time() - t:6.1f}s', file=sys.stderr)
@@ -92,16 +91,24 @@ SIDES = {'peer': 'peer (Flax+Optax)', 'trax': 'Trax 1.4.1'}
 
 def table(records, other='peer'):
   """Markdown table: per workload figure, minitrax and `other` median [min-max], ratio."""
-  lines = [f'| workload | figure | minitrax | {SIDES[other]} | ratio m/p |',
-           '|---|---|---|---|---|']
+  lines = [
+      f'| workload | figure | minitrax | {SIDES[other]} | ratio m/p |', '|---|---|---|---|---|'
+  ]
   for key, figs in FIGURES.items():
     recs = [r for r in records if r['_key'] == key]
     if not recs:
       continue
     for path, _, *peer_path in figs + [(c, True) for c in CALIB]:
       paths = {'minitrax': path, other: peer_path[0] if peer_path and other == 'peer' else path}
-      side = {s: [v for v in (get(r['figures'], paths[s]) for r in recs if r['_side'] == s)
-                  if v is not None] for s in ('minitrax', other)}
+      side = {
+          s: [
+              v
+              for v in (get(r['figures'], paths[s])
+                        for r in recs
+                        if r['_side'] == s)
+              if v is not None
+          ] for s in ('minitrax', other)
+      }
       if not side[other] and (other == 'trax' or not side['minitrax']):
         continue  # minitrax-only figures are shown against the peer, not against Trax
       ratio = '-'
@@ -115,8 +122,13 @@ def table(records, other='peer'):
 
 def load(path, run_prefix):
   """Records of `path` whose run_id starts with `run_prefix`, sides told apart by impl."""
-  names = {'matmul_ceiling': 'ceiling', 'W1_codelab': 'W1', 'W2_mlp_mnist': 'W2',
-           'W3_lm_medium': 'W3', 'W4_decode': 'W4'}
+  names = {
+      'matmul_ceiling': 'ceiling',
+      'W1_codelab': 'W1',
+      'W2_mlp_mnist': 'W2',
+      'W3_lm_medium': 'W3',
+      'W4_decode': 'W4'
+  }
   out = []
   for line in open(path):
     rec = json.loads(line)
@@ -160,8 +172,10 @@ def main(argv=None):
       if args.peers:
         sides.insert(0, ('peer', [args.peers_python, peer_script] + extra, args.peers_dir))
       if args.trax and key in real_trax.COMMANDS:
-        sides.insert(0, ('trax', [sys.executable, '-m', 'bench.real_trax', '--only', key,
-                                  '--trax_python', args.trax_python], ROOT))
+        sides.insert(0, ('trax', [
+            sys.executable, '-m', 'bench.real_trax', '--only', key, '--trax_python',
+            args.trax_python
+        ], ROOT))
       for side, cmd, cwd in sides:
         rec = run_one(cmd, cwd, timeout, env)
         if rec is not None:

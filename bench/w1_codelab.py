@@ -38,15 +38,18 @@ def copy_batch(rng, batch_size=16, vocab_size=32, length=10):
   w = rng.randint(1, vocab_size - 1, size=(batch_size, length // 2 - 1))
   zero = np.zeros((batch_size, 1), np.int64)
   x = np.concatenate([zero, w, zero, w], axis=1).astype(np.int32)
-  weights = np.concatenate([np.zeros((batch_size, length // 2)),
-                            np.ones((batch_size, length - length // 2))], axis=1)
+  weights = np.concatenate(
+      [np.zeros((batch_size, length // 2)),
+       np.ones((batch_size, length - length // 2))], axis=1)
   return x, x, weights.astype(np.float32)
 
 
 def copy_inputs_5_5(seed=0):
   """Inputs whose batch i is `copy_batch(RandomState((seed, stream, i)))`, random access."""
+
   def stream(tag):
     return Stream(lambda i, _: copy_batch(np.random.RandomState([seed, tag, i])), f'copy55/{tag}')
+
   return Inputs(stream(0), stream(1), stream(2))
 
 
@@ -91,22 +94,30 @@ def main(argv=None):
   finally:
     shutil.rmtree(out_dir, ignore_errors=True)
   later = train_s[1:]
-  common.emit('W1_codelab', 'minitrax Trainer.train_epoch', args, {
-      'n_params': n_params,
-      'steps_per_call': trainer._steps_per_call,  # pylint: disable=protected-access
-      'trainer_init_s': init_s,
-      'first_epoch_phases': phases,
-      'first_block_s': train_s[0],
-      'later_block_s': later,
-      'steady_steps_per_s': args.block / common.median(later) if later else None,
-      'steady_block_spread': common.spread(later) if later else None,
-      'epoch_s': epoch_s,
-      'evals': [{'step': s, 'eval_loss': float(l), 'eval_acc': float(a)}
-                for (s, l), (_, a) in zip(loss, acc)],
-      'final_eval_loss': float(loss[-1][1]),
-      'final_eval_acc': float(acc[-1][1]),
-      'peak_rss_mib': common.peak_rss_mib(),
-  }, calib)
+  common.emit(
+      'W1_codelab',
+      'minitrax Trainer.train_epoch',
+      args,
+      {
+          'n_params': n_params,
+          'steps_per_call': trainer._steps_per_call,  # pylint: disable=protected-access
+          'trainer_init_s': init_s,
+          'first_epoch_phases': phases,
+          'first_block_s': train_s[0],
+          'later_block_s': later,
+          'steady_steps_per_s': args.block / common.median(later) if later else None,
+          'steady_block_spread': common.spread(later) if later else None,
+          'epoch_s': epoch_s,
+          'evals': [{
+              'step': step,
+              'eval_loss': float(value),
+              'eval_acc': float(accuracy)
+          } for (step, value), (_, accuracy) in zip(loss, acc)],
+          'final_eval_loss': float(loss[-1][1]),
+          'final_eval_acc': float(acc[-1][1]),
+          'peak_rss_mib': common.peak_rss_mib(),
+      },
+      calib)
 
 
 if __name__ == '__main__':

@@ -55,8 +55,11 @@ def main(argv=None):
   args = parse_args(argv)
   calib = common.calibrate()
   rng = np.random.RandomState(args.seed)
-  data = [jnp.asarray(rng.randint(1, LM_MEDIUM['vocab_size'], size=(args.batch, args.seq))
-                      .astype(np.int32)) for _ in range(args.n_batches)]
+  data = [
+      jnp.asarray(
+          rng.randint(1, LM_MEDIUM['vocab_size'], size=(args.batch, args.seq)).astype(np.int32))
+      for _ in range(args.n_batches)
+  ]
   cfg = {**LM_MEDIUM, 'dropout': args.dropout}
   model = Serial(TransformerLM(**cfg, max_len=2048, mode='train'), CrossEntropyLoss())
   optimizer = Adam(learning_rate=args.lr)
@@ -70,17 +73,18 @@ def main(argv=None):
   tokens = args.batch * args.seq
   steps_per_s = timing['steady_steps_per_s']
   fpt = train_flops_per_token(LM_MEDIUM, args.seq)
-  common.emit('W3_lm_medium', 'minitrax (manual step)', args, {
-      'n_params': n_params,
-      'matmul_params': matmul_params(LM_MEDIUM),
-      **timing,
-      'tokens_per_s': tokens * steps_per_s,
-      'flops_formula': 'per token: 6*matmul_params + 12*n_layers*seq*d_model',
-      'flops_per_token': fpt,
-      'gflops': fpt * tokens * steps_per_s / 1e9,
-      'gflops_6N': 6 * n_params * tokens * steps_per_s / 1e9,
-      'peak_rss_mib': common.peak_rss_mib(),
-  }, calib)
+  common.emit(
+      'W3_lm_medium', 'minitrax (manual step)', args, {
+          'n_params': n_params,
+          'matmul_params': matmul_params(LM_MEDIUM),
+          **timing,
+          'tokens_per_s': tokens * steps_per_s,
+          'flops_formula': 'per token: 6*matmul_params + 12*n_layers*seq*d_model',
+          'flops_per_token': fpt,
+          'gflops': fpt * tokens * steps_per_s / 1e9,
+          'gflops_6N': 6 * n_params * tokens * steps_per_s / 1e9,
+          'peak_rss_mib': common.peak_rss_mib(),
+      }, calib)
 
 
 if __name__ == '__main__':

@@ -67,8 +67,8 @@ def drivers(model, fresh_state, prompt, steps, vocab):
                                           max_length=steps)
 
   def loop(on_first=None):
-    stream = decoding.autoregressive_sample_stream(model, inputs=prompt[:, 1:],
-                                                   batch_size=batch, temperature=0.0)
+    stream = decoding.autoregressive_sample_stream(model, inputs=prompt[:, 1:], batch_size=batch,
+                                                   temperature=0.0)
     toks = [next(stream)]
     if on_first is not None:
       on_first()
@@ -92,8 +92,8 @@ def main(argv=None):
   calib = common.calibrate()
   cfg = {**LM_MEDIUM, 'dropout': 0.0}
   vocab, cache_len = cfg['vocab_size'], args.prompt + args.steps
-  weights, _ = TransformerLM(**cfg, max_len=cache_len, mode='eval').init(
-      ShapeDtype((1, args.prompt), np.int32))
+  weights, _ = TransformerLM(**cfg, max_len=cache_len,
+                             mode='eval').init(ShapeDtype((1, args.prompt), np.int32))
   rng = np.random.RandomState(args.seed)
   results = {}
   for b in [int(s) for s in args.batches.split(',')]:
@@ -123,8 +123,8 @@ def main(argv=None):
       r[f'{name}_tokens_per_s'] = b * args.steps / r[f'{name}_gen_s']
     r['scan_n_tokens'] = int(out_scan.shape[1])
     r['loop_equals_scan'] = bool(out_scan.shape == out_loop.shape and (out_scan == out_loop).all())
-    r['codelab_equals_scan'] = bool(out_scan.shape == out_codelab.shape
-                                    and (out_scan == out_codelab).all())
+    r['codelab_equals_scan'] = bool(out_scan.shape == out_codelab.shape and
+                                    (out_scan == out_codelab).all())
     results[f'batch{b}'] = r
   weight_bytes = sum(int(np.prod(w.shape)) * w.dtype.itemsize for w in jax.tree.leaves(weights))
   bandwidth = common.memory_bandwidth()
@@ -132,10 +132,13 @@ def main(argv=None):
     limit = int(name[len('batch'):]) * bandwidth * 1e9 / weight_bytes
     r['weight_stream_limit_tokens_per_s'] = limit
     r['scan_share_of_stream_limit'] = r['scan_tokens_per_s'] / limit
-  common.emit('W4_decode', 'minitrax decoding', args, {
-      'cache_len': cache_len, 'weight_mib': weight_bytes / 2 ** 20,
-      'memory_gb_per_s': bandwidth, **results,
-      'peak_rss_mib': common.peak_rss_mib()}, calib)
+  common.emit(
+      'W4_decode', 'minitrax decoding', args, {
+          'cache_len': cache_len,
+          'weight_mib': weight_bytes / 2**20,
+          'memory_gb_per_s': bandwidth,
+          **results, 'peak_rss_mib': common.peak_rss_mib()
+      }, calib)
 
 
 if __name__ == '__main__':

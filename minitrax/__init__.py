@@ -9,5 +9,4 @@ from minitrax import optimizers
 from minitrax import shapes
 from minitrax import supervised
 
-__all__ = ['data', 'errors', 'layers', 'lr', 'models', 'optimizers', 'shapes',
-           'supervised']
+__all__ = ['data', 'errors', 'layers', 'lr', 'models', 'optimizers', 'shapes', 'supervised']

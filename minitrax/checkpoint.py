@@ -45,13 +45,20 @@ _TUPLE_EXT = 2
 _HEADER_MAX = 4096
 _TMP_SUFFIX = '.tmp'
 
-_DTYPES = {name: np.dtype(t) for name, t in [
-    ('bool', np.bool_), ('int8', np.int8), ('int16', np.int16),
-    ('int32', np.int32), ('int64', np.int64), ('uint8', np.uint8),
-    ('uint16', np.uint16), ('uint32', np.uint32), ('uint64', np.uint64),
-    ('float16', np.float16), ('float32', np.float32), ('float64', np.float64),
-    ('bfloat16', ml_dtypes.bfloat16), ('complex64', np.complex64),
-    ('complex128', np.complex128)]}
+_DTYPES = {
+    name: np.dtype(t)
+    for name, t in [('bool', np.bool_), ('int8', np.int8), ('int16', np.int16), (
+        'int32', np.int32), ('int64', np.int64), ('uint8', np.uint8), (
+            'uint16', np.uint16), ('uint32',
+                                   np.uint32), ('uint64',
+                                                np.uint64), ('float16',
+                                                             np.float16), ('float32', np.float32),
+                    ('float64',
+                     np.float64), ('bfloat16',
+                                   ml_dtypes.bfloat16), ('complex64',
+                                                         np.complex64), ('complex128',
+                                                                         np.complex128)]
+}
 ALLOWED_DTYPES = tuple(_DTYPES)
 
 
@@ -84,8 +91,7 @@ def _encode(obj, path):
       out[k] = _encode(v, path + (k,))
     return out
   if isinstance(obj, tuple):
-    return [msgpack.ExtType(_TUPLE_EXT, b'')] + [
-        _encode(v, path + (i,)) for i, v in enumerate(obj)]
+    return [msgpack.ExtType(_TUPLE_EXT, b'')] + [_encode(v, path + (i,)) for i, v in enumerate(obj)]
   if isinstance(obj, list):
     return [_encode(v, path + (i,)) for i, v in enumerate(obj)]
   if hasattr(obj, 'shape') and hasattr(obj, 'dtype') or isinstance(obj, np.generic):
@@ -112,9 +118,11 @@ def _encode_array(obj, path):
 def dumps(tree):
   """Serialises `tree` to bytes in the checkpoint format (header included)."""
   payload = msgpack.packb(_encode(tree, ()), use_bin_type=True)
-  header = msgpack.packb({'format_version': FORMAT_VERSION,
-                          'payload_size': len(payload),
-                          'sha256': hashlib.sha256(payload).hexdigest()})
+  header = msgpack.packb({
+      'format_version': FORMAT_VERSION,
+      'payload_size': len(payload),
+      'sha256': hashlib.sha256(payload).hexdigest()
+  })
   return MAGIC + struct.pack('<I', len(header)) + header + payload
 
 
@@ -126,9 +134,8 @@ def _ext_hook(code, data):
     return _TUPLE_MARK
   if code != _ARRAY_EXT:
     raise ValueError(f'unknown extension type {code}')
-  fields = msgpack.unpackb(data, raw=False, max_bin_len=len(data),
-                           max_str_len=64, max_array_len=64, max_map_len=0,
-                           max_ext_len=0)
+  fields = msgpack.unpackb(data, raw=False, max_bin_len=len(data), max_str_len=64, max_array_len=64,
+                           max_map_len=0, max_ext_len=0)
   if not (isinstance(fields, list) and len(fields) == 3):
     raise ValueError('malformed array record')
   name, shape, raw = fields
@@ -173,8 +180,8 @@ def _read_header(data, source):
     raise CheckpointError(f'{source}: the file is truncated or corrupted (header of '
                           f'{size} bytes, file of {len(data)} bytes)')
   try:
-    header = msgpack.unpackb(data[12:12 + size], max_bin_len=0, max_str_len=256,
-                             max_array_len=16, max_map_len=16)
+    header = msgpack.unpackb(data[12:12 + size], max_bin_len=0, max_str_len=256, max_array_len=16,
+                             max_map_len=16)
     version = header['format_version']
     header['payload_size'], header['sha256']  # pylint: disable=pointless-statement
   except Exception as e:
@@ -299,16 +306,18 @@ def tree_mismatches(saved, expected, path=()):
     return out
   if isinstance(expected, (list, tuple)) and isinstance(saved, (list, tuple)):
     if len(expected) != len(saved) or type(expected) is not type(saved):
-      return [f'{here}: saved {type(saved).__name__} of {len(saved)} items, expected '
-              f'{type(expected).__name__} of {len(expected)} items']
+      return [
+          f'{here}: saved {type(saved).__name__} of {len(saved)} items, expected '
+          f'{type(expected).__name__} of {len(expected)} items'
+      ]
     out = []
     for i, (s, e) in enumerate(zip(saved, expected)):
       out.extend(tree_mismatches(s, e, path + (i,)))
     return out
   is_arr = lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype')
   if is_arr(expected) and is_arr(saved):
-    same = (tuple(saved.shape) == tuple(expected.shape)
-            and np.dtype(saved.dtype) == np.dtype(expected.dtype))
+    same = (tuple(saved.shape) == tuple(expected.shape) and
+            np.dtype(saved.dtype) == np.dtype(expected.dtype))
     return [] if same else [f'{here}: saved {_describe(saved)}, expected {_describe(expected)}']
   if is_arr(expected) or is_arr(saved) or type(expected) is not type(saved):
     if not (isinstance(expected, (int, float)) and isinstance(saved, (int, float))):

@@ -133,7 +133,17 @@ def check_shape(who, what, value, error=ArgumentError, type_error=ArgumentTypeEr
 
 
 __all__ = [
-    'MODES', 'check_int', 'check_positive_int', 'check_int_tuple', 'check_axis', 'check_real',
-    'check_non_negative', 'check_positive', 'check_rate', 'check_mode', 'check_flag',
-    'check_callable', 'check_shape',
+    'MODES',
+    'check_int',
+    'check_positive_int',
+    'check_int_tuple',
+    'check_axis',
+    'check_real',
+    'check_non_negative',
+    'check_positive',
+    'check_rate',
+    'check_mode',
+    'check_flag',
+    'check_callable',
+    'check_shape',
 ]

@@ -42,18 +42,28 @@ from minitrax.supervised.trainer import Trainer as _Trainer
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 
-_LAYERS = ([getattr(activation_fns, n) for n in activation_fns.__all__] +
-           [normalization.BatchNorm, normalization.LayerNorm, normalization.FilterResponseNorm,
-            rnn.LSTMCell, rnn.GRUCell] +
-           [getattr(metrics, n) for n in metrics.__all__ if n != 'METRICS'])
-_OPTIMIZERS = [optimizers.Adafactor, optimizers.Adam, optimizers.Momentum, optimizers.RMSProp,
-               optimizers.SGD, optimizers.SM3]
-_SCHEDULES = [lr.MultifactorSchedule, lr.EvalAdjustingSchedule, lr.multifactor, lr.constant,
-              lr.warmup, lr.warmup_and_rsqrt_decay, lr.cosine]
-_INPUTS = {'inputs': data.tfds_inputs, 'copy_inputs': data.copy_inputs,
-           'reverse_inputs': data.reverse_inputs, 'addition_inputs': data.addition_inputs,
-           'random_inputs': data.random_inputs, 'array_inputs': data.array_inputs,
-           'idx_inputs': data.idx_inputs, 'text_inputs': data.text_inputs}
+_LAYERS = ([getattr(activation_fns, n) for n in activation_fns.__all__] + [
+    normalization.BatchNorm, normalization.LayerNorm, normalization.FilterResponseNorm,
+    rnn.LSTMCell, rnn.GRUCell
+] + [getattr(metrics, n) for n in metrics.__all__ if n != 'METRICS'])
+_OPTIMIZERS = [
+    optimizers.Adafactor, optimizers.Adam, optimizers.Momentum, optimizers.RMSProp, optimizers.SGD,
+    optimizers.SM3
+]
+_SCHEDULES = [
+    lr.MultifactorSchedule, lr.EvalAdjustingSchedule, lr.multifactor, lr.constant, lr.warmup,
+    lr.warmup_and_rsqrt_decay, lr.cosine
+]
+_INPUTS = {
+    'inputs': data.tfds_inputs,
+    'copy_inputs': data.copy_inputs,
+    'reverse_inputs': data.reverse_inputs,
+    'addition_inputs': data.addition_inputs,
+    'random_inputs': data.random_inputs,
+    'array_inputs': data.array_inputs,
+    'idx_inputs': data.idx_inputs,
+    'text_inputs': data.text_inputs
+}
 
 
 def _register(fn, module, name=None):
@@ -61,11 +71,11 @@ def _register(fn, module, name=None):
   return gin.external_configurable(fn, name=name, module=module)
 
 
-def _flat_train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None,
-                optimizer=Adafactor, lr_schedule=MultifactorSchedule, trainer_class=_Trainer,
-                steps=1000, checkpoints_at=None, eval_steps=10, eval_frequency=100,
-                random_seed=None, n_devices=None, has_weights=False, id_to_mask=None,
-                metrics=None, checkpoint_highest=None, checkpoint_lowest=None, train_steps=None,
+def _flat_train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None, optimizer=Adafactor,
+                lr_schedule=MultifactorSchedule, trainer_class=_Trainer, steps=1000,
+                checkpoints_at=None, eval_steps=10, eval_frequency=100, random_seed=None,
+                n_devices=None, has_weights=False, id_to_mask=None, metrics=None,
+                checkpoint_highest=None, checkpoint_lowest=None, train_steps=None,
                 config_text=None):
   """`supervised.train` with its settings as flat keywords: the names gin bindings use.
 
@@ -76,15 +86,17 @@ def _flat_train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None,
   objective = Objective(loss_fn, has_weights, id_to_mask, metrics)
   plan = Plan(train_steps if train_steps is not None else steps, eval_steps, eval_frequency,
               checkpoints_at, checkpoint_highest, checkpoint_lowest)
-  return _train(output_dir, model, inputs, optimizer, lr_schedule, objective, plan,
-                random_seed, n_devices, trainer_class, config_text)
+  return _train(output_dir, model, inputs, optimizer, lr_schedule, objective, plan, random_seed,
+                n_devices, trainer_class, config_text)
 
 
 _flat_train.__name__ = 'train'
 train = _register(_flat_train, 'minitrax.supervised')
 Trainer = _register(_Trainer, 'minitrax.supervised')
-MODELS = {name: _register(registry.get_model(name), 'minitrax.models', name)
-          for name in registry.model_names()}
+MODELS = {
+    name: _register(registry.get_model(name), 'minitrax.models', name)
+    for name in registry.model_names()
+}
 for _fn in _LAYERS:
   _register(_fn, 'minitrax.layers')
 for _fn in _OPTIMIZERS:
@@ -96,8 +108,10 @@ SYNTHETIC_TASKS = tuple(data.SYNTHETIC_TASKS)  # `--dataset=copy` binds train.in
 
 # `train`'s defaults, as gin references: so that e.g. `Adafactor.factored = False` configures the
 # default optimizer (a plain default argument would be the unconfigured class). Parsed first.
-TRAIN_DEFAULTS = ['train.loss_fn = @CrossEntropyLoss', 'train.optimizer = @Adafactor',
-                  'train.lr_schedule = @MultifactorSchedule', 'train.trainer_class = @Trainer']
+TRAIN_DEFAULTS = [
+    'train.loss_fn = @CrossEntropyLoss', 'train.optimizer = @Adafactor',
+    'train.lr_schedule = @MultifactorSchedule', 'train.trainer_class = @Trainer'
+]
 
 
 def shipped_configs():
@@ -165,6 +179,7 @@ def reference_name(value):
   return getattr(configurable, 'name', None)
 
 
-__all__ = ['train', 'Trainer', 'MODELS', 'INPUTS', 'SYNTHETIC_TASKS', 'TRAIN_DEFAULTS',
-           'CONFIGS_DIR', 'shipped_configs', 'config_path', 'parse', 'query', 'operative_config',
-           'reference_name']
+__all__ = [
+    'train', 'Trainer', 'MODELS', 'INPUTS', 'SYNTHETIC_TASKS', 'TRAIN_DEFAULTS', 'CONFIGS_DIR',
+    'shipped_configs', 'config_path', 'parse', 'query', 'operative_config', 'reference_name'
+]

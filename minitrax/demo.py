@@ -15,8 +15,9 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('output_dir', None, 'Folder for checkpoints and summaries; default a new '
-                    'temporary folder. A folder with a model.pkl resumes from it.')
+flags.DEFINE_string(
+    'output_dir', None, 'Folder for checkpoints and summaries; default a new '
+    'temporary folder. A folder with a model.pkl resumes from it.')
 flags.DEFINE_integer('steps', 1500, 'Training steps.')
 
 VOCAB_SIZE, W_LENGTH = 32, 4

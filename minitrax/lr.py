@@ -44,8 +44,8 @@ from minitrax.errors import OptimizerError
 
 _TAKES_HISTORY = 'minitrax_takes_history'  # the function attribute set by `takes_history`
 
-FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay',
-           'rsqrt_normalized_decay', 'decay_every', 'cosine_decay')
+FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay', 'rsqrt_normalized_decay', 'decay_every',
+           'cosine_decay')
 
 
 def takes_history(factory):
@@ -97,8 +97,8 @@ def bind(lr_schedule, history):
   schedule = lr_schedule
   if getattr(lr_schedule, _TAKES_HISTORY, False):
     schedule = lr_schedule(history)
-    check_callable('bind', f'{_name(lr_schedule)}(history)', schedule,
-                   'a function step -> value', error=OptimizerError)
+    check_callable('bind', f'{_name(lr_schedule)}(history)', schedule, 'a function step -> value',
+                   error=OptimizerError)
 
   def values(step):
     """`{name: float32 value}` of the schedule at `step`."""
@@ -126,9 +126,8 @@ def _as_float32(value):
   return np.float32(value)
 
 
-def multifactor(factors='constant * linear_warmup * rsqrt_decay',
-                constant=0.1, warmup_steps=400, decay_factor=0.5,
-                steps_per_decay=20000, steps_per_cycle=100000, minimum=None):
+def multifactor(factors='constant * linear_warmup * rsqrt_decay', constant=0.1, warmup_steps=400,
+                decay_factor=0.5, steps_per_decay=20000, steps_per_cycle=100000, minimum=None):
   r"""A schedule that is the product of named factors, as in Trax.
 
   With step s, warmup steps n:
@@ -161,8 +160,8 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay',
     OptimizerError: for an unknown factor (naming it and the valid ones) or
       an argument out of range.
   """
-  return _multifactor('multifactor', factors, constant, warmup_steps,
-                      decay_factor, steps_per_decay, steps_per_cycle, minimum)
+  return _multifactor('multifactor', factors, constant, warmup_steps, decay_factor, steps_per_decay,
+                      steps_per_cycle, minimum)
 
 
 def constant(value):
@@ -187,8 +186,7 @@ def warmup(n_warmup_steps, max_value):
   Returns:
     A function `step -> value`, value a float32 scalar.
   """
-  return multifactor('constant * linear_warmup', constant=max_value,
-                     warmup_steps=n_warmup_steps)
+  return multifactor('constant * linear_warmup', constant=max_value, warmup_steps=n_warmup_steps)
 
 
 def warmup_and_rsqrt_decay(n_warmup_steps, max_value):
@@ -203,8 +201,8 @@ def warmup_and_rsqrt_decay(n_warmup_steps, max_value):
   Returns:
     A function `step -> value`, value a float32 scalar.
   """
-  return multifactor('constant * linear_warmup * rsqrt_normalized_decay',
-                     constant=max_value, warmup_steps=n_warmup_steps)
+  return multifactor('constant * linear_warmup * rsqrt_normalized_decay', constant=max_value,
+                     warmup_steps=n_warmup_steps)
 
 
 def cosine(n_warmup_steps, max_value, steps_per_cycle):
@@ -222,19 +220,19 @@ def cosine(n_warmup_steps, max_value, steps_per_cycle):
   Returns:
     A function `step -> value`, value a float32 scalar.
   """
-  return multifactor('constant * linear_warmup * cosine_decay',
-                     constant=max_value, warmup_steps=n_warmup_steps,
-                     steps_per_cycle=steps_per_cycle)
+  return multifactor('constant * linear_warmup * cosine_decay', constant=max_value,
+                     warmup_steps=n_warmup_steps, steps_per_cycle=steps_per_cycle)
 
 
 @takes_history
-def MultifactorSchedule(history=None,  # pylint: disable=invalid-name
-                        factors='constant * linear_warmup * rsqrt_decay',
-                        constant=0.1,  # pylint: disable=redefined-outer-name
-                        warmup_steps=400,
-                        decay_factor=0.5,
-                        steps_per_decay=20000,
-                        steps_per_cycle=100000):
+def MultifactorSchedule(
+    history=None,  # pylint: disable=invalid-name
+    factors='constant * linear_warmup * rsqrt_decay',
+    constant=0.1,  # pylint: disable=redefined-outer-name
+    warmup_steps=400,
+    decay_factor=0.5,
+    steps_per_decay=20000,
+    steps_per_cycle=100000):
   """Trax 1.2's factor-based schedule, in its history-taking form.
 
   The factors are those of `multifactor`. With the defaults the value rises
@@ -257,9 +255,8 @@ def MultifactorSchedule(history=None,  # pylint: disable=invalid-name
     OptimizerError: for an unknown factor or an argument out of range.
   """
   del history
-  schedule = _multifactor('MultifactorSchedule', factors, constant,
-                          warmup_steps, decay_factor, steps_per_decay,
-                          steps_per_cycle, minimum=None)
+  schedule = _multifactor('MultifactorSchedule', factors, constant, warmup_steps, decay_factor,
+                          steps_per_decay, steps_per_cycle, minimum=None)
 
   def learning_rate(step):
     """`{'learning_rate': value}` at `step`."""
@@ -269,10 +266,14 @@ def MultifactorSchedule(history=None,  # pylint: disable=invalid-name
 
 
 @takes_history
-def EvalAdjustingSchedule(history,  # pylint: disable=invalid-name
-                          constant=0.1,  # pylint: disable=redefined-outer-name
-                          steps_to_decrease=20, improvement_margin=0.001, decrease_rate=1.5,
-                          history_mode='eval', metric='metrics/accuracy'):
+def EvalAdjustingSchedule(
+    history,  # pylint: disable=invalid-name
+    constant=0.1,  # pylint: disable=redefined-outer-name
+    steps_to_decrease=20,
+    improvement_margin=0.001,
+    decrease_rate=1.5,
+    history_mode='eval',
+    metric='metrics/accuracy'):
   """Trax 1.2's schedule that lowers its constant when a metric stalls.
 
   Reads `history.get(history_mode, metric)`, a list of `(step, value)` in
@@ -328,12 +329,12 @@ def _n_decreases(values, steps_to_decrease, improvement_margin):
   return n
 
 
-def _multifactor(owner, factors, constant, warmup_steps, decay_factor,
-                 steps_per_decay, steps_per_cycle, minimum):
+def _multifactor(owner, factors, constant, warmup_steps, decay_factor, steps_per_decay,
+                 steps_per_cycle, minimum):
   """`multifactor`, with errors naming `owner`."""
   names = _parse_factors(factors, owner)
-  _check_multifactor_args(owner, names, constant, warmup_steps, decay_factor,
-                          steps_per_decay, steps_per_cycle, minimum)
+  _check_multifactor_args(owner, names, constant, warmup_steps, decay_factor, steps_per_decay,
+                          steps_per_cycle, minimum)
   n = warmup_steps
 
   def schedule(step):
@@ -361,9 +362,8 @@ def _multifactor(owner, factors, constant, warmup_steps, decay_factor,
   return schedule
 
 
-def _check_multifactor_args(owner, names, constant, warmup_steps,
-                            decay_factor, steps_per_decay, steps_per_cycle,
-                            minimum):
+def _check_multifactor_args(owner, names, constant, warmup_steps, decay_factor, steps_per_decay,
+                            steps_per_cycle, minimum):
   """Raises OptimizerError, naming `owner`, for an argument out of range."""
   for arg, value in [('constant', constant), ('decay_factor', decay_factor)]:
     check_real(owner, arg, value, finite=True, error=OptimizerError)
@@ -375,23 +375,20 @@ def _check_multifactor_args(owner, names, constant, warmup_steps,
   check_positive(owner, 'steps_per_cycle', steps_per_cycle, error=OptimizerError)
   rsqrt = {'rsqrt_decay', 'rsqrt_normalized_decay'} & set(names)
   if rsqrt and warmup_steps < 1:
-    raise OptimizerError(
-        f'{owner}: {sorted(rsqrt)[0]} divides by sqrt(max(step, '
-        f'warmup_steps)), so warmup_steps must be >= 1, got {warmup_steps}')
+    raise OptimizerError(f'{owner}: {sorted(rsqrt)[0]} divides by sqrt(max(step, '
+                         f'warmup_steps)), so warmup_steps must be >= 1, got {warmup_steps}')
 
 
 def _parse_factors(factors, owner):
   """The list of factor names in `factors`, each checked against FACTORS."""
   if not isinstance(factors, str):
-    raise OptimizerError(
-        f'{owner}: factors must be a string like "constant * linear_warmup", '
-        f'got {factors!r}')
+    raise OptimizerError(f'{owner}: factors must be a string like "constant * linear_warmup", '
+                         f'got {factors!r}')
   names = [name.strip() for name in factors.split('*')]
   for name in names:
     if name not in FACTORS:
-      raise OptimizerError(
-          f'{owner}: unknown factor {name!r} in factors={factors!r}; valid '
-          f'factors are: {", ".join(FACTORS)}')
+      raise OptimizerError(f'{owner}: unknown factor {name!r} in factors={factors!r}; valid '
+                           f'factors are: {", ".join(FACTORS)}')
   return names
 
 
@@ -408,4 +405,3 @@ def _numeric_step(step):
 
 def _float32(xp, value):
   return np.float32(value) if xp is np else jnp.asarray(value, jnp.float32)
-

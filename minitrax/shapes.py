@@ -47,8 +47,8 @@ class ShapeDtype:
     return jax.ShapeDtypeStruct(self.shape, self.dtype)
 
   def __eq__(self, other):
-    return (isinstance(other, ShapeDtype) and self.shape == other.shape
-            and self.dtype == other.dtype)
+    return (isinstance(other, ShapeDtype) and self.shape == other.shape and
+            self.dtype == other.dtype)
 
   def __hash__(self):
     return hash((self.shape, self.dtype))

@@ -22,20 +22,25 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string('dataset', None, 'Dataset: a synthetic task (copy, reverse, addition, '
-                    'random) or a TFDS name (mnist, cifar10, lm1b, ...).')
+flags.DEFINE_string(
+    'dataset', None, 'Dataset: a synthetic task (copy, reverse, addition, '
+    'random) or a TFDS name (mnist, cifar10, lm1b, ...).')
 flags.DEFINE_string('model', None, 'Model name, e.g. MLP, TransformerLM, Resnet50.')
 flags.DEFINE_string('data_dir', None, 'Folder of TFDS data (default $TFDS_DATA_DIR or '
                     '~/tensorflow_datasets).')
-flags.DEFINE_string('output_dir', None, 'Folder for checkpoints and summaries; default '
-                    '~/minitrax/{model}_{dataset}_{YYYYmmdd_HHMM}.')
-flags.DEFINE_multi_string('config_file', None, 'Gin config file: a path or the name of a '
-                          'shipped config (e.g. mlp_mnist). Repeatable.')
-flags.DEFINE_multi_string('config', None, 'Gin binding, e.g. "train.steps=1000". Repeatable; '
-                          'applied after the config files.')
+flags.DEFINE_string(
+    'output_dir', None, 'Folder for checkpoints and summaries; default '
+    '~/minitrax/{model}_{dataset}_{YYYYmmdd_HHMM}.')
+flags.DEFINE_multi_string(
+    'config_file', None, 'Gin config file: a path or the name of a '
+    'shipped config (e.g. mlp_mnist). Repeatable.')
+flags.DEFINE_multi_string(
+    'config', None, 'Gin binding, e.g. "train.steps=1000". Repeatable; '
+    'applied after the config files.')
 flags.DEFINE_integer('random_seed', None, 'Seed of all randomness (default 0).')
-flags.DEFINE_boolean('disable_jit', False, 'Run every step as plain Python (op by op), for '
-                     'debugging with print and pdb.')
+flags.DEFINE_boolean(
+    'disable_jit', False, 'Run every step as plain Python (op by op), for '
+    'debugging with print and pdb.')
 flags.DEFINE_boolean('jax_debug_nans', False, 'Stop at the first operation that makes a NaN.')
 
 
@@ -66,8 +71,8 @@ def _output_dir(config, log):
   dataset = FLAGS.dataset
   if not dataset:
     inputs = config.reference_name(config.query('train.inputs')) or 'inputs'
-    dataset = (config.query('inputs.dataset_name', 'random') if inputs == 'inputs'
-               else inputs.replace('_inputs', ''))
+    dataset = (config.query('inputs.dataset_name', 'random')
+               if inputs == 'inputs' else inputs.replace('_inputs', ''))
   name = f'{model}_{dataset}_{datetime.datetime.now().strftime("%Y%m%d_%H%M")}'
   output_dir = os.path.join(os.path.expanduser('~'), 'minitrax', name.replace('/', '_'))
   log('No --output_dir specified')

@@ -1,8 +1,15 @@
-"""Test-wide settings: CPU only, a persistent compilation cache, strict checks."""
+"""Test-wide settings: CPU only, a persistent compilation cache, strict checks.
+
+Strict: an implicit broadcast between arrays of different ranks (`(n,) + (n, 1)`,
+or a bias `(d,)` added to `(batch, d)` without saying so) raises; scalars still
+broadcast. Set through the environment, so the subprocesses that tests start
+(the command line, resumed runs, multi-device runs) are strict too.
+"""
 
 import os
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('JAX_NUMPY_RANK_PROMOTION', 'raise')
 
 import jax  # noqa: E402  (must follow the environment settings above)
 

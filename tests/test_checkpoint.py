@@ -18,15 +18,19 @@ from minitrax.errors import CheckpointError
 
 def _tree():
   rng = np.random.default_rng(0)
-  arrays = {name: (rng.standard_normal((2, 3)) * 10).astype(dtype)
-            for name, dtype in checkpoint._DTYPES.items()}  # pylint: disable=protected-access
+  arrays = {
+      name: (rng.standard_normal((2, 3)) * 10).astype(dtype)
+      for name, dtype in checkpoint._DTYPES.items()
+  }  # pylint: disable=protected-access
   return {
       'arrays': arrays,
       'scalar': np.float32(1.5),
       'rank0': np.array(7, np.int32),
       'empty': np.zeros((0, 4), np.float32),
       'jax': jnp.arange(6, dtype=jnp.bfloat16).reshape(2, 3),
-      'nested': ((), [1, 2.5, None, True, 'text', b'raw'], {3: (np.ones(2),)}),
+      'nested': ((), [1, 2.5, None, True, 'text', b'raw'], {
+          3: (np.ones(2),)
+      }),
       'list_of_tuples': [(1, 2), ()],
   }
 
@@ -130,15 +134,19 @@ def test_truncated_and_corrupted_files(tmp_path):
 
 def _with_header(payload, version=checkpoint.FORMAT_VERSION):
   import hashlib  # pylint: disable=import-outside-toplevel
-  header = msgpack.packb({'format_version': version, 'payload_size': len(payload),
-                          'sha256': hashlib.sha256(payload).hexdigest()})
+  header = msgpack.packb({
+      'format_version': version,
+      'payload_size': len(payload),
+      'sha256': hashlib.sha256(payload).hexdigest()
+  })
   return checkpoint.MAGIC + struct.pack('<I', len(header)) + header + payload
 
 
 def test_newer_format_version_is_refused():
   data = _with_header(msgpack.packb(1), version=checkpoint.FORMAT_VERSION + 1)
-  with pytest.raises(CheckpointError, match='x.ckpt: written in checkpoint format version 2; '
-                     'this minitrax reads versions 1 to 1. Upgrade minitrax.'):
+  with pytest.raises(
+      CheckpointError, match='x.ckpt: written in checkpoint format version 2; '
+      'this minitrax reads versions 1 to 1. Upgrade minitrax.'):
     checkpoint.loads(data, source='x.ckpt')
 
 
@@ -157,13 +165,15 @@ def test_array_shape_must_match_its_bytes():
     checkpoint.loads(data)
 
 
-@pytest.mark.parametrize('payload', [
-    b'\xc6\xff\xff\xff\xf0' + b'x' * 16,      # bin32 declaring ~4 GiB
-    b'\xdd\xff\xff\xff\xf0' + b'\x00' * 16,   # array32 declaring ~4 billion items
-    b'\xdf\xff\xff\xff\xf0' + b'\x00' * 16,   # map32 declaring ~4 billion pairs
-    b'\x91' * 200_000 + b'\xc0',              # 200,000 nested arrays
-    b'\xc9\xff\xff\xff\xf0\x01' + b'x' * 16,  # ext32 declaring ~4 GiB
-])
+@pytest.mark.parametrize(
+    'payload',
+    [
+        b'\xc6\xff\xff\xff\xf0' + b'x' * 16,  # bin32 declaring ~4 GiB
+        b'\xdd\xff\xff\xff\xf0' + b'\x00' * 16,  # array32 declaring ~4 billion items
+        b'\xdf\xff\xff\xff\xf0' + b'\x00' * 16,  # map32 declaring ~4 billion pairs
+        b'\x91' * 200_000 + b'\xc0',  # 200,000 nested arrays
+        b'\xc9\xff\xff\xff\xf0\x01' + b'x' * 16,  # ext32 declaring ~4 GiB
+    ])
 def test_hostile_msgpack_fails_fast_in_bounded_memory(payload):
   data = _with_header(payload)
   tracemalloc.start()
@@ -189,6 +199,7 @@ def test_malicious_pickle_named_model_pkl_never_runs(tmp_path):
   marker = tmp_path / 'pwned'
 
   class Payload:
+
     def __reduce__(self):
       return (open, (str(marker), 'w'))
 

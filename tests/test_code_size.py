@@ -50,7 +50,8 @@ def test_the_check_finds_a_long_module_and_a_long_function(tmp_path):
   (tmp_path / 'fine.py').write_text('def g():\n  """Doc\n\n  more doc.\n  """\n  return 1\n',
                                     encoding='utf-8')
   found = oversized(tmp_path)
-  assert found == [f'{tmp_path / "long_function.py"}:1 f: {FUNCTION_LINES + 1} lines '
-                   f'(limit {FUNCTION_LINES})',
-                   f'{tmp_path / "long_module.py"}: {MODULE_LINES + 1} lines '
-                   f'(limit {MODULE_LINES})']
+  assert found == [
+      f'{tmp_path / "long_function.py"}:1 f: {FUNCTION_LINES + 1} lines '
+      f'(limit {FUNCTION_LINES})', f'{tmp_path / "long_module.py"}: {MODULE_LINES + 1} lines '
+      f'(limit {MODULE_LINES})'
+  ]

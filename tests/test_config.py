@@ -12,40 +12,54 @@ from minitrax import config
 from minitrax.errors import ConfigError
 from minitrax.shapes import ShapeDtype
 
-CONFIGS = ['mlp_mnist', 'resnet50_imagenet_8gb', 'wide_resnet_cifar10_8gb',
-           'transformer_lm1b_8gb', 'transformer_imdb_8gb', 'transformer_copy', 'lstm_lm1b']
+CONFIGS = [
+    'mlp_mnist', 'resnet50_imagenet_8gb', 'wide_resnet_cifar10_8gb', 'transformer_lm1b_8gb',
+    'transformer_imdb_8gb', 'transformer_copy', 'lstm_lm1b'
+]
 
 # Mock or synthetic data of the right kind, and smaller models, for one step on a CPU.
 MOCK = {
-    'mlp_mnist': ['train.inputs = @random_inputs', 'random_inputs.input_shape = (8, 28, 28, 1)',
-                  'random_inputs.output_shape = (8,)', 'MLP.d_hidden = 32'],
+    'mlp_mnist': [
+        'train.inputs = @random_inputs', 'random_inputs.input_shape = (8, 28, 28, 1)',
+        'random_inputs.output_shape = (8,)', 'MLP.d_hidden = 32'
+    ],
     'resnet50_imagenet_8gb': [
         'train.inputs = @random_inputs', 'random_inputs.input_shape = (2, 32, 32, 3)',
         'random_inputs.output_shape = (2,)', 'random_inputs.output_range = (0, 999)',
-        'Resnet50.d_hidden = 4'],
+        'Resnet50.d_hidden = 4'
+    ],
     'wide_resnet_cifar10_8gb': [
         'train.inputs = @random_inputs', 'random_inputs.input_shape = (2, 32, 32, 3)',
         'random_inputs.output_shape = (2,)', 'WideResnet.n_blocks = 1',
-        'WideResnet.widen_factor = 1'],
+        'WideResnet.widen_factor = 1'
+    ],
     'transformer_lm1b_8gb': [
         'train.inputs = @copy_inputs', 'copy_inputs.vocab_size = 258', 'copy_inputs.length = 16',
         'copy_inputs.batch_size = 2', 'TransformerLM.d_model = 16', 'TransformerLM.d_ff = 32',
-        'TransformerLM.n_layers = 1', 'TransformerLM.n_heads = 2'],
+        'TransformerLM.n_layers = 1', 'TransformerLM.n_heads = 2'
+    ],
     'transformer_imdb_8gb': [
         'train.inputs = @random_inputs', 'random_inputs.input_shape = (2, 32)',
         "random_inputs.input_dtype = 'int32'", 'random_inputs.input_range = (1, 257)',
         'random_inputs.output_shape = (2,)', 'random_inputs.output_range = (0, 1)',
         'TransformerEncoder.d_model = 16', 'TransformerEncoder.d_ff = 32',
-        'TransformerEncoder.n_layers = 1', 'TransformerEncoder.n_heads = 2'],
+        'TransformerEncoder.n_layers = 1', 'TransformerEncoder.n_heads = 2'
+    ],
     'transformer_copy': [],
     'lstm_lm1b': [
         'train.inputs = @copy_inputs', 'copy_inputs.vocab_size = 258', 'copy_inputs.length = 16',
-        'copy_inputs.batch_size = 2', 'RNNLM.d_model = 16', 'RNNLM.n_layers = 1'],
+        'copy_inputs.batch_size = 2', 'RNNLM.d_model = 16', 'RNNLM.n_layers = 1'
+    ],
 }
-MODELS = {'mlp_mnist': 'MLP', 'resnet50_imagenet_8gb': 'Resnet50',
-          'wide_resnet_cifar10_8gb': 'WideResnet', 'transformer_lm1b_8gb': 'TransformerLM',
-          'transformer_imdb_8gb': 'TransformerEncoder', 'transformer_copy': 'TransformerLM',
-          'lstm_lm1b': 'RNNLM'}
+MODELS = {
+    'mlp_mnist': 'MLP',
+    'resnet50_imagenet_8gb': 'Resnet50',
+    'wide_resnet_cifar10_8gb': 'WideResnet',
+    'transformer_lm1b_8gb': 'TransformerLM',
+    'transformer_imdb_8gb': 'TransformerEncoder',
+    'transformer_copy': 'TransformerLM',
+    'lstm_lm1b': 'RNNLM'
+}
 
 
 def test_all_configs_are_shipped():
@@ -61,14 +75,17 @@ def test_config_parses_as_shipped(name):
 
 # ResNet-50's step takes about 20 s to compile on a laptop CPU: `-m slow` runs it.
 # transformer_copy trains (and decodes) in test_cli.py::test_demo_trains_then_decodes.
-ONE_STEP = [pytest.param(name, marks=pytest.mark.slow) if name == 'resnet50_imagenet_8gb'
-            else name for name in CONFIGS if name != 'transformer_copy']
+ONE_STEP = [
+    pytest.param(name, marks=pytest.mark.slow) if name == 'resnet50_imagenet_8gb' else name
+    for name in CONFIGS
+    if name != 'transformer_copy'
+]
 
 
 @pytest.mark.parametrize('name', ONE_STEP)
 def test_config_trains_one_step_on_mock_data(name, tmp_path):
-  config.parse([name], MOCK[name] + ['train.steps = 1', 'train.eval_steps = 1',
-                                     'train.eval_frequency = 1'])
+  config.parse([name],
+               MOCK[name] + ['train.steps = 1', 'train.eval_steps = 1', 'train.eval_frequency = 1'])
   state = config.train(output_dir=str(tmp_path), config_text=config.operative_config)
   assert state.step == 1
   saved = checkpoint.load(str(tmp_path / 'model.pkl'))
@@ -98,8 +115,9 @@ def test_config_path_takes_names_and_paths(tmp_path):
   mine = tmp_path / 'mine.gin'
   mine.write_text('train.steps = 3\n')
   assert config.config_path(str(mine)) == str(mine)
-  with pytest.raises(ConfigError, match=r"config file 'mlp_mnis' not found \(did you mean "
-                     r"'mlp_mnist'\?\); give a path or one of the shipped configs: lstm_lm1b"):
+  with pytest.raises(
+      ConfigError, match=r"config file 'mlp_mnis' not found \(did you mean "
+      r"'mlp_mnist'\?\); give a path or one of the shipped configs: lstm_lm1b"):
     config.config_path('mlp_mnis')
 
 
@@ -107,17 +125,20 @@ def test_bad_bindings_name_the_culprit():
   with pytest.raises(ConfigError, match=r"Configurable 'train' doesn't have a parameter named "
                      r"'no_such'"):
     config.parse([], ['train.no_such = 1'])
-  with pytest.raises(ConfigError, match=r"(?s)No configurable matching reference '@NoNet'.*"
-                     r'Known models: .*TransformerLM'):
+  with pytest.raises(
+      ConfigError, match=r"(?s)No configurable matching reference '@NoNet'.*"
+      r'Known models: .*TransformerLM'):
     config.parse([], ['train.model = @NoNet'])
 
 
 def test_flat_train_bindings_fill_the_grouped_settings(monkeypatch):
   seen = {}
   monkeypatch.setattr(config, '_train', lambda *args: seen.setdefault('args', args))
-  config.parse([], ['train.model = @MLP', 'train.inputs = @copy_inputs', 'train.steps = 7',
-                    'train.train_steps = 9', 'train.has_weights = True', 'train.eval_steps = 2',
-                    'train.id_to_mask = 0', "train.checkpoint_lowest = 'loss'"])
+  config.parse([], [
+      'train.model = @MLP', 'train.inputs = @copy_inputs', 'train.steps = 7',
+      'train.train_steps = 9', 'train.has_weights = True', 'train.eval_steps = 2',
+      'train.id_to_mask = 0', "train.checkpoint_lowest = 'loss'"
+  ])
   config.train(output_dir='/tmp/unused')
   objective, plan = seen['args'][5:7]
   assert (objective.has_weights, objective.id_to_mask) == (True, 0)

@@ -31,8 +31,10 @@ def test_readme_mlp_command_with_a_default_output_dir(tmp_path):
   assert lines[0] == 'No --output_dir specified'
   match = re.fullmatch(r'Using default output_dir: (.*/minitrax/MLP_random_\d{8}_\d{4})', lines[1])
   assert match and match.group(1).startswith(str(tmp_path))
-  assert lines[2:4] == ['Step      0: Starting training using 1 devices',
-                        'Step      0: Total number of trainable weights: 669706']
+  assert lines[2:4] == [
+      'Step      0: Starting training using 1 devices',
+      'Step      0: Total number of trainable weights: 669706'
+  ]
   assert lines[-1] == 'Step      3: Training done'
   output_dir = match.group(1)
   assert checkpoint.load(os.path.join(output_dir, 'model.pkl'))['step'] == 3
@@ -46,8 +48,7 @@ def test_shipped_config_by_name_and_debug_flags(tmp_path):
                 '--config=train.steps=1', '--config=MLP.d_hidden=8',
                 '--config=random_inputs.input_shape=(4, 28, 28, 1)',
                 '--config=random_inputs.output_shape=(4,)', '--config=train.optimizer=@SGD',
-                '--config=train.eval_steps=0', '--disable_jit', '--jax_debug_nans',
-                home=tmp_path)
+                '--config=train.eval_steps=0', '--disable_jit', '--jax_debug_nans', home=tmp_path)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.splitlines()[0] == f'Using --output_dir {tmp_path / "d"}'
   assert 'Step      1: Training done' in out.stdout
@@ -56,8 +57,8 @@ def test_shipped_config_by_name_and_debug_flags(tmp_path):
 
 
 @pytest.mark.parametrize('flags,message', [
-    (['--config=train.no_such_param=1'],
-     r"Configurable 'train' doesn't have a parameter named 'no_such_param'"),
+    (['--config=train.no_such_param=1'
+     ], r"Configurable 'train' doesn't have a parameter named 'no_such_param'"),
     (['--model=NoSuchNet'], r"unknown model 'NoSuchNet'; known models: .*MLP"),
     (['--model=MLP', '--dataset=no_such_dataset'], r"unknown TFDS dataset 'no_such_dataset'"),
     (['--config_file=no_such_config'], r"config file 'no_such_config' not found"),
@@ -73,9 +74,9 @@ def test_errors_stop_before_any_computation(flags, message, tmp_path):
 
 def test_demo_trains_then_decodes(tmp_path):
   """`python -m minitrax.demo` (the README's main job), for 2 steps instead of 1500."""
-  out = subprocess.run([sys.executable, '-m', 'minitrax.demo', '--steps=2',
-                        f'--output_dir={tmp_path}'], env=subprocess_env(HOME=str(tmp_path)),
-                       capture_output=True, text=True, timeout=600)
+  out = subprocess.run(
+      [sys.executable, '-m', 'minitrax.demo', '--steps=2', f'--output_dir={tmp_path}'],
+      env=subprocess_env(HOME=str(tmp_path)), capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   lines = out.stdout.splitlines()
   assert lines[0] == f'Training TransformerLM on the copy task (0 w 0 w) in {tmp_path}'
@@ -83,5 +84,6 @@ def test_demo_trains_then_decodes(tmp_path):
   config = (tmp_path / 'config.gin').read_text()  # the shipped transformer_copy config
   assert 'train.inputs = @copy_inputs' in config and 'TransformerLM.d_model = 32' in config
   assert lines[-4] == 'Greedy decoding after the prompt 0 w 0:'
-  assert all(re.fullmatch(r'  w = \[[\d, ]+\]  ->  \[[\d, ]+\]  \((not )?copied\)', line)
-             for line in lines[-3:])
+  assert all(
+      re.fullmatch(r'  w = \[[\d, ]+\]  ->  \[[\d, ]+\]  \((not )?copied\)', line)
+      for line in lines[-3:])

@@ -34,10 +34,23 @@ from minitrax.data.synthetic import synthetic_inputs
 from minitrax.data.tfds import inputs as tfds_inputs
 
 __all__ = [
-    'Inputs', 'Stream',
-    'copy_inputs', 'reverse_inputs', 'addition_inputs', 'random_inputs', 'synthetic_inputs',
+    'Inputs',
+    'Stream',
+    'copy_inputs',
+    'reverse_inputs',
+    'addition_inputs',
+    'random_inputs',
+    'synthetic_inputs',
     'SYNTHETIC_TASKS',
-    'array_inputs', 'idx_inputs', 'read_idx', 'write_idx', 'text_inputs', 'tfds_inputs',
-    'Prefetcher', 'DeviceBatches', 'device_prefetch',
-    'batching', 'text',
+    'array_inputs',
+    'idx_inputs',
+    'read_idx',
+    'write_idx',
+    'text_inputs',
+    'tfds_inputs',
+    'Prefetcher',
+    'DeviceBatches',
+    'device_prefetch',
+    'batching',
+    'text',
 ]

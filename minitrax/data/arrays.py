@@ -86,6 +86,7 @@ def array_stream(arrays, batch_size, seed=0, tag=batching.TRAIN, shuffle=True, t
 def arrays_to_inputs(train, eval_data, batch_size, eval_batch_size, shuffle, seed, name,
                      transform=None, train_transform=None):
   """`Inputs` with train, eval and train-eval streams over two sets of arrays."""
+
   def stream(arrays, size, tag, fn):
     return array_stream(arrays, size, seed, tag, shuffle, fn, name)
 
@@ -124,4 +125,3 @@ def array_inputs(train, eval_data=None, batch_size=32, eval_batch_size=None, eva
   else:
     eval_data = _check_arrays(eval_data, f'{name}: eval_data')
   return arrays_to_inputs(train, eval_data, batch_size, eval_batch_size, shuffle, seed, name)
-

@@ -26,10 +26,19 @@ import jax
 from minitrax.errors import DataError
 
 __all__ = [
-    'TRAIN', 'EVAL', 'TRAIN_EVAL', 'STREAM_NAMES',
-    'rng_for', 'canonical_array', 'check_batch',
-    'EpochOrder', 'trax_buckets', 'bucket_batches', 'BucketedOrder',
-    'pad_stack', 'devices_batch_size',
+    'TRAIN',
+    'EVAL',
+    'TRAIN_EVAL',
+    'STREAM_NAMES',
+    'rng_for',
+    'canonical_array',
+    'check_batch',
+    'EpochOrder',
+    'trax_buckets',
+    'bucket_batches',
+    'BucketedOrder',
+    'pad_stack',
+    'devices_batch_size',
 ]
 
 # Stream tags: part of every seed, so the three streams of one `Inputs` differ.

@@ -34,8 +34,10 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from minitrax.errors import DataError
 
-__all__ = ['BATCH_AXIS', 'batch_sharding', 'steps_per_call', 'stack_batches', 'DeviceBatches',
-           'inputs_batches', 'device_prefetch']
+__all__ = [
+    'BATCH_AXIS', 'batch_sharding', 'steps_per_call', 'stack_batches', 'DeviceBatches',
+    'inputs_batches', 'device_prefetch'
+]
 
 BATCH_AXIS = 'batch'
 
@@ -43,8 +45,8 @@ BATCH_AXIS = 'batch'
 def batch_sharding(mesh, stacked=False):
   """The sharding that splits the batch axis over `mesh`'s `'batch'` axis: axis 0, or 1 if
   `stacked` (chunks of several steps' batches)."""
-  return NamedSharding(mesh, PartitionSpec(None, BATCH_AXIS) if stacked else
-                       PartitionSpec(BATCH_AXIS))
+  return NamedSharding(mesh,
+                       PartitionSpec(None, BATCH_AXIS) if stacked else PartitionSpec(BATCH_AXIS))
 
 
 def steps_per_call(signature, max_steps=10, max_bytes=16 << 20):
@@ -61,9 +63,11 @@ def steps_per_call(signature, max_steps=10, max_bytes=16 << 20):
 
 def stack_batches(batches, n_steps):
   """Batches (tuples of equally shaped arrays) stacked on a new axis 0, zero-padded to n_steps."""
+
   def stack(arrays):
     pad = [np.zeros_like(arrays[0])] * (n_steps - len(arrays))
     return np.stack(list(arrays) + pad)
+
   return tuple(stack(arrays) for arrays in zip(*batches))
 
 
@@ -108,8 +112,7 @@ class DeviceBatches:
     """
     if self._next_read != self.position + (self._waiting is not None):
       self._host, self._waiting = None, None  # read ahead by an epoch left early
-    for batch, count in _prefetched((self._put(run) for run in self._runs(n, breaks)),
-                                    self._ahead):
+    for batch, count in _prefetched((self._put(run) for run in self._runs(n, breaks)), self._ahead):
       self.position += count
       yield batch, count
 
@@ -157,12 +160,16 @@ def inputs_batches(inputs, mesh, train_start=0, eval_start=0, steps_per_call=1):
   compiled calls are queued ahead instead); the two evaluation streams give
   single batches, both from `eval_start`.
   """
+
   def open_batches(kind, start, **kwargs):
     stream = functools.partial(getattr(inputs, f'{kind}_stream'), mesh.size)
     return DeviceBatches(stream, mesh, start, **kwargs)
-  return {'train': open_batches('train', train_start, steps_per_call=steps_per_call, ahead=0),
-          'train_eval': open_batches('train_eval', eval_start),
-          'eval': open_batches('eval', eval_start)}
+
+  return {
+      'train': open_batches('train', train_start, steps_per_call=steps_per_call, ahead=0),
+      'train_eval': open_batches('train_eval', eval_start),
+      'eval': open_batches('eval', eval_start)
+  }
 
 
 def device_prefetch(batches, sharding=None, size=2):

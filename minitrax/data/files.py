@@ -105,9 +105,16 @@ def _scale(batch, rng):
   return (batch[0].astype(np.float32) * np.float32(1 / 255),) + tuple(batch[1:])
 
 
-def idx_inputs(data_dir, train='train', eval='t10k',  # pylint: disable=redefined-builtin
-               eval_holdout_size=0.0, batch_size=32, eval_batch_size=None, scale=True,
-               shuffle=True, seed=0):
+def idx_inputs(
+    data_dir,
+    train='train',
+    eval='t10k',  # pylint: disable=redefined-builtin
+    eval_holdout_size=0.0,
+    batch_size=32,
+    eval_batch_size=None,
+    scale=True,
+    shuffle=True,
+    seed=0):
   """`Inputs` from MNIST-format IDX files in `data_dir`.
 
   Args:
@@ -153,8 +160,9 @@ def _documents(paths, by_line):
 
 
 def _text_rows(paths, length, by_line):
-  rows = [text_lib.chunk_ids(text_lib.encode_bytes(doc), length)
-          for doc in _documents(paths, by_line)]
+  rows = [
+      text_lib.chunk_ids(text_lib.encode_bytes(doc), length) for doc in _documents(paths, by_line)
+  ]
   if not rows:
     raise DataError(f'text_inputs: no text in {paths}')
   ids = np.concatenate(rows)

@@ -221,6 +221,6 @@ class Inputs:
     return tuple(ShapeDtype(a.shape, a.dtype) for a in self._example_batch())
 
   def __repr__(self):
-    kinds = ', '.join(f'{k}={getattr(f, "name", getattr(f, "__name__", "fn"))}'
-                      for k, f in self._fns.items())
+    kinds = ', '.join(
+        f'{k}={getattr(f, "name", getattr(f, "__name__", "fn"))}' for k, f in self._fns.items())
     return f'Inputs({kinds})'

@@ -16,7 +16,6 @@ import queue
 import threading
 import weakref
 
-
 from minitrax.errors import DataError
 
 __all__ = ['Prefetcher']

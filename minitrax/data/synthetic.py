@@ -24,8 +24,12 @@ from minitrax.data.inputs import Inputs, Stream
 from minitrax.errors import DataError
 
 __all__ = [
-    'copy_inputs', 'reverse_inputs', 'addition_inputs', 'random_inputs',
-    'synthetic_inputs', 'SYNTHETIC_TASKS',
+    'copy_inputs',
+    'reverse_inputs',
+    'addition_inputs',
+    'random_inputs',
+    'synthetic_inputs',
+    'SYNTHETIC_TASKS',
 ]
 
 
@@ -47,8 +51,10 @@ def _copy_batch(rng, batch_size, vocab_size, length, reverse):
   w = rng.integers(1, vocab_size - 1, size=(batch_size, w_length), dtype=np.int32)
   zero = np.zeros((batch_size, 1), np.int32)
   x = np.concatenate([zero, w, zero, w[:, ::-1] if reverse else w], axis=1)
-  weights = np.concatenate([np.zeros((batch_size, w_length), np.float32),
-                            np.ones((batch_size, w_length + 2), np.float32)], axis=1)
+  weights = np.concatenate([
+      np.zeros((batch_size, w_length), np.float32),
+      np.ones((batch_size, w_length + 2), np.float32)
+  ], axis=1)
   return x, x, weights
 
 
@@ -176,9 +182,10 @@ def random_inputs(input_shape=(128, 28, 28, 1), input_dtype=np.float32, input_ra
   if not input_shape or not output_shape or input_shape[0] != output_shape[0]:
     raise DataError(f'random_inputs: input_shape {input_shape} and output_shape {output_shape} '
                     'must both start with the same batch size')
-  return _streams(lambda rng: (_random_array(rng, input_shape, input_dtype, input_range),
-                               _random_array(rng, output_shape, output_dtype, output_range)),
-                  seed, 'random_inputs')
+  return _streams(
+      lambda rng: (_random_array(rng, input_shape, input_dtype, input_range),
+                   _random_array(rng, output_shape, output_dtype, output_range)), seed,
+      'random_inputs')
 
 
 SYNTHETIC_TASKS = types.MappingProxyType({

@@ -14,8 +14,9 @@ import numpy as np
 
 from minitrax.errors import DataError
 
-__all__ = ['PAD_ID', 'EOS_ID', 'BYTE_VOCAB_SIZE', 'encode_bytes', 'decode_bytes', 'chunk_ids',
-           'lm_weights']
+__all__ = [
+    'PAD_ID', 'EOS_ID', 'BYTE_VOCAB_SIZE', 'encode_bytes', 'decode_bytes', 'chunk_ids', 'lm_weights'
+]
 
 PAD_ID = 0
 EOS_ID = 1

@@ -53,8 +53,8 @@ def _missing_tensorflow(error):
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
-    if isinstance(error, ImportError) and (
-        (error.name or '').split('.')[0] == 'tensorflow' or _TF_WORD.search(str(error))):
+    if isinstance(error, ImportError) and ((error.name or '').split('.')[0] == 'tensorflow' or
+                                           _TF_WORD.search(str(error))):
       return True
     error = error.__cause__ or error.__context__
   return False
@@ -218,8 +218,8 @@ class _Split:
     raw = self.source[int(index)]
     out = []
     for f in self.features:
-      value = text_lib.encode_bytes(raw[f.name]) if f.kind == 'text' else (
-          batching.canonical_array(raw[f.name]))
+      value = text_lib.encode_bytes(raw[f.name]) if f.kind == 'text' else (batching.canonical_array(
+          raw[f.name]))
       out.append(value[:self.max_length] if f.variable and self.max_length else value)
     return tuple(out)
 
@@ -270,15 +270,19 @@ def _length_fn(features, include_inputs):
 
 def _collate(examples, features, pad_length):
   columns = list(zip(*examples))
-  return tuple(batching.pad_stack(col, max(pad_length or 0, max(len(a) for a in col)))
-               if f.variable else np.stack(col) for col, f in zip(columns, features))
+  return tuple(
+      batching.pad_stack(col, max(pad_length or 0, max(
+          len(a)
+          for a in col))) if f.variable else np.stack(col)
+      for col, f in zip(columns, features))
 
 
 def _stream(split, tag, training, cfg):
   """A `Stream` over `split` for stream `tag` (train batch sizes and buckets if `training`)."""
+
   def batch_size(n_devices):
-    size = (cfg.batch_size or cfg.batch_size_per_device * n_devices) if training else (
-        cfg.eval_batch_size)
+    size = (cfg.batch_size or
+            cfg.batch_size_per_device * n_devices) if training else (cfg.eval_batch_size)
     return batching.devices_batch_size(size, n_devices)
 
   bucketed = any(f.variable for f in split.features) and not cfg.pad_to_length
@@ -320,8 +324,8 @@ def _stream(split, tag, training, cfg):
 
 def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
            batch_size_per_device=32, batch_size=None, eval_batch_size=32, eval_holdout_size=0.0,
-           shuffle=True, seed=0, scale_images=True, augment_images=False,
-           max_length=None, pad_to_length=None, bucket_length=32, buckets=None,
+           shuffle=True, seed=0, scale_images=True, augment_images=False, max_length=None,
+           pad_to_length=None, bucket_length=32, buckets=None,
            buckets_include_inputs_in_length=False, max_eval_length=None, download=True):
   """`Inputs` for the TFDS dataset `dataset_name` (Trax's `inputs`, offline and exact).
 
@@ -366,12 +370,12 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
   cfg = types.SimpleNamespace(  # The arguments that shape batches.
       name=dataset_name, seed=check_int(who, 'seed', seed, 0, error=DataError),
       batch_size_per_device=count(batch_size_per_device, 'batch_size_per_device'),
-      batch_size=optional(batch_size, 'batch_size'),
-      eval_batch_size=count(eval_batch_size, 'eval_batch_size'),
+      batch_size=optional(batch_size,
+                          'batch_size'), eval_batch_size=count(eval_batch_size, 'eval_batch_size'),
       shuffle=shuffle, scale_images=scale_images, augment_images=augment_images,
-      pad_to_length=optional(pad_to_length, 'pad_to_length'),
-      bucket_length=count(bucket_length, 'bucket_length'), buckets=buckets,
-      max_eval_length=optional(max_eval_length, 'max_eval_length'),
+      pad_to_length=optional(pad_to_length,
+                             'pad_to_length'), bucket_length=count(bucket_length, 'bucket_length'),
+      buckets=buckets, max_eval_length=optional(max_eval_length, 'max_eval_length'),
       buckets_include_inputs_in_length=buckets_include_inputs_in_length)
   max_length = cfg.pad_to_length or optional(max_length, 'max_length')
   builder = _open_builder(dataset_name, data_dir, download)
@@ -385,6 +389,6 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
       raise DataError(f'TFDS dataset {dataset_name!r}: split {split!r} has no examples')
   with _tf_guard(dataset_name, 'decode its examples'):
     train.example(0)
-  return Inputs(_stream(train, batching.TRAIN, True, cfg),
-                _stream(evals, batching.EVAL, False, cfg),
+  return Inputs(_stream(train, batching.TRAIN, True, cfg), _stream(evals, batching.EVAL, False,
+                                                                   cfg),
                 _stream(train, batching.TRAIN_EVAL, False, cfg))

@@ -49,8 +49,10 @@ def Selu(alpha=_SELU_ALPHA, lmbda=_SELU_LAMBDA):  # pylint: disable=invalid-name
   """`lmbda * Elu_alpha(x)`: self-normalising ELU (Klambauer et al., 2017)."""
   check_real('Selu', 'alpha', alpha)
   check_real('Selu', 'lmbda', lmbda)
+
   def f(x):
     return lmbda * jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0)))
+
   return Fn('Selu', f)
 
 
@@ -61,8 +63,10 @@ def Gelu():  # pylint: disable=invalid-name
 
 def FastGelu():  # pylint: disable=invalid-name
   """Tanh approximation of Gelu: `x (1 + tanh(c x (1 + 0.044715 x^2))) / 2`, c = sqrt(2/pi)."""
+
   def f(x):
     return 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
   return Fn('FastGelu', f)
 
 
@@ -109,7 +113,7 @@ def Glu(axis=-1):  # pylint: disable=invalid-name
     size = x.shape[axis]
     if size % 2:
       raise ArgumentError(f'Glu: axis {axis} must have an even size to split into value and '
-                       f'gate halves, got shape {x.shape}')
+                          f'gate halves, got shape {x.shape}')
     a, b = jnp.split(x, 2, axis=axis)
     return a * jax.nn.sigmoid(b)
 
@@ -126,5 +130,7 @@ def Log():  # pylint: disable=invalid-name
   return Fn('Log', lambda x: jnp.log(x))  # pylint: disable=unnecessary-lambda
 
 
-__all__ = ['Relu', 'ParametricRelu', 'LeakyRelu', 'Elu', 'Selu', 'Gelu', 'FastGelu', 'Sigmoid',
-           'Tanh', 'HardSigmoid', 'HardTanh', 'Softplus', 'Swish', 'Glu', 'Exp', 'Log']
+__all__ = [
+    'Relu', 'ParametricRelu', 'LeakyRelu', 'Elu', 'Selu', 'Gelu', 'FastGelu', 'Sigmoid', 'Tanh',
+    'HardSigmoid', 'HardTanh', 'Softplus', 'Swish', 'Glu', 'Exp', 'Log'
+]

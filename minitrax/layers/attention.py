@@ -37,9 +37,7 @@ from minitrax.layers.combinators import Branch, Parallel, Select, Serial
 from minitrax.layers.core import Dense, poison
 from minitrax.layers.masks import keep_mask
 
-
 _MASKED = -1e9
-
 
 # ------------------------------------------------------------------ argument checks
 
@@ -93,8 +91,7 @@ def dot_product_attention(queries, keys, values, mask, dropout=0.0, rng=None):
     (..., n_q, d_v) array of the values' dtype. Scores and softmax are float32.
   """
   scale = 1.0 / math.sqrt(queries.shape[-1])
-  dots = jnp.matmul(queries, jnp.swapaxes(keys, -1, -2),
-                    preferred_element_type=jnp.float32) * scale
+  dots = jnp.matmul(queries, jnp.swapaxes(keys, -1, -2), preferred_element_type=jnp.float32) * scale
   if mask is not None:
     dots = jnp.where(mask, dots, jnp.float32(_MASKED))
   weights = jax.nn.softmax(dots, axis=-1)
@@ -110,7 +107,7 @@ def _active_rate(who, rate, mode, rng):
     return 0.0
   if rng is None:
     raise ArgumentError(f"{who}: mode='train' with dropout={rate} needs an rng, got rng=None; "
-                     f"pass a JAX key or use mode='eval'")
+                        f"pass a JAX key or use mode='eval'")
   return rate
 
 
@@ -155,7 +152,7 @@ class PureAttention(Layer):
     for name, a in (('queries', q), ('keys', k), ('values', v)):
       if a.ndim != 3 or a.shape[-1] % self._n_heads:
         raise ArgumentError(f'PureAttention: {name} must be (batch, length, d) with d a multiple '
-                         f'of n_heads={self._n_heads}, got shape {a.shape}')
+                            f'of n_heads={self._n_heads}, got shape {a.shape}')
     rate = _active_rate(self.name, self._dropout, self._mode, rng)
     heads = [_split_heads(a, self._n_heads) for a in (q, k, v)]
     y = dot_product_attention(*heads, mask, dropout=rate, rng=rng)
@@ -173,8 +170,8 @@ def AttentionQKV(d_feature, n_heads=1, dropout=0.0, mode='train'):  # pylint: di
   check_int('AttentionQKV', 'n_heads', n_heads, 1)
   _check_heads('AttentionQKV', d_feature, n_heads)
   return Serial(Parallel(Dense(d_feature), Dense(d_feature), Dense(d_feature)),
-                PureAttention(n_heads=n_heads, dropout=dropout, mode=mode),
-                Dense(d_feature), name='AttentionQKV')
+                PureAttention(n_heads=n_heads, dropout=dropout, mode=mode), Dense(d_feature),
+                name='AttentionQKV')
 
 
 def Attention(d_feature, n_heads=1, dropout=0.0, mode='train'):  # pylint: disable=invalid-name
@@ -240,15 +237,17 @@ class DotProductCausalAttention(Layer):
     if self._mode != 'predict':
       return (), ()
     _, k, v = input_signature
+
     def cache(sig):
       return jnp.zeros(sig.shape[:-2] + (self._max_len, sig.shape[-1]), sig.dtype)
+
     return (), (cache(k), cache(v), jnp.zeros((), jnp.int32))
 
   def forward_with_state(self, x, weights, state, rng):
     q, k, v = x
     if q.ndim < 2 or q.shape[-2] != k.shape[-2] or k.shape[-2] != v.shape[-2]:
       raise ArgumentError(f'{self.name}: q, k, v must be (..., n, d) with the same n, got shapes '
-                       f'{q.shape}, {k.shape}, {v.shape}')
+                          f'{q.shape}, {k.shape}, {v.shape}')
     rate = _active_rate(self.name, self._dropout, self._mode, rng)
     n = q.shape[-2]
     if self._mode != 'predict':
@@ -263,8 +262,8 @@ class DotProductCausalAttention(Layer):
       raise ArgumentError(_overflow_message(self.name, 0, n, self._max_len))
     if keys.shape[:-2] != k.shape[:-2]:
       raise ArgumentError(f'{self.name}: the predict cache was made for leading axes '
-                       f'{keys.shape[:-2]} (batch x heads), got inputs of shape {k.shape}; '
-                       f're-initialise the model with this batch size')
+                          f'{keys.shape[:-2]} (batch x heads), got inputs of shape {k.shape}; '
+                          f're-initialise the model with this batch size')
     bad = check_positions(pos, n, self._max_len, self.name)
     start = (0,) * (k.ndim - 2) + (pos, 0)
     keys = jax.lax.dynamic_update_slice(keys, k.astype(keys.dtype), start)
@@ -275,8 +274,12 @@ class DotProductCausalAttention(Layer):
     return poison(y, bad), (keys, values, pos + n)
 
 
-def CausalAttention(d_feature, n_heads=1, dropout=0.0, max_len=2048,  # pylint: disable=invalid-name
-                    mode='train'):
+def CausalAttention(
+    d_feature,
+    n_heads=1,
+    dropout=0.0,
+    max_len=2048,  # pylint: disable=invalid-name
+    mode='train'):
   """Multi-head causal self-attention: (batch, n, d) -> (batch, n, d_feature).
 
   n_in = n_out = 1. Dense projections to queries, keys and values, split into
@@ -313,8 +316,8 @@ def sinusoidal_encoding(positions, d_feature):
   Column 2i is `sin(p / 10000^(2i / d))`, column 2i + 1 is
   `cos(p / 10000^(2i / d))` (Vaswani et al., 2017).
   """
-  freqs = jnp.exp(jnp.arange(0, d_feature, 2, dtype=jnp.float32)
-                  * jnp.float32(-math.log(10000.0) / d_feature))
+  freqs = jnp.exp(
+      jnp.arange(0, d_feature, 2, dtype=jnp.float32) * jnp.float32(-math.log(10000.0) / d_feature))
   angles = positions.astype(jnp.float32)[:, None] * freqs[None, :]
   pe = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)
   return pe.reshape((positions.shape[0], -1))[:, :d_feature]
@@ -363,13 +366,13 @@ class PositionalEncoding(Layer):
     del rng
     if input_signature.ndim != 3:
       raise ArgumentError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
-                       f'shape {input_signature.shape}')
+                          f'shape {input_signature.shape}')
     return (), (jnp.zeros((), jnp.int32) if self._mode == 'predict' else ())
 
   def forward_with_state(self, x, weights, state, rng):
     if x.ndim != 3:
       raise ArgumentError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
-                       f'shape {x.shape}')
+                          f'shape {x.shape}')
     n, d = x.shape[1], x.shape[2]
     if self._mode == 'predict':
       bad = check_positions(state, n, self._max_len, self.name)
@@ -377,12 +380,12 @@ class PositionalEncoding(Layer):
       return poison(x + pe[None], bad), state + n
     if n > self._max_len:
       raise ArgumentError(f'PositionalEncoding: sequence length {n} exceeds max_len='
-                       f'{self._max_len}')
+                          f'{self._max_len}')
     pe = sinusoidal_encoding(jnp.arange(n), d).astype(x.dtype)[None]
     if self._dropout > 0.0:
       if rng is None:
         raise ArgumentError(f"PositionalEncoding: mode='train' with dropout={self._dropout} "
-                         f"needs an rng, got rng=None")
+                            f"needs an rng, got rng=None")
       shape = list(pe.shape)
       for axis in self._broadcast_dims:
         shape[axis] = 1
@@ -415,25 +418,30 @@ def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
 
 def PaddingMask(pad=0):  # pylint: disable=invalid-name
   """Marks non-padding ids: (batch, n) int -> (batch, 1, 1, n) bool (True = content)."""
+
   def f(x):
     if x.ndim != 2:
       raise ArgumentError(f'PaddingMask: input must be (batch, length), got shape {x.shape}')
     return (x != pad).reshape((x.shape[0], 1, 1, x.shape[1]))
+
   return Fn('PaddingMask', f)
 
 
 def EncoderDecoderMask():  # pylint: disable=invalid-name
   """Encoder padding mask per decoder position: (dec (b, n_d, d), mask) -> (b, 1, n_d, n_e)."""
+
   def f(decoder_input, mask):
     if decoder_input.ndim != 3:
       raise ArgumentError(f'EncoderDecoderMask: decoder input must be (batch, length, d), got '
-                       f'shape {decoder_input.shape}')
+                          f'shape {decoder_input.shape}')
     b, n_e = mask.shape[0], mask.shape[-1]
     return jnp.broadcast_to(mask.reshape((b, 1, 1, n_e)), (b, 1, decoder_input.shape[1], n_e))
+
   return Fn('EncoderDecoderMask', f)
 
 
-__all__ = ['Attention', 'AttentionQKV', 'PureAttention', 'CausalAttention',
-           'DotProductCausalAttention', 'PositionalEncoding', 'ShiftRight', 'PaddingMask',
-           'EncoderDecoderMask', 'dot_product_attention', 'sinusoidal_encoding',
-           'check_positions']
+__all__ = [
+    'Attention', 'AttentionQKV', 'PureAttention', 'CausalAttention', 'DotProductCausalAttention',
+    'PositionalEncoding', 'ShiftRight', 'PaddingMask', 'EncoderDecoderMask',
+    'dot_product_attention', 'sinusoidal_encoding', 'check_positions'
+]

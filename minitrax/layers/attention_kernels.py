@@ -34,7 +34,6 @@ from minitrax.layers.masks import keep_mask
 _MASK_PENALTY = 1e9  # subtracted from the scores of hidden keys
 _SELF_PENALTY = 1e5  # subtracted from a query's score with its own key (shared QK)
 
-
 # ------------------------------------------------------------------ argument checks
 
 
@@ -45,7 +44,7 @@ def check_buckets(who, n_buckets):
   for f in factors:
     if not isinstance(f, numbers.Integral) or isinstance(f, bool) or f < 2 or f % 2:
       raise ArgumentError(f'{who}: n_buckets must be None, 1, an even int >= 2 or a tuple of '
-                       f'them (factorised hashing), got {n_buckets!r}')
+                          f'them (factorised hashing), got {n_buckets!r}')
 
 
 # ------------------------------------------------------------------ hashing
@@ -56,7 +55,7 @@ def auto_n_buckets(n, chunk_len):
   n_buckets = 2 * max(1, n // chunk_len)
   if n_buckets <= 128:
     return n_buckets
-  first = 2 ** math.ceil(math.log2(math.sqrt(n_buckets)))
+  first = 2**math.ceil(math.log2(math.sqrt(n_buckets)))
   return (first, 2 * (n_buckets // (2 * first)))
 
 
@@ -210,8 +209,8 @@ def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks
   spos = chunks(pos)
   sk = length_normalized(sq)
   k_valid = None if valid is None else _look_adjacent(chunks(valid[pos]), before, after)
-  dots = _scores(sq, _look_adjacent(sk, before, after), spos,
-                 _look_adjacent(spos, before, after), k_valid, causal, True)
+  dots = _scores(sq, _look_adjacent(sk, before, after), spos, _look_adjacent(spos, before, after),
+                 k_valid, causal, True)
   out, lse = _softmax_attend(dots, _look_adjacent(sv, before, after), dropout, rng)
   out = _permute_rows(out.reshape((n_hashes * n, -1)), undo, sticker).reshape((n_hashes, n, -1))
   lse = _permute_rows(lse.reshape(-1), undo, sticker).reshape((n_hashes, n, 1))
@@ -248,8 +247,8 @@ def chunked_attention(q, k, v, *, causal=False, exclude_self=False, valid=None, 
   n_chunks = -(-n // chunk_len)
   pad = n_chunks * chunk_len - n
   q_padded = jnp.pad(q, [(0, 0)] * (q.ndim - 2) + [(0, pad), (0, 0)])
-  q_chunks = jnp.moveaxis(q_padded.reshape(q.shape[:-2] + (n_chunks, chunk_len, q.shape[-1])),
-                          -3, 0)
+  q_chunks = jnp.moveaxis(q_padded.reshape(q.shape[:-2] + (n_chunks, chunk_len, q.shape[-1])), -3,
+                          0)
   pos_chunks = jnp.arange(n_chunks * chunk_len, dtype=jnp.int32).reshape(n_chunks, chunk_len)
 
   def body(args):
@@ -273,6 +272,8 @@ def cached_attention(q, keys, values, start, *, exclude_self=False):
   return _softmax_attend(dots, values, 0.0, None)[0]
 
 
-__all__ = ['check_buckets', 'auto_n_buckets', 'random_rotations', 'hash_with_rotations',
-           'hash_vectors', 'total_buckets', 'length_normalized', 'bucketed_attention',
-           'chunked_attention', 'cached_attention']
+__all__ = [
+    'check_buckets', 'auto_n_buckets', 'random_rotations', 'hash_with_rotations', 'hash_vectors',
+    'total_buckets', 'length_normalized', 'bucketed_attention', 'chunked_attention',
+    'cached_attention'
+]

@@ -50,14 +50,14 @@ class AxialPositionalEncoding(Layer):
     d_embs = check_int_tuple('AxialPositionalEncoding', 'd_embs', d_embs)
     if len(shape) != len(d_embs):
       raise ArgumentError(f'AxialPositionalEncoding: shape {shape} and d_embs {d_embs} must '
-                       f'have the same length')
+                          f'have the same length')
     check_rate('AxialPositionalEncoding', 'dropout', dropout)
     check_mode('AxialPositionalEncoding', 'mode', mode)
     for axis in dropout_broadcast_dims:
       if not -len(shape) - 2 <= axis <= len(shape) + 1:
         raise ArgumentError(f'AxialPositionalEncoding: dropout_broadcast_dims '
-                         f'{tuple(dropout_broadcast_dims)} must be axes of the (1, *shape, '
-                         f'd_model) grid')
+                            f'{tuple(dropout_broadcast_dims)} must be axes of the (1, *shape, '
+                            f'd_model) grid')
     super().__init__(name='AxialPositionalEncoding')
     self._shape, self._d_embs = shape, d_embs
     self._kernel_initializer = kernel_initializer
@@ -81,17 +81,17 @@ class AxialPositionalEncoding(Layer):
   def init_weights_and_state(self, input_signature, rng):
     if input_signature.ndim != 3 or input_signature.shape[-1] != sum(self._d_embs):
       raise ArgumentError(f'AxialPositionalEncoding: input must be (batch, length, '
-                       f'{sum(self._d_embs)}) (d_model = sum of d_embs {self._d_embs}), got '
-                       f'shape {input_signature.shape}')
+                          f'{sum(self._d_embs)}) (d_model = sum of d_embs {self._d_embs}), got '
+                          f'shape {input_signature.shape}')
     rngs = jax.random.split(rng, len(self._shape))
-    weights = tuple(self._kernel_initializer((s, d), r)
-                    for s, d, r in zip(self._shape, self._d_embs, rngs))
+    weights = tuple(
+        self._kernel_initializer((s, d), r) for s, d, r in zip(self._shape, self._d_embs, rngs))
     return weights, (jnp.zeros((), jnp.int32) if self._mode == 'predict' else ())
 
   def forward_with_state(self, x, weights, state, rng):
     if x.ndim != 3 or x.shape[-1] != sum(self._d_embs):
       raise ArgumentError(f'AxialPositionalEncoding: input must be (batch, length, '
-                       f'{sum(self._d_embs)}), got shape {x.shape}')
+                          f'{sum(self._d_embs)}), got shape {x.shape}')
     n = x.shape[1]
     if self._mode == 'predict':
       bad = check_positions(state, n, self.max_len, self.name)
@@ -99,7 +99,7 @@ class AxialPositionalEncoding(Layer):
       return poison(x + emb[None].astype(x.dtype), bad), state + n
     if n > self.max_len:
       raise ArgumentError(f'AxialPositionalEncoding: sequence length {n} exceeds prod(shape) = '
-                       f'{self.max_len} for shape {self._shape}')
+                          f'{self.max_len} for shape {self._shape}')
     emb = self._vectors(weights, jnp.arange(n, dtype=jnp.int32))
     if self._dropout > 0.0:
       emb = self._drop(emb, rng)
@@ -113,7 +113,7 @@ class AxialPositionalEncoding(Layer):
   def _drop(self, emb, rng):
     if rng is None:
       raise ArgumentError(f"AxialPositionalEncoding: mode='train' with dropout={self._dropout} "
-                       f"needs an rng, got rng=None")
+                          f"needs an rng, got rng=None")
     grid = [1] + list(self._shape) + [emb.shape[-1]]
     mask_shape = list(grid)
     for axis in self._broadcast_dims:

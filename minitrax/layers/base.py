@@ -313,9 +313,10 @@ class Layer(metaclass=_LayerMeta):
       return (), tree
     if not isinstance(tree, (tuple, list)) or len(tree) != len(self._sublayers):
       got = type(tree).__name__ + (f' of {len(tree)}' if isinstance(tree, (tuple, list)) else '')
-      raise LayerError(self._name, f'setting {kind}', self._created_at, None, ValueError(
-          f'{kind} of {self._name} must be a tuple of {len(self._sublayers)} (one per '
-          f'sublayer), got {got}'))
+      raise LayerError(
+          self._name, f'setting {kind}', self._created_at, None,
+          ValueError(f'{kind} of {self._name} must be a tuple of {len(self._sublayers)} (one per '
+                     f'sublayer), got {got}'))
     return tuple(tree), EMPTY
 
   # ---------------------------------------------------------------- internals
@@ -338,14 +339,14 @@ class Layer(metaclass=_LayerMeta):
   def _require_initialized(self, what):
     """Raises a `LayerError` naming `what` unless `init` has run."""
     if not self._initialized:
-      raise LayerError(self._name, what, self._created_at, None, RuntimeError(
-          f'call init(input_signature) before {what}'))
+      raise LayerError(self._name, what, self._created_at, None,
+                       RuntimeError(f'call init(input_signature) before {what}'))
 
   def __setattr__(self, attr, value):
     """The typo guard: after construction, only existing attributes can be set."""
     # The class is asked first: `hasattr(self, 'state')` would gather the tree.
-    if (getattr(self, '_constructed', False) and not hasattr(type(self), attr)
-        and not hasattr(self, attr)):
+    if (getattr(self, '_constructed', False) and not hasattr(type(self), attr) and
+        not hasattr(self, attr)):
       known = [a for a in dir(self) if not a.startswith('__')]
       close = difflib.get_close_matches(attr, known, n=1)
       hint = f'; did you mean {close[0]!r}?' if close else ''
@@ -416,7 +417,7 @@ def push_outputs(layer, outputs, stack):
     outputs = (outputs,)
   elif not isinstance(outputs, (tuple, list)) or len(outputs) != layer.n_out:
     raise ArgumentError(f'layer {layer.name} declares n_out={layer.n_out} but returned '
-                     f'{len(outputs) if isinstance(outputs, (tuple, list)) else "one array"}')
+                        f'{len(outputs) if isinstance(outputs, (tuple, list)) else "one array"}')
   return tuple(outputs) + tuple(stack[layer.n_in:])
 
 
@@ -435,5 +436,7 @@ def from_stack(stack, n_out):
   return stack[0] if n_out == 1 else tuple(stack[:n_out])
 
 
-__all__ = ['Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs',
-           'push_outputs', 'as_stack', 'from_stack']
+__all__ = [
+    'Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs', 'as_stack',
+    'from_stack'
+]

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from minitrax.errors import ArgumentError, ArgumentTypeError
-from minitrax.layers.base import (EMPTY, Fn, Layer, as_stack, from_stack, push_outputs,
-                                  split_rng, stack_inputs)
+from minitrax.layers.base import (EMPTY, Fn, Layer, as_stack, from_stack, push_outputs, split_rng,
+                                  stack_inputs)
 
 
 def _flatten(layers, name):
@@ -99,8 +99,7 @@ class Parallel(Layer):
   def __init__(self, *sublayers, name=None):
     layers = [_as_branch(item, 'Parallel') for item in sublayers]
     super().__init__(n_in=sum(layer.n_in for layer in layers),
-                     n_out=sum(layer.n_out for layer in layers),
-                     name=name or 'Parallel')
+                     n_out=sum(layer.n_out for layer in layers), name=name or 'Parallel')
     self._sublayers = tuple(layers)
 
   def _slices(self, stack):
@@ -111,9 +110,10 @@ class Parallel(Layer):
 
   def init_weights_and_state(self, input_signature, rng):
     stack = as_stack(input_signature, self.n_in)
-    pairs = [layer.make_weights_and_state(inputs, r)
-             for (layer, inputs), r in zip(self._slices(stack),
-                                           split_rng(rng, len(self._sublayers)))]
+    pairs = [
+        layer.make_weights_and_state(inputs, r)
+        for (layer, inputs), r in zip(self._slices(stack), split_rng(rng, len(self._sublayers)))
+    ]
     return tuple(w for w, _ in pairs), tuple(s for _, s in pairs)
 
   def forward_with_state(self, x, weights, state, rng):
@@ -197,8 +197,8 @@ def Residual(*layers, shortcut=None):  # pylint: disable=invalid-name
   """`x + f(x)` for `f = Serial(*layers)`; `shortcut` (a layer or list) replaces the identity."""
   layer = layers[0] if len(layers) == 1 and isinstance(layers[0], Layer) else Serial(*layers)
   shown = [layer] if shortcut is None else [_as_branch(shortcut, 'Residual'), layer]
-  return Serial(Branch(shown[0] if shortcut is not None else None, layer), Add(),
-                name='Residual', sublayers_to_print=shown)
+  return Serial(Branch(shown[0] if shortcut is not None else None, layer), Add(), name='Residual',
+                sublayers_to_print=shown)
 
 
 class Concatenate(Layer):
@@ -222,7 +222,7 @@ class Split(Layer):
   def forward(self, x, weights):
     if x.shape[self._axis] % self.n_out:
       raise ArgumentError(f'Split: axis {self._axis} of size {x.shape[self._axis]} does not '
-                       f'divide into {self.n_out} equal parts')
+                          f'divide into {self.n_out} equal parts')
     return tuple(jnp.split(x, self.n_out, axis=self._axis))
 
 
@@ -240,7 +240,7 @@ class Scan(Layer):
   def __init__(self, layer, axis=0, n_carry=1, remat=False):
     if n_carry > min(layer.n_in, layer.n_out):
       raise ArgumentError(f'Scan: n_carry={n_carry} exceeds n_in={layer.n_in} or '
-                       f'n_out={layer.n_out} of {layer.name}')
+                          f'n_out={layer.n_out} of {layer.name}')
     super().__init__(n_in=layer.n_in, n_out=layer.n_out, name='Scan')
     self._sublayers = (layer,)
     self._axis, self._n_carry, self._remat = axis, n_carry, remat
@@ -254,8 +254,8 @@ class Scan(Layer):
       del shape[self._axis]
       slices.append(sig.replace(shape=tuple(shape)))
     slices = tuple(slices)
-    w, s = self._sublayers[0].make_weights_and_state(
-        from_stack(slices + stack[n_xs:], self.n_in), rng)
+    w, s = self._sublayers[0].make_weights_and_state(from_stack(slices + stack[n_xs:], self.n_in),
+                                                     rng)
     return (w,), (s,)
 
   def forward_with_state(self, x, weights, state, rng):
@@ -267,8 +267,8 @@ class Scan(Layer):
     def step(carry, x_t):
       carries, layer_state, t = carry
       r = None if rng is None else jax.random.fold_in(rng, t)
-      y, layer_state = layer.pure_fn(from_stack(tuple(x_t) + carries, self.n_in),
-                                     weights[0], layer_state, r)
+      y, layer_state = layer.pure_fn(from_stack(tuple(x_t) + carries, self.n_in), weights[0],
+                                     layer_state, r)
       ys = as_stack(y, self.n_out) if self.n_out else ()
       return (tuple(ys[n_ys:]), layer_state, t + 1), tuple(ys[:n_ys])
 
@@ -288,11 +288,13 @@ class _ToChunks(Layer):
     self._chunk_size, self._undo = chunk_size, undo
 
   def forward(self, x, weights):
+
     def reshape(a):
       if self._undo:
         return a.reshape((-1,) + a.shape[2:])
       size = self._chunk_size if a.shape[0] % self._chunk_size == 0 else a.shape[0]
       return a.reshape((a.shape[0] // size, size) + a.shape[1:])
+
     out = tuple(reshape(a) for a in as_stack(x, self.n_in))
     return from_stack(out, self.n_out)
 
@@ -306,10 +308,9 @@ def Chunk(layer, chunk_size):  # pylint: disable=invalid-name
   """
   if chunk_size < 1:
     return layer
-  return Serial(_ToChunks(layer.n_in, chunk_size),
-                Scan(layer, axis=0, n_carry=0, remat=True),
-                _ToChunks(layer.n_out, chunk_size, undo=True),
-                name='Chunk', sublayers_to_print=[layer])
+  return Serial(_ToChunks(layer.n_in, chunk_size), Scan(layer, axis=0, n_carry=0, remat=True),
+                _ToChunks(layer.n_out, chunk_size, undo=True), name='Chunk',
+                sublayers_to_print=[layer])
 
 
 class Cond(Layer):
@@ -325,11 +326,11 @@ class Cond(Layer):
     if false is None:
       if true.n_in != true.n_out:
         raise ArgumentError(f'Cond: false=None needs true.n_in == true.n_out, got '
-                         f'{true.n_in} and {true.n_out}')
+                            f'{true.n_in} and {true.n_out}')
       false = Select(list(range(true.n_in)))
     if (true.n_in, true.n_out) != (false.n_in, false.n_out):
       raise ArgumentError(f'Cond: true ({true.n_in} -> {true.n_out}) and false '
-                       f'({false.n_in} -> {false.n_out}) must have the same arities')
+                          f'({false.n_in} -> {false.n_out}) must have the same arities')
     if cond.n_out != 1:
       raise ArgumentError(f'Cond: cond must have n_out=1, got {cond.n_out}')
     super().__init__(n_in=cond.n_in + true.n_in, n_out=true.n_out, name=name or 'Cond')
@@ -340,8 +341,11 @@ class Cond(Layer):
     stack = as_stack(input_signature, self.n_in)
     x, y = stack_inputs(cond, stack), stack_inputs(true, stack[cond.n_in:])
     r = split_rng(rng, 3)
-    parts = [cond.make_weights_and_state(x, r[0]), true.make_weights_and_state(y, r[1]),
-             false.make_weights_and_state(y, r[2])]
+    parts = [
+        cond.make_weights_and_state(x, r[0]),
+        true.make_weights_and_state(y, r[1]),
+        false.make_weights_and_state(y, r[2])
+    ]
     return tuple(w for w, _ in parts), tuple(s for _, s in parts)
 
   def forward_with_state(self, x, weights, state, rng):
@@ -361,8 +365,8 @@ class Cond(Layer):
       out, s = false.pure_fn(operands, weights[2], state[2], r[2])
       return out, (state[1], s)
 
-    out, (true_state, false_state) = jax.lax.cond(jnp.reshape(pred, ()).astype(bool),
-                                                  run_true, run_false, y)
+    out, (true_state,
+          false_state) = jax.lax.cond(jnp.reshape(pred, ()).astype(bool), run_true, run_false, y)
     return out, (cond_state, true_state, false_state)
 
 
@@ -407,6 +411,7 @@ class Cache(Layer):
     return from_stack(y, self.n_out), (layer_state, (y, jnp.ones((), bool)))
 
 
-__all__ = ['Serial', 'Parallel', 'Select', 'Branch', 'Residual', 'Dup', 'Drop', 'Swap',
-           'Add', 'SubtractTop', 'Multiply', 'Concatenate', 'Split', 'Scan', 'Chunk',
-           'Cond', 'Cache']
+__all__ = [
+    'Serial', 'Parallel', 'Select', 'Branch', 'Residual', 'Dup', 'Drop', 'Swap', 'Add',
+    'SubtractTop', 'Multiply', 'Concatenate', 'Split', 'Scan', 'Chunk', 'Cond', 'Cache'
+]

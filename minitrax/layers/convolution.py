@@ -29,22 +29,22 @@ def _check_dimension_numbers(dimension_numbers, n_spatial):
   """Checks three layout strings against each other and against `n_spatial`."""
   fix = (f'for {n_spatial} spatial dim{"s" if n_spatial > 1 else ""} use e.g. '
          f'dimension_numbers={_channels_last(n_spatial)}')
-  if (not isinstance(dimension_numbers, (tuple, list)) or len(dimension_numbers) != 3
-      or not all(isinstance(s, str) for s in dimension_numbers)):
+  if (not isinstance(dimension_numbers, (tuple, list)) or len(dimension_numbers) != 3 or
+      not all(isinstance(s, str) for s in dimension_numbers)):
     raise ArgumentError(f'Conv: dimension_numbers must be three strings (input, kernel, output), '
-                     f'got {dimension_numbers!r}; {fix}')
+                        f'got {dimension_numbers!r}; {fix}')
   lhs, rhs, out = dimension_numbers
   for spec, what, special in ((lhs, 'input', 'NC'), (rhs, 'kernel', 'IO'), (out, 'output', 'NC')):
     if len(set(spec)) != len(spec) or any(c not in spec for c in special):
       raise ArgumentError(f'Conv: {what} layout {spec!r} must hold {special[0]!r} and '
-                       f'{special[1]!r} once each and no repeated letter; {fix}')
+                          f'{special[1]!r} once each and no repeated letter; {fix}')
   spatial = [set(lhs) - set('NC'), set(rhs) - set('IO'), set(out) - set('NC')]
   if not spatial[0] == spatial[1] == spatial[2]:
     raise ArgumentError(f'Conv: dimension_numbers {tuple(dimension_numbers)} must name the same '
-                     f'spatial dims in all three layouts; {fix}')
+                        f'spatial dims in all three layouts; {fix}')
   if len(spatial[1]) != n_spatial:
     raise ArgumentError(f'Conv: dimension_numbers {tuple(dimension_numbers)} have '
-                     f'{len(spatial[1])} spatial dims but kernel_size has {n_spatial}; {fix}')
+                        f'{len(spatial[1])} spatial dims but kernel_size has {n_spatial}; {fix}')
   return tuple(dimension_numbers)
 
 
@@ -64,7 +64,7 @@ def _check_padding(padding, n):
   if isinstance(padding, str):
     if padding not in ('VALID', 'SAME'):
       raise ArgumentError(f"Conv: padding must be 'VALID', 'SAME' or {n} (low, high) pairs, "
-                       f'got {padding!r}')
+                          f'got {padding!r}')
     return padding
   try:
     pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
@@ -72,7 +72,7 @@ def _check_padding(padding, n):
     pairs = None
   if pairs is None or len(pairs) != n:
     raise ArgumentError(f"Conv: padding must be 'VALID', 'SAME' or {n} (low, high) pairs, "
-                     f'got {padding!r}')
+                        f'got {padding!r}')
   return pairs
 
 
@@ -112,7 +112,7 @@ class Conv(Layer):
       raise ArgumentError(f'{name}: filters must be a positive int, got {filters!r}')
     if not isinstance(kernel_size, (tuple, list)) or not kernel_size:
       raise ArgumentError(f'{name}: kernel_size must be a non-empty tuple (one size per spatial '
-                       f'dim), got {kernel_size!r}; e.g. (3, 3) for images')
+                          f'dim), got {kernel_size!r}; e.g. (3, 3) for images')
     n = len(kernel_size)
     self._filters = int(filters)
     self._kernel_size = _int_tuple(name, 'kernel_size', kernel_size, n)
@@ -123,8 +123,8 @@ class Conv(Layer):
     rhs = self._dimension_numbers[1]
     if kernel_initializer is None:
       kernel_initializer = GlorotNormalInitializer(rhs.index('O'), rhs.index('I'))
-    for arg, value in (('kernel_initializer', kernel_initializer),
-                       ('bias_initializer', bias_initializer)):
+    for arg, value in (('kernel_initializer', kernel_initializer), ('bias_initializer',
+                                                                    bias_initializer)):
       if not callable(value):
         raise ArgumentError(f'{name}: {arg} must be a function init(shape, rng), got {value!r}')
     self._kernel_initializer = kernel_initializer
@@ -148,7 +148,7 @@ class Conv(Layer):
     extra = ' or more (extra leading axes are folded into the batch)' \
         if lhs[0] == out[0] == 'N' else ''
     raise ArgumentError(f'{self._name}: input layout {lhs!r} needs rank {len(lhs)}{extra}, '
-                     f'got shape {tuple(shape)}')
+                        f'got shape {tuple(shape)}')
 
   def init_weights_and_state(self, input_signature, rng):
     shape = input_signature.shape
@@ -169,16 +169,22 @@ class Conv(Layer):
       x = x.reshape((-1,) + x.shape[len(lead):])
     # Compute in the input's float dtype (e.g. bfloat16), else in the kernel's.
     dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else kernel.dtype
-    y = jax.lax.conv_general_dilated(
-        x.astype(dtype), kernel.astype(dtype), self._strides, self._padding,
-        rhs_dilation=self._rhs_dilation, dimension_numbers=self._dimension_numbers)
+    y = jax.lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), self._strides,
+                                     self._padding, rhs_dilation=self._rhs_dilation,
+                                     dimension_numbers=self._dimension_numbers)
     if self._use_bias:
-      y = y + bias.astype(dtype)
+      y = y + jnp.broadcast_to(bias.astype(dtype), y.shape)
     return y.reshape(lead + y.shape[1:]) if len(lead) > 1 else y
 
 
-def Conv1d(filters, kernel_size, stride=1, padding='VALID', kernel_initializer=None,  # pylint: disable=invalid-name
-           bias_initializer=RandomNormalInitializer(1e-6), use_bias=True):
+def Conv1d(
+    filters,
+    kernel_size,
+    stride=1,
+    padding='VALID',
+    kernel_initializer=None,  # pylint: disable=invalid-name
+    bias_initializer=RandomNormalInitializer(1e-6),
+    use_bias=True):
   """1-D convolution over `(batch, length, c_in) -> (batch, length', filters)`.
 
   A `Conv` with layout ('NWC', 'WIO', 'NWC'); `kernel_size` and `stride` are
@@ -186,7 +192,7 @@ def Conv1d(filters, kernel_size, stride=1, padding='VALID', kernel_initializer=N
   """
   if isinstance(kernel_size, (tuple, list)) or isinstance(stride, (tuple, list)):
     raise ArgumentError(f'Conv1d: kernel_size and stride must be ints, got {kernel_size!r} '
-                     f'and {stride!r}')
+                        f'and {stride!r}')
   return Conv(filters, (kernel_size,), strides=(stride,), padding=padding,
               dimension_numbers=('NWC', 'WIO', 'NWC'), kernel_initializer=kernel_initializer,
               bias_initializer=bias_initializer, use_bias=use_bias)
@@ -211,9 +217,8 @@ class CausalConv(Conv):
   def __init__(self, filters, kernel_width=3, kernel_initializer=None,
                bias_initializer=RandomNormalInitializer(1e-6), use_bias=True, dilation=1):
     super().__init__(filters, (kernel_width,), padding='VALID',
-                     dimension_numbers=('NWC', 'WIO', 'NWC'),
-                     kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-                     use_bias=use_bias)
+                     dimension_numbers=('NWC', 'WIO', 'NWC'), kernel_initializer=kernel_initializer,
+                     bias_initializer=bias_initializer, use_bias=use_bias)
     if isinstance(dilation, bool) or not isinstance(dilation, (int, np.integer)) or dilation < 1:
       raise ArgumentError(f'CausalConv: dilation must be a positive int, got {dilation!r}')
     self._rhs_dilation = (int(dilation),)

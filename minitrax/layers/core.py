@@ -24,7 +24,6 @@ from minitrax.layers.masks import keep_mask
 
 # ------------------------------------------------------------------ argument checks
 
-
 _INIT_FN = 'a function init(shape, rng)'  # what an initializer argument must be
 
 
@@ -120,7 +119,7 @@ class Dense(Layer):
   def init_weights_and_state(self, input_signature, rng):
     if input_signature.ndim == 0:
       raise ArgumentError(f'{self.name}: input must have at least one axis (..., d_in), '
-                       f'got a scalar of shape {input_signature.shape}')
+                          f'got a scalar of shape {input_signature.shape}')
     _need_rng(rng, self.name)
     rng_w, rng_b = jax.random.split(rng)
     w = self._kernel_initializer((input_signature.shape[-1], self._n_units), rng_w)
@@ -132,9 +131,9 @@ class Dense(Layer):
     w, b = weights if self._use_bias else (weights, None)
     if jnp.ndim(x) == 0 or x.shape[-1] != w.shape[0]:
       raise ArgumentError(f'{self.name}: input shape {jnp.shape(x)} does not end in '
-                       f'd_in={w.shape[0]} of the weights {w.shape}')
+                          f'd_in={w.shape[0]} of the weights {w.shape}')
     y = jnp.dot(x, w)
-    return y if b is None else y + b
+    return y if b is None else y + jnp.broadcast_to(b, y.shape)
 
 
 class Embedding(Layer):
@@ -205,13 +204,13 @@ class Dropout(Layer):
       return x, state
     if rng is None:
       raise ArgumentError(f"Dropout: mode='train' with rate={self._rate} needs an rng to draw "
-                       f"its mask, got rng=None; pass a JAX key (pure_fn(x, weights, state, "
-                       f"jax.random.key(0))) or use mode='eval'")
+                          f"its mask, got rng=None; pass a JAX key (pure_fn(x, weights, state, "
+                          f"jax.random.key(0))) or use mode='eval'")
     mask_shape = list(x.shape)
     for axis in self._shared_axes:
       if not -x.ndim <= axis < x.ndim:
         raise ArgumentError(f'Dropout: shared axis {axis} is out of range for input shape '
-                         f'{x.shape}')
+                            f'{x.shape}')
       mask_shape[axis] = 1
     keep_prob = 1.0 - self._rate
     keep = keep_mask(rng, keep_prob, tuple(mask_shape))
@@ -233,7 +232,7 @@ def Flatten(n_axes_to_keep=1):  # pylint: disable=invalid-name
   def f(x):
     if x.ndim <= n_axes_to_keep:
       raise ArgumentError(f'Flatten: input rank {x.ndim} (shape {x.shape}) must exceed '
-                       f'n_axes_to_keep={n_axes_to_keep}')
+                          f'n_axes_to_keep={n_axes_to_keep}')
     return jnp.reshape(x, x.shape[:n_axes_to_keep] + (-1,))
 
   return Fn(f'Flatten_keep{n_axes_to_keep}', f)
@@ -297,9 +296,11 @@ def one_hot(x, n_categories, dtype=jnp.float32):
   """
   check_int('one_hot', 'n_categories', n_categories, 1)
   x = jnp.asarray(x)
-  return (x[..., None] == jnp.arange(n_categories, dtype=x.dtype)).astype(dtype)
+  ids = jnp.arange(n_categories, dtype=x.dtype).reshape((1,) * x.ndim + (n_categories,))
+  return (x[..., None] == ids).astype(dtype)
 
 
-__all__ = ['Dense', 'Embedding', 'Dropout', 'Flatten', 'Mean', 'Sum', 'LogSoftmax', 'Softmax',
-           'ToFloat', 'Negate', 'StopGradient', 'ArgMax', 'one_hot', 'log_softmax',
-           'check_ids', 'poison']
+__all__ = [
+    'Dense', 'Embedding', 'Dropout', 'Flatten', 'Mean', 'Sum', 'LogSoftmax', 'Softmax', 'ToFloat',
+    'Negate', 'StopGradient', 'ArgMax', 'one_hot', 'log_softmax', 'check_ids', 'poison'
+]

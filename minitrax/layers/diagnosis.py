@@ -27,9 +27,9 @@ def created_at(layer_type):
   subclass is located where it is created, not in its own `__init__`).
   """
   frame = sys._getframe(1)  # pylint: disable=protected-access
-  while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR) or (
-      frame.f_code.co_name == '__init__' and isinstance(frame.f_locals.get('self'),
-                                                        layer_type))):
+  while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR) or
+                               (frame.f_code.co_name == '__init__' and
+                                isinstance(frame.f_locals.get('self'), layer_type))):
     frame = frame.f_back
   return '<unknown>' if frame is None else f'{frame.f_code.co_filename}:{frame.f_lineno}'
 
@@ -71,16 +71,21 @@ def with_nan_flag(pure_fn):
   Returns:
     `(x, weights, state, rng) -> (y, new_state, has_nan)`, `has_nan` a bool scalar.
   """
+
   def run(x, weights, state, rng):
     y, new_state = pure_fn(x, weights, state, rng)
     return y, new_state, _any_nan(y)
+
   return run
 
 
 def _any_nan(tree):
   """Bool scalar: whether any floating-point leaf of `tree` holds NaN."""
-  flags = [jnp.any(jnp.isnan(leaf)) for leaf in jax.tree.leaves(tree)
-           if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  flags = [
+      jnp.any(jnp.isnan(leaf))
+      for leaf in jax.tree.leaves(tree)
+      if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+  ]
   return jnp.any(jnp.stack(flags)) if flags else jnp.zeros((), bool)
 
 

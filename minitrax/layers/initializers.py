@@ -58,7 +58,7 @@ def get_fans(shape, out_dim=-1, in_dim=-2, nonreceptive_dims=()):
   out_dim, in_dim = out_dim % rank, in_dim % rank
   if out_dim == in_dim:
     raise ArgumentError(f'get_fans: in_dim and out_dim must differ, both are axis {in_dim} '
-                     f'of shape {tuple(shape)}')
+                        f'of shape {tuple(shape)}')
   skip = {in_dim, out_dim} | {d % rank for d in nonreceptive_dims}
   receptive = math.prod(d for i, d in enumerate(shape) if i not in skip)
   return shape[in_dim] * receptive, shape[out_dim] * receptive
@@ -113,7 +113,7 @@ def ScaledInitializer(out_dim, in_dim, scale, mode, distribution):  # pylint: di
     raise ArgumentError(f'ScaledInitializer: mode must be one of {_MODES}, got {mode!r}')
   if distribution not in _DISTRIBUTIONS:
     raise ArgumentError(f'ScaledInitializer: distribution must be one of {_DISTRIBUTIONS}, '
-                     f'got {distribution!r}')
+                        f'got {distribution!r}')
 
   def init(shape, rng, dtype=jnp.float32, *, nonreceptive_dims=()):
     shape = check_shape('ScaledInitializer', 'shape', shape)
@@ -156,7 +156,7 @@ def LeCunUniformInitializer(out_dim=-1, in_dim=-2, scale=1.):  # pylint: disable
 def _kaiming_scale(param, who):
   if not _is_number(param):
     raise ArgumentError(f'{who}: param (negative slope) must be a number, got {param!r}')
-  return 2.0 / (1.0 + param ** 2)
+  return 2.0 / (1.0 + param**2)
 
 
 def KaimingNormalInitializer(out_dim=-1, in_dim=-2, param=0.):  # pylint: disable=invalid-name
@@ -190,7 +190,7 @@ def OrthogonalInitializer(stddev=1.0):  # pylint: disable=invalid-name
     n_cols = shape[-1] if shape else 1
     tall = (max(n_rows, n_cols), min(n_rows, n_cols))
     q, r = jnp.linalg.qr(jax.random.normal(rng, tall, jnp.float32))
-    q = q * jnp.sign(jnp.diag(r))
+    q = q * jnp.sign(jnp.diag(r))[None, :]
     if n_rows < n_cols:
       q = q.T
     return (stddev * q.reshape(shape)).astype(dtype)
@@ -198,7 +198,9 @@ def OrthogonalInitializer(stddev=1.0):  # pylint: disable=invalid-name
   return init
 
 
-__all__ = ['RandomNormalInitializer', 'RandomUniformInitializer', 'ScaledInitializer',
-           'GlorotNormalInitializer', 'GlorotUniformInitializer', 'LeCunNormalInitializer',
-           'LeCunUniformInitializer', 'KaimingNormalInitializer', 'KaimingUniformInitializer',
-           'OrthogonalInitializer', 'get_fans']
+__all__ = [
+    'RandomNormalInitializer', 'RandomUniformInitializer', 'ScaledInitializer',
+    'GlorotNormalInitializer', 'GlorotUniformInitializer', 'LeCunNormalInitializer',
+    'LeCunUniformInitializer', 'KaimingNormalInitializer', 'KaimingUniformInitializer',
+    'OrthogonalInitializer', 'get_fans'
+]

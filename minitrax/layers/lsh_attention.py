@@ -56,8 +56,8 @@ import jax.numpy as jnp
 from minitrax.checks import check_int, check_mode, check_rate
 from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
-from minitrax.layers.attention_kernels import (auto_n_buckets, bucketed_attention,
-                                               cached_attention, check_buckets, chunked_attention,
+from minitrax.layers.attention_kernels import (auto_n_buckets, bucketed_attention, cached_attention,
+                                               check_buckets, chunked_attention,
                                                hash_with_rotations, length_normalized,
                                                random_rotations, total_buckets)
 from minitrax.layers.base import Layer
@@ -72,15 +72,15 @@ class _EfficientAttention(Layer):
 
   def __init__(self, name, n_heads, d_qk, d_v, share_qk, causal, masked, mode, predict_mem_len,
                attention_dropout, output_dropout):
-    for what, value in (('n_heads', n_heads), ('d_qk', d_qk), ('d_v', d_v),
-                        ('predict_mem_len', predict_mem_len)):
+    for what, value in (('n_heads', n_heads), ('d_qk', d_qk), ('d_v', d_v), ('predict_mem_len',
+                                                                             predict_mem_len)):
       check_int(name, what, value)
     check_rate(name, 'attention_dropout', attention_dropout)
     check_rate(name, 'output_dropout', output_dropout)
     check_mode(name, 'mode', mode)
     if mode == 'predict' and not causal:
       raise ArgumentError(f"{name}: mode='predict' needs causal=True (fast decoding is for "
-                       f"causal self-attention)")
+                          f"causal self-attention)")
     super().__init__(n_in=2 if masked else 1, n_out=1, name=name)
     self._n_heads, self._d_qk, self._d_v = n_heads, d_qk, d_v
     self._share_qk, self._causal, self._masked = bool(share_qk), bool(causal), bool(masked)
@@ -111,7 +111,7 @@ class _EfficientAttention(Layer):
     x = input_signature[0] if self._masked else input_signature
     if x.ndim != 3:
       raise ArgumentError(f'{self.name}: input must be (batch, length, d_model), got shape '
-                       f'{x.shape}')
+                          f'{x.shape}')
     d_model = x.shape[-1]
     r = jax.random.split(rng, 5)
     w_o = jnp.swapaxes(self._kernel(r[3], d_model, self._d_v), -1, -2)
@@ -120,8 +120,9 @@ class _EfficientAttention(Layer):
                (w_q, self._kernel(r[1], d_model, self._d_qk), w_v, w_o))
     if self._mode == 'predict':
       shape = (x.shape[0], self._n_heads, self._predict_mem_len)
-      return weights, (jnp.zeros(shape + (self._d_qk,), jnp.float32),
-                       jnp.zeros(shape + (self._d_v,), jnp.float32), jnp.zeros((), jnp.int32))
+      return weights, (jnp.zeros(shape + (self._d_qk,),
+                                 jnp.float32), jnp.zeros(shape + (self._d_v,),
+                                                         jnp.float32), jnp.zeros((), jnp.int32))
     return weights, self._train_state(r[4])
 
   def _train_state(self, rng):
@@ -133,12 +134,12 @@ class _EfficientAttention(Layer):
     d_model = weights[0].shape[1]
     if x.ndim != 3 or x.shape[-1] != d_model:
       raise ArgumentError(f'{self.name}: input must be (batch, length, {d_model}), got shape '
-                       f'{x.shape}')
+                          f'{x.shape}')
     if mask is None:
       return x, None
     if mask.size != x.shape[0] * x.shape[1]:
       raise ArgumentError(f'{self.name}: mask must have shape (batch, length) = {x.shape[:2]} '
-                       f'(or (batch, 1, 1, length)), got {mask.shape}')
+                          f'(or (batch, 1, 1, length)), got {mask.shape}')
     return x, mask.reshape(x.shape[:2]).astype(bool)
 
   def _dropout_rngs(self, rng):
@@ -146,7 +147,7 @@ class _EfficientAttention(Layer):
       return None, None
     if rng is None:
       raise ArgumentError(f"{self.name}: mode='train' with dropout needs an rng, got rng=None; "
-                       f"pass a JAX key or use mode='eval'")
+                          f"pass a JAX key or use mode='eval'")
     return tuple(jax.random.split(jax.random.fold_in(rng, 1), 2))
 
   def forward_with_state(self, x, weights, state, rng):
@@ -173,7 +174,7 @@ class _EfficientAttention(Layer):
       raise ArgumentError(f'{self.name}: {m} positions in one call exceed predict_mem_len={limit}')
     if keys.shape[0] != q.shape[0]:
       raise ArgumentError(f'{self.name}: the predict cache was made for batch {keys.shape[0]}, '
-                       f'got batch {q.shape[0]}; re-initialise the model with this batch size')
+                          f'got batch {q.shape[0]}; re-initialise the model with this batch size')
     bad = check_positions(pos, m, limit, self.name)
     k = length_normalized(q) if self._share_qk else k
     keys = jax.lax.dynamic_update_slice(keys, k.astype(keys.dtype), (0, 0, pos, 0))
@@ -267,7 +268,7 @@ class LSHSelfAttention(_EfficientAttention):
     self._n_parallel_heads = n_parallel_heads
 
   def _train_state(self, rng):
-    return jax.random.randint(rng, (), 0, 2 ** 31 - 1, jnp.int32)
+    return jax.random.randint(rng, (), 0, 2**31 - 1, jnp.int32)
 
   def _attend(self, q, k, v, valid, rng, attention_rng, state):
     del k
@@ -275,11 +276,11 @@ class LSHSelfAttention(_EfficientAttention):
     chunk = min(self._chunk_len, n)
     if n % chunk:
       raise ArgumentError(f'{self.name}: sequence length {n} is not a multiple of '
-                       f'chunk_len={chunk}; pad the inputs or pick another chunk_len')
+                          f'chunk_len={chunk}; pad the inputs or pick another chunk_len')
     slices = self._n_parallel_heads or b * h
     if (b * h) % slices:
       raise ArgumentError(f'{self.name}: n_parallel_heads={slices} must divide batch x n_heads '
-                       f'= {b * h}')
+                          f'= {b * h}')
     n_buckets = self._n_buckets or auto_n_buckets(n, chunk)
     hash_rng = jax.random.key(state) if rng is None else jax.random.fold_in(rng, 0)
     # One draw for all heads, outside any vmap/loop: the rotations do not depend
@@ -293,11 +294,11 @@ class LSHSelfAttention(_EfficientAttention):
         buckets = jnp.where(ok[None, :], buckets, total_buckets(n_buckets))
       return bucketed_attention(qk, vh, buckets, chunk_len=chunk,
                                 n_chunks_before=self._n_chunks_before,
-                                n_chunks_after=self._n_chunks_after, causal=self._causal,
-                                valid=ok, dropout=self._attention_dropout, rng=r)
+                                n_chunks_after=self._n_chunks_after, causal=self._causal, valid=ok,
+                                dropout=self._attention_dropout, rng=r)
 
-    args = (q.reshape((b * h, n, -1)), v.reshape((b * h, n, -1)), rotations,
-            None if valid is None else jnp.repeat(valid, h, axis=0),
+    args = (q.reshape((b * h, n, -1)), v.reshape(
+        (b * h, n, -1)), rotations, None if valid is None else jnp.repeat(valid, h, axis=0),
             None if attention_rng is None else jax.random.split(attention_rng, b * h))
     if slices == b * h:
       out = jax.vmap(one)(*args)

@@ -62,7 +62,7 @@ class _Metric(Layer):
       raise ArgumentTypeError(f'{name}: id_to_mask must be an int or None, got {id_to_mask!r}')
     if id_to_mask is not None and not self._MASK_BY_ID:
       raise ArgumentError(f'{name}: cannot mask by id (id_to_mask={id_to_mask}) since its '
-                       f'targets are not ids; pass has_weights=True and weights instead')
+                          f'targets are not ids; pass has_weights=True and weights instead')
     if not isinstance(has_weights, (bool, np.bool_)):
       raise ArgumentTypeError(f'{name}: has_weights must be a bool, got {has_weights!r}')
     super().__init__(n_in=3 if has_weights else 2, name=name)
@@ -85,7 +85,7 @@ class _Metric(Layer):
       targets, bad = self._checked_ids(model_output, targets, w)
     elif model_output.shape != targets.shape:
       raise ArgumentError(f'{self.name}: model output and targets must have the same shape, '
-                       f'got {tuple(model_output.shape)} and {tuple(targets.shape)}')
+                          f'got {tuple(model_output.shape)} and {tuple(targets.shape)}')
     return poison(self.reduce(_float(self.values(model_output, targets)), w), bad)
 
   def _position_weights(self, targets, given):
@@ -100,7 +100,7 @@ class _Metric(Layer):
         ok = False
       if not ok:
         raise ArgumentError(f'{self.name}: weights of shape {tuple(given.shape)} do not '
-                         f'broadcast to the targets\' shape {tuple(targets.shape)}')
+                            f'broadcast to the targets\' shape {tuple(targets.shape)}')
       w = jnp.broadcast_to(_float(given), targets.shape)
     if self._id_to_mask is not None:
       w = w * (targets != self._id_to_mask)
@@ -114,11 +114,11 @@ class _Metric(Layer):
     """
     if model_output.shape[:-1] != targets.shape:
       raise ArgumentError(f'{self.name}: targets must have the shape of the model output '
-                       f'without its last axis, {tuple(model_output.shape[:-1])}; got '
-                       f'{tuple(targets.shape)}')
+                          f'without its last axis, {tuple(model_output.shape[:-1])}; got '
+                          f'{tuple(targets.shape)}')
     if not jnp.issubdtype(targets.dtype, jnp.integer):
       raise ArgumentTypeError(f'{self.name}: targets must be integer category ids, got dtype '
-                      f'{targets.dtype}')
+                              f'{targets.dtype}')
     targets = jnp.where(w != 0, targets, 0)
     return targets, check_ids(targets, model_output.shape[-1], f'{self.name} targets')
 
@@ -215,7 +215,7 @@ class L2Loss(_Elementwise):
   """
 
   def values(self, model_output, targets):
-    return (_float(model_output) - targets) ** 2
+    return (_float(model_output) - targets)**2
 
 
 class SmoothL1Loss(_Elementwise):
@@ -228,7 +228,7 @@ class SmoothL1Loss(_Elementwise):
 
   def values(self, model_output, targets):
     d = jnp.abs(_float(model_output) - targets)
-    return jnp.where(d < 1, 0.5 * d ** 2, d - 0.5)
+    return jnp.where(d < 1, 0.5 * d**2, d - 0.5)
 
 
 class BinaryCrossEntropy(_Elementwise):
@@ -261,7 +261,7 @@ class WeightedCategoryCrossEntropy(_Metric):
   def __init__(self, label_smoothing=None):
     if label_smoothing is not None and not 0.0 <= float(label_smoothing) <= 1.0:
       raise ArgumentError(f'WeightedCategoryCrossEntropy: label_smoothing must lie in [0, 1], '
-                       f'got {label_smoothing}')
+                          f'got {label_smoothing}')
     super().__init__(has_weights=True)
     self._label_smoothing = float(label_smoothing or 0.0)
 
@@ -298,8 +298,9 @@ METRICS = types.MappingProxyType({
     'weights_per_batch_per_core': SumOfWeights,
 })
 
-
-__all__ = ['CrossEntropyLoss', 'NegLogPerplexity', 'Accuracy', 'SequenceAccuracy',
-           'SumOfWeights', 'L2Loss', 'SmoothL1Loss', 'BinaryCrossEntropy',
-           'WeightedCategoryCrossEntropy', 'WeightedCategoryAccuracy', 'AccuracyScalar',
-           'SequenceAccuracyScalar', 'NegLogPerplexityScalar', 'METRICS']
+__all__ = [
+    'CrossEntropyLoss', 'NegLogPerplexity', 'Accuracy', 'SequenceAccuracy', 'SumOfWeights',
+    'L2Loss', 'SmoothL1Loss', 'BinaryCrossEntropy', 'WeightedCategoryCrossEntropy',
+    'WeightedCategoryAccuracy', 'AccuracyScalar', 'SequenceAccuracyScalar',
+    'NegLogPerplexityScalar', 'METRICS'
+]

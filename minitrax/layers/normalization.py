@@ -47,7 +47,7 @@ class LayerNorm(Layer):
     del rng
     if input_signature.ndim < 1:
       raise ArgumentError('LayerNorm: input must have at least 1 axis (features last), '
-                       f'got shape {input_signature.shape}')
+                          f'got shape {input_signature.shape}')
     d, dtype = input_signature.shape[-1], input_signature.dtype
     return (jnp.ones((d,), dtype), jnp.zeros((d,), dtype)), EMPTY
 
@@ -55,8 +55,8 @@ class LayerNorm(Layer):
     scale, bias = weights
     centered = x - jnp.mean(x, axis=-1, keepdims=True) if self._center else x
     variance = jnp.mean(centered * centered, axis=-1, keepdims=True)
-    y = centered / jnp.sqrt(variance + self._epsilon) * scale
-    return y + bias if self._center else y
+    y = centered / jnp.sqrt(variance + self._epsilon) * jnp.broadcast_to(scale, x.shape)
+    return y + jnp.broadcast_to(bias, x.shape) if self._center else y
 
 
 class BatchNorm(Layer):
@@ -93,13 +93,13 @@ class BatchNorm(Layer):
     mode: 'train', 'eval' or 'predict'.
   """
 
-  def __init__(self, axis=(0, 1, 2), epsilon=1e-5, center=True, scale=True,
-               momentum=0.999, mode='train'):
+  def __init__(self, axis=(0, 1, 2), epsilon=1e-5, center=True, scale=True, momentum=0.999,
+               mode='train'):
     super().__init__(name='BatchNorm')
     axis = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if not axis or not all(isinstance(a, (int, np.integer)) for a in axis):
       raise ArgumentError(f'BatchNorm: axis must be an int or a non-empty tuple of ints, '
-                       f'got {axis!r}')
+                          f'got {axis!r}')
     check_positive('BatchNorm', 'epsilon', epsilon)
     if not 0.0 <= momentum <= 1.0:
       raise ArgumentError(f'BatchNorm: momentum must lie in [0, 1], got {momentum!r}')
@@ -127,8 +127,8 @@ class BatchNorm(Layer):
     stats_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
     beta = jnp.zeros(param_shape, jnp.float32) if self._center else EMPTY
     gamma = jnp.ones(param_shape, jnp.float32) if self._scale else EMPTY
-    state = (jnp.zeros(stats_shape, jnp.float32), jnp.ones(stats_shape, jnp.float32),
-             jnp.zeros((), jnp.int32))
+    state = (jnp.zeros(stats_shape, jnp.float32), jnp.ones(stats_shape,
+                                                           jnp.float32), jnp.zeros((), jnp.int32))
     return (beta, gamma), state
 
   def forward_with_state(self, x, weights, state, rng):
@@ -138,8 +138,7 @@ class BatchNorm(Layer):
     if self._mode == 'train':
       mean = jnp.mean(x, axis=axes, keepdims=True)
       var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
-      state = (self._smoothed(running_mean, mean), self._smoothed(running_var, var),
-               n_batches + 1)
+      state = (self._smoothed(running_mean, mean), self._smoothed(running_var, var), n_batches + 1)
     else:
       mean, var = running_mean, running_var
     y = (x - mean.astype(x.dtype)) / jnp.sqrt(var + self._epsilon).astype(x.dtype)
@@ -190,12 +189,12 @@ class FilterResponseNorm(Layer):
     del rng
     if input_signature.ndim < 3:
       raise ArgumentError('FilterResponseNorm: input must have rank >= 3 (batch, spatial..., '
-                       f'channels), got shape {input_signature.shape}')
+                          f'channels), got shape {input_signature.shape}')
     channels = input_signature.shape[-1]
     epsilon_l = (jnp.asarray(self._init_learnt_epsilon, jnp.float32),) \
         if self._learn_epsilon else EMPTY
-    return (jnp.ones((channels,), jnp.float32), jnp.zeros((channels,), jnp.float32),
-            epsilon_l), EMPTY
+    return (jnp.ones((channels,), jnp.float32), jnp.zeros((channels,),
+                                                          jnp.float32), epsilon_l), EMPTY
 
   def forward(self, x, weights):
     gamma, beta, epsilon_l = weights
@@ -203,7 +202,8 @@ class FilterResponseNorm(Layer):
     if self._learn_epsilon:
       epsilon = epsilon + jnp.abs(epsilon_l[0])
     nu2 = jnp.mean(jnp.square(x), axis=tuple(range(1, x.ndim - 1)), keepdims=True)
-    y = gamma * (x / jnp.sqrt(nu2 + epsilon)) + beta
+    y = jnp.broadcast_to(gamma, x.shape) * (x / jnp.sqrt(nu2 + epsilon)) + \
+        jnp.broadcast_to(beta, x.shape)
     return y.astype(x.dtype)
 
 

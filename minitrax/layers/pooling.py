@@ -17,12 +17,12 @@ from minitrax.layers.base import Fn
 
 def _check_args(name, pool_size, strides, padding):
   """Validated `(pool_size, strides, padding)`; strides default to all ones."""
+
   def int_tuple(arg, value, n=None):
     message = f'{name}: {arg} must be a non-empty tuple of positive ints'
     message += f' of length {n}' if n else ''
-    if (not isinstance(value, (tuple, list)) or not value or (n and len(value) != n) or
-        not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-                for v in value)):
+    if (not isinstance(value, (tuple, list)) or not value or (n and len(value) != n) or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in value)):
       raise ArgumentError(f'{message}, got {value!r}')
     return tuple(int(v) for v in value)
 
@@ -38,8 +38,8 @@ def _reduce(name, x, init, reducer, pool_size, strides, padding):
   """`lax.reduce_window` over the spatial axes of `(batch, spatial..., channels)`."""
   if x.ndim != len(pool_size) + 2:
     raise ArgumentError(f'{name}: pool_size {pool_size} needs inputs of rank '
-                     f'{len(pool_size) + 2} (batch, {len(pool_size)} spatial, channels), '
-                     f'got shape {x.shape}')
+                        f'{len(pool_size) + 2} (batch, {len(pool_size)} spatial, channels), '
+                        f'got shape {x.shape}')
   dims, steps = (1,) + pool_size + (1,), (1,) + strides + (1,)
   return jax.lax.reduce_window(x, np.asarray(init, x.dtype), reducer, dims, steps, padding)
 
@@ -64,8 +64,10 @@ def MaxPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable
     padding: 'VALID' (full windows only) or 'SAME' (pad the edges).
   """
   pool_size, strides, padding = _check_args('MaxPool', pool_size, strides, padding)
+
   def f(x):
     return _reduce('MaxPool', x, _lowest(x.dtype), jax.lax.max, pool_size, strides, padding)
+
   return Fn(_name('MaxPool', pool_size), f)
 
 
@@ -75,8 +77,10 @@ def SumPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable
   With SAME padding the padded positions add zero.
   """
   pool_size, strides, padding = _check_args('SumPool', pool_size, strides, padding)
+
   def f(x):
     return _reduce('SumPool', x, 0, jax.lax.add, pool_size, strides, padding)
+
   return Fn(_name('SumPool', pool_size), f)
 
 
@@ -88,6 +92,7 @@ def AvgPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable
   Integer inputs give float32 outputs.
   """
   pool_size, strides, padding = _check_args('AvgPool', pool_size, strides, padding)
+
   def f(x):
     if not jnp.issubdtype(x.dtype, jnp.floating):
       x = x.astype(jnp.float32)
@@ -95,6 +100,7 @@ def AvgPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable
     ones = jnp.ones((1,) + x.shape[1:-1] + (1,), x.dtype)
     counts = _reduce('AvgPool', ones, 0, jax.lax.add, pool_size, strides, padding)
     return sums / counts
+
   return Fn(_name('AvgPool', pool_size), f)
 
 

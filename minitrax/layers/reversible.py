@@ -132,7 +132,7 @@ class ReversibleHalfResidual(ReversibleLayer):
     f = Serial(*layers, name='HalfResidualBody')
     if f.n_out != 1:
       raise ArgumentError(f'ReversibleHalfResidual: the residual layers must output one array, '
-                       f'got n_out={f.n_out}')
+                          f'got n_out={f.n_out}')
     super().__init__(n_in=f.n_in + 1, n_out=f.n_in + 1, name=name or 'ReversibleHalfResidual',
                      sublayers_to_print=f.sublayers)
     self._sublayers = (f,)
@@ -151,7 +151,7 @@ class ReversibleHalfResidual(ReversibleLayer):
     y, s = self._sublayers[0].pure_fn(ctx, weights[0], state[0], rng)
     if y.shape != acc.shape:
       raise ArgumentError(f'{self.name}: the residual branch gives shape {y.shape}, but the '
-                       f'accumulator (first input) has shape {acc.shape}')
+                          f'accumulator (first input) has shape {acc.shape}')
     return (acc + y.astype(acc.dtype),) + rest, (s,)
 
   def reverse(self, output, weights=(), state=(), rng=None):
@@ -194,11 +194,11 @@ class ReversibleSerial(ReversibleLayer, Serial):
     for i, layer in enumerate(self._sublayers):
       if not isinstance(layer, ReversibleLayer):
         raise ArgumentTypeError(f'ReversibleSerial: sublayer {i} ({layer.name}) is not reversible; '
-                        f'use ReversibleHalfResidual, ReversibleSwap or another '
-                        f'ReversibleLayer')
+                                f'use ReversibleHalfResidual, ReversibleSwap or another '
+                                f'ReversibleLayer')
     if self.n_in != self.n_out:
       raise ArgumentError(f'ReversibleSerial: a reversible stack must have n_in == n_out, got '
-                       f'{self.n_in} and {self.n_out}')
+                          f'{self.n_in} and {self.n_out}')
     self._run = None
 
   def forward_with_state(self, x, weights, state, rng):
@@ -258,8 +258,8 @@ class ReversibleSerial(ReversibleLayer, Serial):
 
   def reverse_and_grad(self, output, ct, weights=(), state=(), rng=None):
     rngs = split_rng(rng, len(self._sublayers))
-    x, (x_ct, w_ct) = self._backward_stack(as_stack(output, self.n_out),
-                                           as_stack(ct, self.n_out), weights, state, rngs)
+    x, (x_ct, w_ct) = self._backward_stack(as_stack(output, self.n_out), as_stack(ct, self.n_out),
+                                           weights, state, rngs)
     return from_stack(x, self.n_in), (from_stack(x_ct, self.n_in), w_ct)
 
 

@@ -25,17 +25,23 @@ from minitrax.layers.initializers import (GlorotUniformInitializer, RandomNormal
                                           RandomUniformInitializer)
 
 
+def _affine(x, w, b):
+  """`x @ w + b` for x (batch, d_in), w (d_in, d_out), b (d_out,): (batch, d_out)."""
+  y = x @ w
+  return y + jnp.broadcast_to(b, y.shape)
+
+
 def _check_step_inputs(name, x, state, state_size, n_rows, n_units):
   """Checks one step's `x` and `state` against the cell's weights (clear messages)."""
   if state.shape[-1] != state_size:
     raise ArgumentError(f'{name}: state must have last axis {state_size}, got shape '
-                     f'{tuple(state.shape)}')
+                        f'{tuple(state.shape)}')
   if x.shape[-1] != n_rows - n_units:
     raise ArgumentError(f'{name}: weights were made for x with last axis {n_rows - n_units}, '
-                     f'got x of shape {tuple(x.shape)}')
+                        f'got x of shape {tuple(x.shape)}')
   if x.shape[:-1] != state.shape[:-1]:
     raise ArgumentError(f'{name}: x and state must agree on all but the last axis, got '
-                     f'shapes {tuple(x.shape)} and {tuple(state.shape)}')
+                        f'shapes {tuple(x.shape)} and {tuple(state.shape)}')
 
 
 class LSTMCell(Layer):
@@ -63,8 +69,7 @@ class LSTMCell(Layer):
     bias_initializer: `init(shape, rng)` for `b` (before `forget_bias`).
   """
 
-  def __init__(self, n_units, forget_bias=1.0,
-               kernel_initializer=GlorotUniformInitializer(),
+  def __init__(self, n_units, forget_bias=1.0, kernel_initializer=GlorotUniformInitializer(),
                bias_initializer=RandomNormalInitializer(1e-6)):
     check_positive_int('LSTMCell', 'n_units', n_units)
     super().__init__(n_in=2, n_out=2, name='LSTMCell')
@@ -77,7 +82,7 @@ class LSTMCell(Layer):
     x_sig, state_sig = input_signature
     if state_sig.shape[-1:] != (2 * self._n_units,):
       raise ArgumentError(f'LSTMCell: state must have last axis 2 * n_units = '
-                       f'{2 * self._n_units}, got shape {state_sig.shape}')
+                          f'{2 * self._n_units}, got shape {state_sig.shape}')
     rng_w, rng_b = jax.random.split(rng)
     n = self._n_units
     w = self._kernel_initializer((x_sig.shape[-1] + n, 4 * n), rng_w)
@@ -89,7 +94,7 @@ class LSTMCell(Layer):
     w, b = weights
     _check_step_inputs('LSTMCell', x, state, 2 * self._n_units, w.shape[0], self._n_units)
     c, h = jnp.split(state, 2, axis=-1)
-    y = jnp.concatenate([x, h], axis=-1) @ w + b
+    y = _affine(jnp.concatenate([x, h], axis=-1), w, b)
     i, j, f, o = jnp.split(y, 4, axis=-1)
     new_c = c * jax.nn.sigmoid(f) + jax.nn.sigmoid(i) * jnp.tanh(j)
     new_h = jnp.tanh(new_c) * jax.nn.sigmoid(o)
@@ -118,8 +123,7 @@ class GRUCell(Layer):
     bias_initializer: `init(shape, rng)` for `b1` and `b2`.
   """
 
-  def __init__(self, n_units, forget_bias=0.0,
-               kernel_initializer=RandomUniformInitializer(0.01),
+  def __init__(self, n_units, forget_bias=0.0, kernel_initializer=RandomUniformInitializer(0.01),
                bias_initializer=RandomNormalInitializer(1e-6)):
     check_positive_int('GRUCell', 'n_units', n_units)
     super().__init__(n_in=2, n_out=2, name='GRUCell')
@@ -132,7 +136,7 @@ class GRUCell(Layer):
     x_sig, state_sig = input_signature
     if state_sig.shape[-1:] != (self._n_units,):
       raise ArgumentError(f'GRUCell: state must have last axis n_units = {self._n_units}, '
-                       f'got shape {state_sig.shape}')
+                          f'got shape {state_sig.shape}')
     n = self._n_units
     rows = x_sig.shape[-1] + n
     r1, r2, r3, r4 = jax.random.split(rng, 4)
@@ -146,8 +150,8 @@ class GRUCell(Layer):
     x, h = x
     w1, b1, w2, b2 = weights
     _check_step_inputs('GRUCell', x, h, self._n_units, w1.shape[0], self._n_units)
-    u, r = jnp.split(jax.nn.sigmoid(jnp.concatenate([x, h], axis=-1) @ w1 + b1), 2, axis=-1)
-    c = jnp.tanh(jnp.concatenate([x, r * h], axis=-1) @ w2 + b2)
+    u, r = jnp.split(jax.nn.sigmoid(_affine(jnp.concatenate([x, h], axis=-1), w1, b1)), 2, axis=-1)
+    c = jnp.tanh(_affine(jnp.concatenate([x, r * h], axis=-1), w2, b2))
     new_h = u * h + (1 - u) * c
     return new_h, new_h
 
@@ -158,7 +162,7 @@ def _zeros_layer(size_of):
   def zero_state(x):
     if x.ndim != 3:
       raise ArgumentError(f'MakeZeroState: expected input of shape (batch, time, features), '
-                       f'got shape {tuple(x.shape)}')
+                          f'got shape {tuple(x.shape)}')
     return jnp.zeros((x.shape[0], size_of(x.shape[-1])), jnp.float32)
 
   return Fn('MakeZeroState', zero_state)
@@ -176,10 +180,12 @@ def MakeZeroState(depth_multiplier=1):  # pylint: disable=invalid-name
 
 def _recurrent(name, cell, state_size):
   zero_state = _zeros_layer(lambda d: state_size)
-  return Serial(Branch(None, zero_state),  # x -> (x, zero state)
-                Scan(cell, axis=1),        # -> (outputs, final state)
-                Select([0], n_in=2),       # -> outputs
-                name=name, sublayers_to_print=[])
+  return Serial(
+      Branch(None, zero_state),  # x -> (x, zero state)
+      Scan(cell, axis=1),  # -> (outputs, final state)
+      Select([0], n_in=2),  # -> outputs
+      name=name,
+      sublayers_to_print=[])
 
 
 def LSTM(n_units):  # pylint: disable=invalid-name

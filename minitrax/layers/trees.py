@@ -235,8 +235,10 @@ def clear_shared(root, kind, tree):
 
 def save(root, file_name):
   """Writes the weights and state trees of `root` to a minitrax checkpoint file."""
-  checkpoint.save(file_name, {'weights': cached_gather(root, 'weights'),
-                              'state': cached_gather(root, 'state')})
+  checkpoint.save(file_name, {
+      'weights': cached_gather(root, 'weights'),
+      'state': cached_gather(root, 'state')
+  })
 
 
 def load(root, file_name, weights_only=False):
@@ -259,5 +261,7 @@ def load(root, file_name, weights_only=False):
     scatter(root, kind, jax.tree.map(jnp.asarray, tree[kind]))
 
 
-__all__ = ['EMPTY', 'TreeNode', 'Walk', 'unique_layers', 'has_shared_layers', 'gather',
-           'cached_gather', 'scatter', 'fill_shared', 'clear_shared', 'save', 'load']
+__all__ = [
+    'EMPTY', 'TreeNode', 'Walk', 'unique_layers', 'has_shared_layers', 'gather', 'cached_gather',
+    'scatter', 'fill_shared', 'clear_shared', 'save', 'load'
+]

@@ -14,7 +14,9 @@ from minitrax.models.rnn import GRULM, MultiRNNCell, RNNLM, Recurrent
 from minitrax.models.transformer import (Transformer, TransformerDecoder, TransformerEncoder,
                                          TransformerLM)
 
-__all__ = ['MLP', 'Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock',
-           'WideResnetGroup', 'GlobalAvgPool', 'RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell',
-           'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerLM',
-           'Reformer', 'ReformerLM', 'register', 'get_model', 'model_names']
+__all__ = [
+    'MLP', 'Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock',
+    'WideResnetGroup', 'GlobalAvgPool', 'RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell',
+    'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerLM', 'Reformer',
+    'ReformerLM', 'register', 'get_model', 'model_names'
+]

@@ -35,13 +35,13 @@ def _check_1_4_form(layer_widths, given_1_2):
   changed = {k: v for k, v in given_1_2.items() if v != _DEFAULTS_1_2[k]}
   if changed:
     raise ArgumentError(f'MLP: pass either layer_widths (Trax 1.4 form) or d_hidden, '
-                     f'n_hidden_layers and n_output_classes (Trax 1.2 form), not both; got '
-                     f'layer_widths={layer_widths!r} and {changed}')
+                        f'n_hidden_layers and n_output_classes (Trax 1.2 form), not both; got '
+                        f'layer_widths={layer_widths!r} and {changed}')
   try:
     widths = tuple(layer_widths)
   except TypeError:
     raise ArgumentError(f'MLP: layer_widths must be a non-empty tuple of ints >= 1, got '
-                     f'{layer_widths!r}') from None
+                        f'{layer_widths!r}') from None
   if not widths:
     raise ArgumentError('MLP: layer_widths must be a non-empty tuple of ints >= 1, got ()')
   for width in widths:
@@ -50,8 +50,8 @@ def _check_1_4_form(layer_widths, given_1_2):
 
 
 @register
-def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10,
-        mode='train', *, layer_widths=None, out_activation=False, flatten=True):
+def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10, mode='train', *,
+        layer_widths=None, out_activation=False, flatten=True):
   """A multilayer perceptron; see the module docstring for the two forms.
 
   n_in = n_out = 1. Trax 1.2 form: `(batch, ...) -> (batch, n_output_classes)`
@@ -79,12 +79,14 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
   check_mode('MLP', 'mode', mode)
   if not callable(activation_fn):
     raise ArgumentTypeError(f'MLP: activation_fn must be a function returning a layer (e.g. Relu), '
-                    f'got {activation_fn!r}')
+                            f'got {activation_fn!r}')
   head = [Flatten()] if flatten else []
   if layer_widths is not None:
-    widths = _check_1_4_form(layer_widths, {'d_hidden': d_hidden,
-                                            'n_hidden_layers': n_hidden_layers,
-                                            'n_output_classes': n_output_classes})
+    widths = _check_1_4_form(layer_widths, {
+        'd_hidden': d_hidden,
+        'n_hidden_layers': n_hidden_layers,
+        'n_output_classes': n_output_classes
+    })
     layers = []
     for i, width in enumerate(widths):
       layers.append(Dense(width))
@@ -93,7 +95,7 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
     return Serial(head, layers, name='MLP')
   if out_activation:
     raise ArgumentError('MLP: out_activation belongs to the Trax 1.4 form; pass layer_widths '
-                     'too, or drop it (the Trax 1.2 form ends with LogSoftmax)')
+                        'too, or drop it (the Trax 1.2 form ends with LogSoftmax)')
   check_int('MLP', 'd_hidden', d_hidden, 1)
   check_int('MLP', 'n_hidden_layers', n_hidden_layers, 0)
   check_int('MLP', 'n_output_classes', n_output_classes, 1)

@@ -53,8 +53,14 @@ def FeedForward(d_model, d_ff, dropout, activation, mode):  # pylint: disable=in
 
   Dropout masks are shared along the length axis (as in Trax's Reformer).
   """
-  return [LayerNorm(), Dense(d_ff), Dropout(rate=dropout, shared_axes=[-2], mode=mode),
-          activation(), Dense(d_model), Dropout(rate=dropout, shared_axes=[-2], mode=mode)]
+  return [
+      LayerNorm(),
+      Dense(d_ff),
+      Dropout(rate=dropout, shared_axes=[-2], mode=mode),
+      activation(),
+      Dense(d_model),
+      Dropout(rate=dropout, shared_axes=[-2], mode=mode)
+  ]
 
 
 def ChunkedFeedForward(d_model, d_ff, dropout, activation, chunk_size, mode):  # pylint: disable=invalid-name
@@ -75,13 +81,26 @@ def ChunkedFeedForward(d_model, d_ff, dropout, activation, chunk_size, mode):  #
     size = chunk_size if positions % chunk_size == 0 else positions
     return x.reshape((positions // size, 1, size, x.shape[-1]))
 
-  return [Dup(), Fn('ReshapeToChunks', to_chunks),
-          Scan(Serial(ff), axis=0, n_carry=0, remat=True),
-          Fn('ReshapeXToY', lambda x, y: x.reshape(y.shape))]
+  return [
+      Dup(),
+      Fn('ReshapeToChunks', to_chunks),
+      Scan(Serial(ff), axis=0, n_carry=0, remat=True),
+      Fn('ReshapeXToY', lambda x, y: x.reshape(y.shape))
+  ]
 
 
-def DecoderBlock(d_model, d_ff, d_attention_key, d_attention_value, n_heads,  # pylint: disable=invalid-name
-                 attention_type, dropout, ff_activation, ff_chunk_size, max_len, mode):
+def DecoderBlock(
+    d_model,
+    d_ff,
+    d_attention_key,
+    d_attention_value,
+    n_heads,  # pylint: disable=invalid-name
+    attention_type,
+    dropout,
+    ff_activation,
+    ff_chunk_size,
+    max_len,
+    mode):
   """A reversible causal block on (x1, x2): attention half, swap, feed-forward half, swap.
 
   `attention_type` is called with `n_heads, d_qk, d_v, causal=True,
@@ -92,8 +111,12 @@ def DecoderBlock(d_model, d_ff, d_attention_key, d_attention_value, n_heads,  # 
                              causal=True, output_dropout=dropout, mode=mode,
                              predict_mem_len=max_len)
   feed_forward = ChunkedFeedForward(d_model, d_ff, dropout, ff_activation, ff_chunk_size, mode)
-  return [ReversibleHalfResidual(LayerNorm(), attention_layer=attention), ReversibleSwap(),
-          ReversibleHalfResidual(feed_forward), ReversibleSwap()]
+  return [
+      ReversibleHalfResidual(LayerNorm(), attention_layer=attention),
+      ReversibleSwap(),
+      ReversibleHalfResidual(feed_forward),
+      ReversibleSwap()
+  ]
 
 
 def _positional_encoding(d_model, dropout, max_len, axial_pos_shape, d_axial_pos_embs, mode):
@@ -101,10 +124,11 @@ def _positional_encoding(d_model, dropout, max_len, axial_pos_shape, d_axial_pos
     return PositionalEncoding(max_len=max_len, dropout=dropout, mode=mode)
   if d_axial_pos_embs is None or sum(d_axial_pos_embs) != d_model:
     raise ArgumentError(f'ReformerLM: d_axial_pos_embs must be given with axial_pos_shape and sum '
-                     f'to d_model={d_model}, got {d_axial_pos_embs!r}')
-  return AxialPositionalEncoding(shape=axial_pos_shape, d_embs=d_axial_pos_embs,
-                                 dropout=dropout, mode=mode,
-                                 dropout_broadcast_dims=tuple(range(1, len(axial_pos_shape) + 1)))
+                        f'to d_model={d_model}, got {d_axial_pos_embs!r}')
+  return AxialPositionalEncoding(shape=axial_pos_shape, d_embs=d_axial_pos_embs, dropout=dropout,
+                                 mode=mode,
+                                 dropout_broadcast_dims=tuple(range(1,
+                                                                    len(axial_pos_shape) + 1)))
 
 
 # ------------------------------------------------------------------ the chunked loss
@@ -133,7 +157,7 @@ class ProjectionForLoss(Layer):
     if self._mode == 'train':
       if x.shape[-1] != weights[0].shape[0]:
         raise ArgumentError(f'{self.name}: input shape {x.shape} does not end in '
-                         f'd={weights[0].shape[0]}')
+                            f'd={weights[0].shape[0]}')
       return x, weights[0], weights[1]
     return jax.nn.log_softmax(self._dense.forward(x, weights), axis=-1)
 
@@ -160,7 +184,7 @@ class ChunkedCrossEntropyLoss(Layer):
     if id_to_mask is not None and (isinstance(id_to_mask, bool) or
                                    not isinstance(id_to_mask, numbers.Integral)):
       raise ArgumentTypeError(f'ChunkedCrossEntropyLoss: id_to_mask must be an int or None, got '
-                      f'{id_to_mask!r}')
+                              f'{id_to_mask!r}')
     super().__init__(n_in=5 if has_weights else 4, name='ChunkedCrossEntropyLoss')
     self._chunk_size = chunk_size
     self._id_to_mask, self._has_weights = id_to_mask, has_weights
@@ -170,9 +194,9 @@ class ChunkedCrossEntropyLoss(Layer):
     x, w, b, targets = inputs[:4]
     if x.shape[:-1] != targets.shape:
       raise ArgumentError(f'{self.name}: targets must have shape {x.shape[:-1]} (the inputs '
-                       f'without their last axis), got {targets.shape}')
-    weights = (jnp.ones(targets.shape, jnp.float32) if not self._has_weights
-               else jnp.broadcast_to(inputs[4], targets.shape).astype(jnp.float32))
+                          f'without their last axis), got {targets.shape}')
+    weights = (jnp.ones(targets.shape, jnp.float32) if not self._has_weights else jnp.broadcast_to(
+        inputs[4], targets.shape).astype(jnp.float32))
     if self._id_to_mask is not None:
       weights = weights * (targets != self._id_to_mask)
     targets = jnp.where(weights != 0, targets, 0)
@@ -180,12 +204,16 @@ class ChunkedCrossEntropyLoss(Layer):
     x, targets, weights = x.reshape((-1, x.shape[-1])), targets.reshape(-1), weights.reshape(-1)
     size = min(self._chunk_size, x.shape[0])
     pad = -x.shape[0] % size
-    chunks = [jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape((-1, size) + a.shape[1:])
-              for a in (x, targets, weights)]
+    chunks = [
+        jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape((-1, size) + a.shape[1:])
+        for a in (x, targets, weights)
+    ]
 
     def chunk_loss(args):
       x_c, t_c, w_c = args
-      log_probs = jax.nn.log_softmax((jnp.dot(x_c, w) + b).astype(jnp.float32), axis=-1)
+      logits = jnp.dot(x_c, w)
+      logits = logits + jnp.broadcast_to(b, logits.shape)
+      log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
       picked = jnp.take_along_axis(log_probs, t_c[:, None], axis=-1)
       return -jnp.sum(picked[:, 0] * w_c)
 
@@ -197,10 +225,23 @@ class ChunkedCrossEntropyLoss(Layer):
 
 
 @register
-def ReformerLM(vocab_size, d_model=512, d_ff=2048, d_attention_key=64,  # pylint: disable=invalid-name
-               d_attention_value=64, n_layers=6, n_heads=8, dropout=0.1, max_len=2048,
-               attention_type=SelfAttention, ff_activation=FastGelu, ff_chunk_size=0,
-               axial_pos_shape=(), d_axial_pos_embs=None, loss_chunk_size=0, mode='train'):
+def ReformerLM(
+    vocab_size,
+    d_model=512,
+    d_ff=2048,
+    d_attention_key=64,  # pylint: disable=invalid-name
+    d_attention_value=64,
+    n_layers=6,
+    n_heads=8,
+    dropout=0.1,
+    max_len=2048,
+    attention_type=SelfAttention,
+    ff_activation=FastGelu,
+    ff_chunk_size=0,
+    axial_pos_shape=(),
+    d_axial_pos_embs=None,
+    loss_chunk_size=0,
+    mode='train'):
   """A reversible Transformer language model: (batch, n) int -> (batch, n, vocab_size) log-probs.
 
   ShiftRight, Embedding, Dropout, positional encoding (sinusoidal, or axial
@@ -240,12 +281,14 @@ def ReformerLM(vocab_size, d_model=512, d_ff=2048, d_attention_key=64,  # pylint
   types = list(attention_type) if isinstance(attention_type, (list, tuple)) else [attention_type]
   if not types or not all(callable(t) for t in types):
     raise ArgumentError(f'ReformerLM: attention_type must be a layer class or a non-empty list of '
-                     f'them, got {attention_type!r}')
-  blocks = [DecoderBlock(d_model, d_ff, d_attention_key, d_attention_value, n_heads,
-                         types[i % len(types)], dropout, ff_activation, ff_chunk_size, max_len,
-                         mode) for i in range(n_layers)]
-  head = ([ProjectionForLoss(vocab_size, mode=mode)] if loss_chunk_size else
-          [Dense(vocab_size), LogSoftmax()])
+                        f'them, got {attention_type!r}')
+  blocks = [
+      DecoderBlock(d_model, d_ff, d_attention_key, d_attention_value, n_heads,
+                   types[i % len(types)], dropout, ff_activation, ff_chunk_size, max_len, mode)
+      for i in range(n_layers)
+  ]
+  head = ([ProjectionForLoss(vocab_size, mode=mode)]
+          if loss_chunk_size else [Dense(vocab_size), LogSoftmax()])
   return Serial(
       ShiftRight(mode=mode), Embedding(vocab_size, d_model),
       Dropout(rate=dropout, shared_axes=[-2], mode=mode),
@@ -259,35 +302,83 @@ def _EncoderBlock(d_model, d_ff, n_heads, dropout, activation, mode):  # pylint:
   attention = SelfAttention(n_heads=n_heads, d_qk=d_model // n_heads, d_v=d_model // n_heads,
                             masked=True, attention_dropout=dropout, output_dropout=dropout,
                             mode=mode)
-  return [ReversibleHalfResidual(LayerNorm(), attention_layer=attention), ReversibleSwap(),
-          ReversibleHalfResidual(FeedForward(d_model, d_ff, dropout, activation, mode)),
-          ReversibleSwap()]
+  return [
+      ReversibleHalfResidual(LayerNorm(), attention_layer=attention),
+      ReversibleSwap(),
+      ReversibleHalfResidual(FeedForward(d_model, d_ff, dropout, activation, mode)),
+      ReversibleSwap()
+  ]
 
 
-def _EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, activation, max_len,  # pylint: disable=invalid-name
-                         mode):
+def _EncoderDecoderBlock(
+    d_model,
+    d_ff,
+    n_heads,
+    dropout,
+    activation,
+    max_len,  # pylint: disable=invalid-name
+    mode):
   """Reversible block on (x1, x2, vec_e, mask): causal self-attention, encoder attention, FF."""
   d_head = d_model // n_heads
   causal = SelfAttention(n_heads=n_heads, d_qk=d_head, d_v=d_head, causal=True,
                          attention_dropout=dropout, output_dropout=dropout, mode=mode,
                          predict_mem_len=max_len)
-  to_encoder = [Select([0, 1, 1, 2]),                 # q k v mask: (x, vec_e, vec_e, mask)
-                AttentionQKV(d_model, n_heads=n_heads, dropout=dropout, mode=mode),
-                Select([0], n_in=2), Dropout(rate=dropout, mode=mode)]
-  return [ReversibleHalfResidual(LayerNorm(), attention_layer=causal), ReversibleSwap(),
-          ReversibleHalfResidual(LayerNorm(), to_encoder), ReversibleSwap(),
-          ReversibleHalfResidual(FeedForward(d_model, d_ff, dropout, activation, mode)),
-          ReversibleSwap()]
+  to_encoder = [
+      Select([0, 1, 1, 2]),  # q k v mask: (x, vec_e, vec_e, mask)
+      AttentionQKV(d_model, n_heads=n_heads, dropout=dropout, mode=mode),
+      Select([0], n_in=2),
+      Dropout(rate=dropout, mode=mode)
+  ]
+  return [
+      ReversibleHalfResidual(LayerNorm(), attention_layer=causal),
+      ReversibleSwap(),
+      ReversibleHalfResidual(LayerNorm(), to_encoder),
+      ReversibleSwap(),
+      ReversibleHalfResidual(FeedForward(d_model, d_ff, dropout, activation, mode)),
+      ReversibleSwap()
+  ]
 
 
 def _average():
   return Fn('XYAvg', lambda x, y: (x + y) / 2.0)
 
 
+def _embedder(vocab_size, d_model, dropout, max_len, mode):
+  """Token ids (batch, n) -> embedded vectors with positions (batch, n, d_model)."""
+  return [
+      Embedding(vocab_size, d_model),
+      Dropout(rate=dropout, shared_axes=[-2], mode=mode),
+      PositionalEncoding(max_len=max_len, dropout=dropout, mode=mode)
+  ]
+
+
+def _encoder(vocab_size, d_model, d_ff, n_layers, n_heads, dropout, max_len, ff_activation, mode):
+  """Reformer's encoder: (tok_e, mask) -> (vec_e, mask)."""
+  return Serial(
+      _embedder(vocab_size, d_model, dropout, max_len, mode),
+      Dup(),  # vec_e1 vec_e2 mask
+      ReversibleSerial([
+          _EncoderBlock(d_model, d_ff, n_heads, dropout, ff_activation, mode)
+          for _ in range(n_layers)
+      ]),
+      _average(),
+      LayerNorm(),
+      name='Encoder')  # vec_e mask
+
+
 @register
-def Reformer(input_vocab_size, output_vocab_size=None, d_model=512, d_ff=2048,  # pylint: disable=invalid-name
-             n_encoder_layers=6, n_decoder_layers=6, n_heads=8, dropout=0.1, max_len=2048,
-             ff_activation=Relu, mode='train'):
+def Reformer(
+    input_vocab_size,
+    output_vocab_size=None,
+    d_model=512,
+    d_ff=2048,  # pylint: disable=invalid-name
+    n_encoder_layers=6,
+    n_decoder_layers=6,
+    n_heads=8,
+    dropout=0.1,
+    max_len=2048,
+    ff_activation=Relu,
+    mode='train'):
   """A reversible encoder-decoder: (source, target) -> (log-probs, target).
 
   n_in = n_out = 2 (as `Transformer`): `source` (batch, n_s) ids with 0 as
@@ -307,33 +398,30 @@ def Reformer(input_vocab_size, output_vocab_size=None, d_model=512, d_ff=2048,  
   if d_model % n_heads:
     raise ArgumentError(f'Reformer: d_model={d_model} is not a multiple of n_heads={n_heads}')
   output_vocab_size = output_vocab_size or input_vocab_size
-  encoder_mode = 'eval' if mode == 'predict' else mode
-
-  def embedder(vocab_size, embed_mode):
-    return [Embedding(vocab_size, d_model),
-            Dropout(rate=dropout, shared_axes=[-2], mode=embed_mode),
-            PositionalEncoding(max_len=max_len, dropout=dropout, mode=embed_mode)]
-
-  encoder = Serial(
-      embedder(input_vocab_size, encoder_mode), Dup(),    # vec_e1 vec_e2 mask
-      ReversibleSerial([_EncoderBlock(d_model, d_ff, n_heads, dropout, ff_activation,
-                                      encoder_mode) for _ in range(n_encoder_layers)]),
-      _average(), LayerNorm(), name='Encoder')           # vec_e mask
-  decoder_blocks = [_EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, ff_activation, max_len,
-                                         mode) for _ in range(n_decoder_layers)]
+  encoder = _encoder(input_vocab_size, d_model, d_ff, n_encoder_layers, n_heads, dropout, max_len,
+                     ff_activation, 'eval' if mode == 'predict' else mode)
+  decoder_blocks = [
+      _EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, ff_activation, max_len, mode)
+      for _ in range(n_decoder_layers)
+  ]
   return Serial(
-      Select([0, 1, 1]),                                   # tok_e tok_d tok_d
-      Branch([], PaddingMask()),                           # tok_e mask tok_d tok_d
-      Cache(encoder) if mode == 'predict' else encoder,    # vec_e mask tok_d tok_d
-      Select([2, 0, 1]),                                   # tok_d vec_e mask tok_d
-      ShiftRight(mode=mode), embedder(output_vocab_size, mode),
-      Dup(),                                               # vec_d1 vec_d2 vec_e mask tok_d
+      Select([0, 1, 1]),  # tok_e tok_d tok_d
+      Branch([], PaddingMask()),  # tok_e mask tok_d tok_d
+      Cache(encoder) if mode == 'predict' else encoder,  # vec_e mask tok_d tok_d
+      Select([2, 0, 1]),  # tok_d vec_e mask tok_d
+      ShiftRight(mode=mode),
+      _embedder(output_vocab_size, d_model, dropout, max_len, mode),
+      Dup(),  # vec_d1 vec_d2 vec_e mask tok_d
       ReversibleSerial(decoder_blocks),
-      _average(), LayerNorm(),                             # vec_d vec_e mask tok_d
-      Select([0], n_in=3),                                 # vec_d tok_d
-      Dense(output_vocab_size), LogSoftmax(),              # log_probs tok_d
+      _average(),
+      LayerNorm(),  # vec_d vec_e mask tok_d
+      Select([0], n_in=3),  # vec_d tok_d
+      Dense(output_vocab_size),
+      LogSoftmax(),  # log_probs tok_d
       name='Reformer')
 
 
-__all__ = ['ReformerLM', 'Reformer', 'DecoderBlock', 'FeedForward', 'ChunkedFeedForward',
-           'ProjectionForLoss', 'ChunkedCrossEntropyLoss']
+__all__ = [
+    'ReformerLM', 'Reformer', 'DecoderBlock', 'FeedForward', 'ChunkedFeedForward',
+    'ProjectionForLoss', 'ChunkedCrossEntropyLoss'
+]

@@ -38,19 +38,20 @@ def GlobalAvgPool():
 
   n_in = n_out = 1; the input must have rank >= 3.
   """
+
   def f(x):
     if x.ndim < 3:
       raise ArgumentError(f'GlobalAvgPool: expected (batch, spatial..., channels) of rank >= 3, '
-                       f'got shape {tuple(x.shape)}')
+                          f'got shape {tuple(x.shape)}')
     return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
   return Fn('GlobalAvgPool', f)
 
 
 # ------------------------------------------------------------------ ResNet-50
 
 
-def ConvBlock(kernel_size, filters, strides, norm=BatchNorm, non_linearity=Relu,
-              mode='train'):
+def ConvBlock(kernel_size, filters, strides, norm=BatchNorm, non_linearity=Relu, mode='train'):
   """ResNet bottleneck block with a projection shortcut (changes size and stride).
 
   n_in = n_out = 1; `(batch, h, w, c) -> (batch, h / s, w / s, filters[2])`
@@ -67,32 +68,42 @@ def ConvBlock(kernel_size, filters, strides, norm=BatchNorm, non_linearity=Relu,
     mode: 'train', 'eval' or 'predict'.
   """
   filters1, filters2, filters3 = filters
-  main = [Conv(filters1, (1, 1), strides), norm(mode=mode), non_linearity(),
-          Conv(filters2, (kernel_size, kernel_size), padding='SAME'), norm(mode=mode),
-          non_linearity(),
-          Conv(filters3, (1, 1)), norm(mode=mode)]
+  main = [
+      Conv(filters1, (1, 1), strides),
+      norm(mode=mode),
+      non_linearity(),
+      Conv(filters2, (kernel_size, kernel_size), padding='SAME'),
+      norm(mode=mode),
+      non_linearity(),
+      Conv(filters3, (1, 1)),
+      norm(mode=mode)
+  ]
   shortcut = Serial(Conv(filters3, (1, 1), strides), norm(mode=mode))
   return Serial(Residual(*main, shortcut=shortcut), non_linearity(), name='ConvBlock')
 
 
-def IdentityBlock(kernel_size, filters, norm=BatchNorm, non_linearity=Relu,
-                  mode='train'):
+def IdentityBlock(kernel_size, filters, norm=BatchNorm, non_linearity=Relu, mode='train'):
   """ResNet bottleneck block with an identity shortcut (keeps the shape).
 
   n_in = n_out = 1; `(batch, h, w, c) -> (batch, h, w, c)` with
   `c == filters[2]`. As `ConvBlock` without stride or shortcut projection.
   """
   filters1, filters2, filters3 = filters
-  main = [Conv(filters1, (1, 1)), norm(mode=mode), non_linearity(),
-          Conv(filters2, (kernel_size, kernel_size), padding='SAME'), norm(mode=mode),
-          non_linearity(),
-          Conv(filters3, (1, 1)), norm(mode=mode)]
+  main = [
+      Conv(filters1, (1, 1)),
+      norm(mode=mode),
+      non_linearity(),
+      Conv(filters2, (kernel_size, kernel_size), padding='SAME'),
+      norm(mode=mode),
+      non_linearity(),
+      Conv(filters3, (1, 1)),
+      norm(mode=mode)
+  ]
   return Serial(Residual(*main), non_linearity(), name='IdentityBlock')
 
 
 @register
-def Resnet50(d_hidden=64, n_output_classes=1001, mode='train', norm=BatchNorm,
-             non_linearity=Relu):
+def Resnet50(d_hidden=64, n_output_classes=1001, mode='train', norm=BatchNorm, non_linearity=Relu):
   """ResNet-50 (He et al., 2015, https://arxiv.org/abs/1512.03385).
 
   n_in = n_out = 1; `(batch, height, width, channels) -> (batch,
@@ -122,22 +133,13 @@ def Resnet50(d_hidden=64, n_output_classes=1001, mode='train', norm=BatchNorm,
   def stage(multiplier, n_identity_blocks, strides=(2, 2)):
     return [ConvBlock(3, filters(multiplier), strides, norm, non_linearity, mode)] + [
         IdentityBlock(3, filters(multiplier), norm, non_linearity, mode)
-        for _ in range(n_identity_blocks)]
+        for _ in range(n_identity_blocks)
+    ]
 
-  return Serial(
-      ToFloat(),
-      Conv(d_hidden, (7, 7), (2, 2), 'SAME'),
-      norm(mode=mode),
-      non_linearity(),
-      MaxPool(pool_size=(3, 3), strides=(2, 2)),
-      stage(1, 2, strides=(1, 1)),
-      stage(2, 3),
-      stage(4, 5),
-      stage(8, 2),
-      GlobalAvgPool(),
-      Dense(n_output_classes),
-      LogSoftmax(),
-      name='Resnet50')
+  return Serial(ToFloat(), Conv(d_hidden, (7, 7), (2, 2), 'SAME'), norm(mode=mode), non_linearity(),
+                MaxPool(pool_size=(3, 3), strides=(2, 2)), stage(1, 2, strides=(1, 1)), stage(2, 3),
+                stage(4, 5), stage(8, 2), GlobalAvgPool(), Dense(n_output_classes), LogSoftmax(),
+                name='Resnet50')
 
 
 # ------------------------------------------------------------------ Wide ResNet
@@ -149,12 +151,10 @@ def WideResnetBlock(channels, strides=(1, 1), bn_momentum=0.9, mode='train'):
   n_in = n_out = 1; `(batch, h, w, c) -> (batch, h / s, w / s, channels)`.
   No residual connection here; `WideResnetGroup` adds it.
   """
-  return Serial(
-      BatchNorm(momentum=bn_momentum, mode=mode), Relu(),
-      Conv(channels, (3, 3), strides, padding='SAME'),
-      BatchNorm(momentum=bn_momentum, mode=mode), Relu(),
-      Conv(channels, (3, 3), padding='SAME'),
-      name='WideResnetBlock')
+  return Serial(BatchNorm(momentum=bn_momentum, mode=mode), Relu(),
+                Conv(channels, (3, 3), strides, padding='SAME'),
+                BatchNorm(momentum=bn_momentum, mode=mode), Relu(),
+                Conv(channels, (3, 3), padding='SAME'), name='WideResnetBlock')
 
 
 def WideResnetGroup(n, channels, strides=(1, 1), bn_momentum=0.9, mode='train'):
@@ -171,8 +171,7 @@ def WideResnetGroup(n, channels, strides=(1, 1), bn_momentum=0.9, mode='train'):
 
 
 @register
-def WideResnet(n_blocks=3, widen_factor=1, n_output_classes=10, bn_momentum=0.9,
-               mode='train'):
+def WideResnet(n_blocks=3, widen_factor=1, n_output_classes=10, bn_momentum=0.9, mode='train'):
   """Wide ResNet (Zagoruyko & Komodakis, 2016, https://arxiv.org/abs/1605.07146).
 
   n_in = n_out = 1; `(batch, height, width, channels) -> (batch,
@@ -193,19 +192,15 @@ def WideResnet(n_blocks=3, widen_factor=1, n_output_classes=10, bn_momentum=0.9,
   check_int('WideResnet', 'widen_factor', widen_factor)
   check_int('WideResnet', 'n_output_classes', n_output_classes)
   check_mode('WideResnet', 'mode', mode)
-  return Serial(
-      ToFloat(),
-      Conv(16, (3, 3), padding='SAME'),
-      WideResnetGroup(n_blocks, 16 * widen_factor, (1, 1), bn_momentum, mode),
-      WideResnetGroup(n_blocks, 32 * widen_factor, (2, 2), bn_momentum, mode),
-      WideResnetGroup(n_blocks, 64 * widen_factor, (2, 2), bn_momentum, mode),
-      BatchNorm(momentum=bn_momentum, mode=mode),
-      Relu(),
-      GlobalAvgPool(),
-      Dense(n_output_classes),
-      LogSoftmax(),
-      name='WideResnet')
+  return Serial(ToFloat(), Conv(16, (3, 3), padding='SAME'),
+                WideResnetGroup(n_blocks, 16 * widen_factor, (1, 1), bn_momentum, mode),
+                WideResnetGroup(n_blocks, 32 * widen_factor, (2, 2), bn_momentum, mode),
+                WideResnetGroup(n_blocks, 64 * widen_factor, (2, 2), bn_momentum, mode),
+                BatchNorm(momentum=bn_momentum, mode=mode), Relu(), GlobalAvgPool(),
+                Dense(n_output_classes), LogSoftmax(), name='WideResnet')
 
 
-__all__ = ['Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock',
-           'WideResnetGroup', 'GlobalAvgPool']
+__all__ = [
+    'Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock', 'WideResnetGroup',
+    'GlobalAvgPool'
+]

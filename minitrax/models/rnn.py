@@ -49,10 +49,9 @@ class MultiRNNCell(Layer):
 
   def __init__(self, cells):
     cells = list(cells)
-    if not cells or not all(isinstance(c, Layer) and (c.n_in, c.n_out) == (2, 2)
-                            for c in cells):
+    if not cells or not all(isinstance(c, Layer) and (c.n_in, c.n_out) == (2, 2) for c in cells):
       raise ArgumentError(f'MultiRNNCell: cells must be one or more layers with n_in = n_out '
-                       f'= 2, got {cells!r}')
+                          f'= 2, got {cells!r}')
     super().__init__(n_in=2, n_out=2, name='MultiRNNCell')
     self._sublayers = tuple(cells)
 
@@ -60,7 +59,7 @@ class MultiRNNCell(Layer):
     n = len(self._sublayers)
     if size % n:
       raise ArgumentError(f'MultiRNNCell: state size {size} does not split into {n} equal '
-                       f'parts, one per cell')
+                          f'parts, one per cell')
     return size // n
 
   def init_weights_and_state(self, input_signature, rng):
@@ -123,14 +122,15 @@ class Recurrent(Layer):
     if kind == 'weights':
       return super().unpack_tree(kind, tree)
     if not isinstance(tree, (tuple, list)) or len(tree) != 2:
-      raise LayerError(self.name, f'setting {kind}', self._created_at, None, ValueError(
-          f'state of {self.name} must be a pair (scan_state, carry), got {tree!r}'))
+      raise LayerError(
+          self.name, f'setting {kind}', self._created_at, None,
+          ValueError(f'state of {self.name} must be a pair (scan_state, carry), got {tree!r}'))
     return (tree[0],), tree[1]
 
   def _carry_signature(self, x_sig):
     if x_sig.ndim != 3:
       raise ArgumentError(f'{self.name}: expected input (batch, time, features), got shape '
-                       f'{x_sig.shape}')
+                          f'{x_sig.shape}')
     return ShapeDtype((x_sig.shape[0], self._state_size), np.float32)
 
   def init_weights_and_state(self, input_signature, rng):
@@ -146,16 +146,16 @@ class Recurrent(Layer):
       carry = jnp.zeros(carry_sig.shape, carry_sig.dtype)
     elif carry.shape != carry_sig.shape:
       raise ArgumentError(f'{self.name}: predict mode was initialised for batch '
-                       f'{carry.shape[0]}, got input of shape {tuple(x.shape)}; init the '
-                       f'model with the batch size used for decoding')
+                          f'{carry.shape[0]}, got input of shape {tuple(x.shape)}; init the '
+                          f'model with the batch size used for decoding')
     scan = self._sublayers[0]
     (y, carry), scan_state = scan.pure_fn((x, carry), weights[0], scan_state, rng)
     return y, (scan_state, carry if self._mode == 'predict' else EMPTY)
 
 
 @register
-def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell,
-          rnn_cell_d_state_multiplier=2, dropout=0.1, mode='train'):
+def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell, rnn_cell_d_state_multiplier=2,
+          dropout=0.1, mode='train'):
   """A recurrent language model: `n_layers` cells scanned over time together.
 
   n_in = n_out = 1; token ids `(batch, time) -> (batch, time, vocab_size)`
@@ -185,17 +185,12 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell,
   check_mode('RNNLM', 'mode', mode)
   if not callable(rnn_cell):
     raise ArgumentTypeError(f'RNNLM: rnn_cell must be a function returning a cell (e.g. LSTMCell), '
-                    f'got {rnn_cell!r}')
+                            f'got {rnn_cell!r}')
   cells = MultiRNNCell([rnn_cell(n_units=d_model) for _ in range(n_layers)])
   state_size = n_layers * rnn_cell_d_state_multiplier * d_model
-  return Serial(
-      ShiftRight(mode=mode),
-      Embedding(vocab_size, d_model),
-      Dropout(rate=dropout, mode=mode),
-      Recurrent(cells, state_size, mode=mode),
-      Dense(vocab_size),
-      LogSoftmax(),
-      name='RNNLM')
+  return Serial(ShiftRight(mode=mode), Embedding(vocab_size, d_model),
+                Dropout(rate=dropout, mode=mode), Recurrent(cells, state_size, mode=mode),
+                Dense(vocab_size), LogSoftmax(), name='RNNLM')
 
 
 @register
@@ -221,14 +216,10 @@ def GRULM(vocab_size=256, d_model=512, n_layers=1, mode='train'):
   check_int('GRULM', 'd_model', d_model)
   check_int('GRULM', 'n_layers', n_layers)
   check_mode('GRULM', 'mode', mode)
-  return Serial(
-      ShiftRight(mode=mode),
-      Embedding(vocab_size, d_model),
-      [Recurrent(GRUCell(d_model), d_model, mode=mode, name=f'GRU_{d_model}')
-       for _ in range(n_layers)],
-      Dense(vocab_size),
-      LogSoftmax(),
-      name='GRULM')
+  return Serial(ShiftRight(mode=mode), Embedding(vocab_size, d_model), [
+      Recurrent(GRUCell(d_model), d_model, mode=mode, name=f'GRU_{d_model}')
+      for _ in range(n_layers)
+  ], Dense(vocab_size), LogSoftmax(), name='GRULM')
 
 
 __all__ = ['RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell']

@@ -27,6 +27,7 @@ from minitrax.models.registry import register
 # Models are CamelCase functions returning layers, as in Trax.
 # pylint: disable=invalid-name
 
+
 def _check_args(who, mode, dropout, d_model, n_heads, **sizes):
   """Checks `mode`, the dropout rate and the sizes (ints >= 1; None: not given)."""
   check_mode(who, 'mode', mode)
@@ -43,8 +44,14 @@ def _check_args(who, mode, dropout, d_model, n_heads, **sizes):
 
 def _FeedForward(d_model, d_ff, dropout, mode, activation):
   """LayerNorm, Dense(d_ff), activation, Dropout, Dense(d_model), Dropout: 1 -> 1."""
-  return [LayerNorm(), Dense(d_ff), activation(), Dropout(rate=dropout, mode=mode),
-          Dense(d_model), Dropout(rate=dropout, mode=mode)]
+  return [
+      LayerNorm(),
+      Dense(d_ff),
+      activation(),
+      Dropout(rate=dropout, mode=mode),
+      Dense(d_model),
+      Dropout(rate=dropout, mode=mode)
+  ]
 
 
 def _EncoderBlock(d_model, d_ff, n_heads, dropout, mode, activation):
@@ -59,9 +66,10 @@ def _EncoderBlock(d_model, d_ff, n_heads, dropout, mode, activation):
 def _DecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, activation):
   """Causal self-attention, then feed-forward: x -> x."""
   return [
-      Residual(LayerNorm(), CausalAttention(d_model, n_heads=n_heads, dropout=dropout,
-                                            max_len=max_len, mode=mode),
-               Dropout(rate=dropout, mode=mode)),
+      Residual(
+          LayerNorm(),
+          CausalAttention(d_model, n_heads=n_heads, dropout=dropout, max_len=max_len, mode=mode),
+          Dropout(rate=dropout, mode=mode)),
       Residual(*_FeedForward(d_model, d_ff, dropout, mode, activation)),
   ]
 
@@ -72,13 +80,15 @@ def _EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, activat
   (x_dec, mask, x_enc) -> (x_dec, mask, x_enc).
   """
   return [
-      Residual(LayerNorm(), CausalAttention(d_model, n_heads=n_heads, dropout=dropout,
-                                            max_len=max_len, mode=mode),
-               Dropout(rate=dropout, mode=mode)),
-      Residual(LayerNorm(),
-               Select([0, 2, 2, 1, 2]),                # x_dec x_enc x_enc mask x_enc
-               AttentionQKV(d_model, n_heads=n_heads, dropout=dropout, mode=mode),
-               Dropout(rate=dropout, mode=mode)),      # y mask x_enc
+      Residual(
+          LayerNorm(),
+          CausalAttention(d_model, n_heads=n_heads, dropout=dropout, max_len=max_len, mode=mode),
+          Dropout(rate=dropout, mode=mode)),
+      Residual(
+          LayerNorm(),
+          Select([0, 2, 2, 1, 2]),  # x_dec x_enc x_enc mask x_enc
+          AttentionQKV(d_model, n_heads=n_heads, dropout=dropout, mode=mode),
+          Dropout(rate=dropout, mode=mode)),  # y mask x_enc
       Residual(*_FeedForward(d_model, d_ff, dropout, mode, activation)),
   ]
 
@@ -87,8 +97,8 @@ def _EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, activat
 
 
 @register
-def TransformerLM(vocab_size, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
-                  dropout=0.1, max_len=2048, mode='train', ff_activation=Relu):
+def TransformerLM(vocab_size, d_model=512, d_ff=2048, n_layers=6, n_heads=8, dropout=0.1,
+                  max_len=2048, mode='train', ff_activation=Relu):
   """A Transformer language model: (batch, n) int -> (batch, n, vocab_size) log-probs.
 
   ShiftRight, Embedding, Dropout, PositionalEncoding, `n_layers` decoder
@@ -109,19 +119,20 @@ def TransformerLM(vocab_size, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
     mode: 'train', 'eval' or 'predict'.
     ff_activation: function returning the feed-forward activation layer.
   """
-  _check_args('TransformerLM', mode, dropout, d_model, n_heads, vocab_size=vocab_size,
-              d_ff=d_ff, n_layers=n_layers, max_len=max_len)
-  blocks = [_DecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, ff_activation)
-            for _ in range(n_layers)]
+  _check_args('TransformerLM', mode, dropout, d_model, n_heads, vocab_size=vocab_size, d_ff=d_ff,
+              n_layers=n_layers, max_len=max_len)
+  blocks = [
+      _DecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, ff_activation)
+      for _ in range(n_layers)
+  ]
   return Serial(ShiftRight(mode=mode), Embedding(vocab_size, d_model),
                 Dropout(rate=dropout, mode=mode), PositionalEncoding(max_len=max_len, mode=mode),
                 blocks, LayerNorm(), Dense(vocab_size), LogSoftmax(), name='TransformerLM')
 
 
 @register
-def TransformerDecoder(vocab_size=None, d_model=512, d_ff=2048,
-                       n_layers=6, n_heads=8, dropout=0.1, max_len=2048, mode='train',
-                       ff_activation=Relu):
+def TransformerDecoder(vocab_size=None, d_model=512, d_ff=2048, n_layers=6, n_heads=8, dropout=0.1,
+                       max_len=2048, mode='train', ff_activation=Relu):
   """A stack of causal decoder blocks: (batch, n) int or (batch, n, d) -> (batch, n, d_model).
 
   Embedding (ids, when `vocab_size` is given) or Dense(d_model) (vectors,
@@ -132,17 +143,18 @@ def TransformerDecoder(vocab_size=None, d_model=512, d_ff=2048,
   _check_args('TransformerDecoder', mode, dropout, d_model, n_heads, vocab_size=vocab_size,
               d_ff=d_ff, n_layers=n_layers, max_len=max_len)
   embed = Embedding(vocab_size, d_model) if vocab_size is not None else Dense(d_model)
-  blocks = [_DecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, ff_activation)
-            for _ in range(n_layers)]
+  blocks = [
+      _DecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, ff_activation)
+      for _ in range(n_layers)
+  ]
   return Serial(embed, Dropout(rate=dropout, mode=mode),
                 PositionalEncoding(max_len=max_len, mode=mode), blocks, LayerNorm(),
                 name='TransformerDecoder')
 
 
 @register
-def TransformerEncoder(vocab_size, n_classes=10, d_model=512, d_ff=2048,
-                       n_layers=6, n_heads=8, dropout=0.1, max_len=2048, mode='train',
-                       ff_activation=Relu):
+def TransformerEncoder(vocab_size, n_classes=10, d_model=512, d_ff=2048, n_layers=6, n_heads=8,
+                       dropout=0.1, max_len=2048, mode='train', ff_activation=Relu):
   """A Transformer classifier: (batch, n) int -> (batch, n_classes) log-probs.
 
   Embedding, Dropout, PositionalEncoding, `n_layers` encoder blocks
@@ -158,21 +170,21 @@ def TransformerEncoder(vocab_size, n_classes=10, d_model=512, d_ff=2048,
                 name='TransformerEncoder')
 
 
-def _Encoder(embedding, d_model, d_ff, n_layers, n_heads, dropout,
-             max_len, mode, activation):
+def _Encoder(embedding, d_model, d_ff, n_layers, n_heads, dropout, max_len, mode, activation):
   """Ids -> (vectors, padding mask): (batch, n) -> ((batch, n, d), (batch, 1, 1, n))."""
   mode = 'eval' if mode == 'predict' else mode  # the encoder sees whole inputs
   embedder = Serial(embedding, Dropout(rate=dropout, mode=mode),
                     PositionalEncoding(max_len=max_len, mode=mode))
-  blocks = [_EncoderBlock(d_model, d_ff, n_heads, dropout, mode, activation)
-            for _ in range(n_layers)]
+  blocks = [
+      _EncoderBlock(d_model, d_ff, n_heads, dropout, mode, activation) for _ in range(n_layers)
+  ]
   return Serial(Branch(embedder, PaddingMask()), blocks, LayerNorm(), name='Encoder')
 
 
 @register
-def Transformer(input_vocab_size, output_vocab_size=None, d_model=512,
-                d_ff=2048, n_encoder_layers=6, n_decoder_layers=6, n_heads=8, dropout=0.1,
-                max_len=2048, mode='train', ff_activation=Relu):
+def Transformer(input_vocab_size, output_vocab_size=None, d_model=512, d_ff=2048,
+                n_encoder_layers=6, n_decoder_layers=6, n_heads=8, dropout=0.1, max_len=2048,
+                mode='train', ff_activation=Relu):
   """An encoder-decoder Transformer: (source, target) -> (log-probs, target).
 
   n_in = n_out = 2. `source` (batch, n_s) and `target` (batch, n_t) are ids
@@ -187,28 +199,33 @@ def Transformer(input_vocab_size, output_vocab_size=None, d_model=512,
   first call and is cached (`Cache`), the decoder keeps key/value caches.
   Feed the start id (0) first, then each target token.
   """
-  _check_args('Transformer', mode, dropout, d_model, n_heads,
-              input_vocab_size=input_vocab_size, output_vocab_size=output_vocab_size,
-              d_ff=d_ff, n_encoder_layers=n_encoder_layers, n_decoder_layers=n_decoder_layers,
-              max_len=max_len)
+  _check_args('Transformer', mode, dropout, d_model, n_heads, input_vocab_size=input_vocab_size,
+              output_vocab_size=output_vocab_size, d_ff=d_ff, n_encoder_layers=n_encoder_layers,
+              n_decoder_layers=n_decoder_layers, max_len=max_len)
   in_embedding = Embedding(input_vocab_size, d_model)
   if output_vocab_size is None:
     out_embedding, output_vocab_size = in_embedding, input_vocab_size
   else:
     out_embedding = Embedding(output_vocab_size, d_model)
-  encoder = _Encoder(in_embedding, d_model, d_ff, n_encoder_layers, n_heads, dropout, max_len,
-                     mode, ff_activation)
-  blocks = [_EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, ff_activation)
-            for _ in range(n_decoder_layers)]
+  encoder = _Encoder(in_embedding, d_model, d_ff, n_encoder_layers, n_heads, dropout, max_len, mode,
+                     ff_activation)
+  blocks = [
+      _EncoderDecoderBlock(d_model, d_ff, n_heads, dropout, max_len, mode, ff_activation)
+      for _ in range(n_decoder_layers)
+  ]
   return Serial(
-      Select([0, 1, 1]),                             # tok_e tok_d tok_d
+      Select([0, 1, 1]),  # tok_e tok_d tok_d
       Cache(encoder) if mode == 'predict' else encoder,  # vec_e mask tok_d tok_d
-      Select([2, 1, 0]),                             # tok_d mask vec_e tok_d
-      ShiftRight(mode=mode), out_embedding, Dropout(rate=dropout, mode=mode),
+      Select([2, 1, 0]),  # tok_d mask vec_e tok_d
+      ShiftRight(mode=mode),
+      out_embedding,
+      Dropout(rate=dropout, mode=mode),
       PositionalEncoding(max_len=max_len, mode=mode),  # vec_d mask vec_e tok_d
-      blocks,                                        # vec_d mask vec_e tok_d
-      LayerNorm(), Select([0], n_in=3),              # vec_d tok_d
-      Dense(output_vocab_size), LogSoftmax(),        # log_probs tok_d
+      blocks,  # vec_d mask vec_e tok_d
+      LayerNorm(),
+      Select([0], n_in=3),  # vec_d tok_d
+      Dense(output_vocab_size),
+      LogSoftmax(),  # log_probs tok_d
       name='Transformer')
 
 

@@ -53,28 +53,24 @@ class Adafactor(base.Optimizer):
     clip_grad_norm: None, or the global gradient norm to clip to.
   """
 
-  def __init__(self, learning_rate=0.05, factored=True,
-               multiply_by_parameter_scale=True, do_clipping=True,
-               do_momentum=False, beta1=0.0, decay_rate=0.8,
-               clipping_threshold=1.0, weight_decay_rate=1e-5,
-               epsilon1=1e-30, epsilon2=1e-3, clip_grad_norm=None):
-    super().__init__(learning_rate=learning_rate, beta1=beta1,
-                     decay_rate=decay_rate,
-                     clipping_threshold=clipping_threshold,
-                     weight_decay_rate=weight_decay_rate, epsilon1=epsilon1,
-                     epsilon2=epsilon2, clip_grad_norm=clip_grad_norm)
+  def __init__(self, learning_rate=0.05, factored=True, multiply_by_parameter_scale=True,
+               do_clipping=True, do_momentum=False, beta1=0.0, decay_rate=0.8,
+               clipping_threshold=1.0, weight_decay_rate=1e-5, epsilon1=1e-30, epsilon2=1e-3,
+               clip_grad_norm=None):
+    super().__init__(learning_rate=learning_rate, beta1=beta1, decay_rate=decay_rate,
+                     clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate,
+                     epsilon1=epsilon1, epsilon2=epsilon2, clip_grad_norm=clip_grad_norm)
     flag = lambda name, value: check_flag('Adafactor', name, value, error=OptimizerError)
     self._factored = flag('factored', factored)
-    self._multiply_by_parameter_scale = flag(
-        'multiply_by_parameter_scale', multiply_by_parameter_scale)
+    self._multiply_by_parameter_scale = flag('multiply_by_parameter_scale',
+                                             multiply_by_parameter_scale)
     self._do_clipping = flag('do_clipping', do_clipping)
     self._do_momentum = flag('do_momentum', do_momentum)
 
   def init(self, weights):
     shape, dtype = weights.shape, weights.dtype
     if self._is_factored(weights):
-      slots = (jnp.zeros(shape[:-1], dtype),
-               jnp.zeros(shape[:-2] + shape[-1:], dtype))
+      slots = (jnp.zeros(shape[:-1], dtype), jnp.zeros(shape[:-2] + shape[-1:], dtype))
     else:
       slots = (jnp.zeros_like(weights),)
     if self._do_momentum:
@@ -83,7 +79,7 @@ class Adafactor(base.Optimizer):
 
   def update(self, step, grads, weights, slots, opt_params):
     p = opt_params
-    mix = (step.astype(jnp.float32) + 1) ** -p['decay_rate']  # 1 - beta2_hat.
+    mix = (step.astype(jnp.float32) + 1)**-p['decay_rate']  # 1 - beta2_hat.
     sq_grads = grads * grads + p['epsilon1']
     if self._is_factored(weights):
       rows, cols = slots[:2]

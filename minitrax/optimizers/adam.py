@@ -34,10 +34,9 @@ class Adam(base.Optimizer):
     clip_grad_norm: None, or the global gradient norm to clip to.
   """
 
-  def __init__(self, learning_rate=0.01, weight_decay_rate=1e-5, b1=0.9,
-               b2=0.999, eps=1e-5, clip_grad_norm=None):
-    super().__init__(learning_rate=learning_rate,
-                     weight_decay_rate=weight_decay_rate, b1=b1, b2=b2,
+  def __init__(self, learning_rate=0.01, weight_decay_rate=1e-5, b1=0.9, b2=0.999, eps=1e-5,
+               clip_grad_norm=None):
+    super().__init__(learning_rate=learning_rate, weight_decay_rate=weight_decay_rate, b1=b1, b2=b2,
                      eps=eps, clip_grad_norm=clip_grad_norm)
 
   def init(self, weights):

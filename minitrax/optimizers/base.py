@@ -53,8 +53,7 @@ class Optimizer:
       `clip_grad_norm` is not positive.
   """
 
-  def __init__(self, learning_rate=0.01, clip_grad_norm=None,
-               **hyperparameters):
+  def __init__(self, learning_rate=0.01, clip_grad_norm=None, **hyperparameters):
     name = type(self).__name__
     values = {'learning_rate': learning_rate, **hyperparameters}
     if clip_grad_norm is not None:
@@ -62,8 +61,7 @@ class Optimizer:
     self._hyperparameters = {k: _real(name, k, v) for k, v in values.items()}
     self._clip = clip_grad_norm is not None
     if self._clip and self._hyperparameters['clip_grad_norm'] <= 0:
-      raise OptimizerError(
-          f'{name}: clip_grad_norm must be None or > 0, got {clip_grad_norm!r}')
+      raise OptimizerError(f'{name}: clip_grad_norm must be None or > 0, got {clip_grad_norm!r}')
 
   # Subclass interface: the rule for one array.
 
@@ -76,8 +74,7 @@ class Optimizer:
     Returns:
       A tuple of arrays (an empty tuple if the rule keeps no state).
     """
-    raise NotImplementedError(
-        f'{type(self).__name__} must define init(weights) -> slots')
+    raise NotImplementedError(f'{type(self).__name__} must define init(weights) -> slots')
 
   def update(self, step, grads, weights, slots, opt_params):
     """Computes one update of one weight array.
@@ -94,9 +91,8 @@ class Optimizer:
       `(new_weights, new_slots)`: new_weights of shape `S`; new_slots a tuple
       of arrays shaped like `slots`.
     """
-    raise NotImplementedError(
-        f'{type(self).__name__} must define update(step, grads, weights, '
-        'slots, opt_params) -> (new_weights, new_slots)')
+    raise NotImplementedError(f'{type(self).__name__} must define update(step, grads, weights, '
+                              'slots, opt_params) -> (new_weights, new_slots)')
 
   # Lifted over trees.
 
@@ -108,8 +104,7 @@ class Optimizer:
   @property
   def opt_params(self):
     """A fresh dict of float32 scalar arrays, one per hyperparameter."""
-    return {k: jnp.asarray(v, jnp.float32)
-            for k, v in self._hyperparameters.items()}
+    return {k: jnp.asarray(v, jnp.float32) for k, v in self._hyperparameters.items()}
 
   def tree_init(self, weights):
     """Creates the slots for a whole tree of weights; pure and jit-able.
@@ -153,11 +148,9 @@ class Optimizer:
     w_leaves = [w for _, w in paths_and_leaves]
     g_leaves = self._leaves_like(treedef, grads, 'grads')
     s_leaves = self._leaves_like(treedef, slots, 'slots')
-    stats = {'gradients_l2': global_norm(g_leaves),
-             'weights_l2': global_norm(w_leaves)}
+    stats = {'gradients_l2': global_norm(g_leaves), 'weights_l2': global_norm(w_leaves)}
     if self._clip:
-      g_leaves = clip_leaves(g_leaves, stats['gradients_l2'],
-                             opt_params['clip_grad_norm'])
+      g_leaves = clip_leaves(g_leaves, stats['gradients_l2'], opt_params['clip_grad_norm'])
     new_w, new_s = [], []
     for path, g, w, s in zip(paths, g_leaves, w_leaves, s_leaves):
       w2, s2 = self._update_leaf(path, step, g, w, s, opt_params)
@@ -188,16 +181,14 @@ class Optimizer:
       schedule_values = {'learning_rate': schedule_values}
     unknown = sorted(set(schedule_values) - set(opt_params))
     if unknown:
-      raise OptimizerError(
-          f'Optimizer.with_schedule: the schedule sets {unknown}, which the '
-          f'optimizer does not have; valid names are {sorted(opt_params)}')
+      raise OptimizerError(f'Optimizer.with_schedule: the schedule sets {unknown}, which the '
+                           f'optimizer does not have; valid names are {sorted(opt_params)}')
     merged = dict(opt_params)
     for name, value in schedule_values.items():
       value = jnp.asarray(value, jnp.float32)
       if value.shape != ():
-        raise OptimizerError(
-            f'Optimizer.with_schedule: {name!r} must be a scalar, got shape '
-            f'{value.shape}')
+        raise OptimizerError(f'Optimizer.with_schedule: {name!r} must be a scalar, got shape '
+                             f'{value.shape}')
       merged[name] = value
     return merged
 
@@ -210,44 +201,38 @@ class Optimizer:
   def _init_leaf(self, path, weights):
     slots = self.init(_compute_view(weights))
     if not isinstance(slots, (tuple, list)):
-      raise OptimizerError(
-          f'{type(self).__name__}.init must return a tuple of arrays, got '
-          f'{type(slots).__name__} for weights{jax.tree_util.keystr(path)}')
+      raise OptimizerError(f'{type(self).__name__}.init must return a tuple of arrays, got '
+                           f'{type(slots).__name__} for weights{jax.tree_util.keystr(path)}')
     return tuple(slots)
 
   def _update_leaf(self, path, step, grads, weights, slots, opt_params):
     w = _compute_view(weights)
-    new_w, new_s = self.update(step, jnp.asarray(grads, w.dtype), w, slots,
-                               opt_params)
+    new_w, new_s = self.update(step, jnp.asarray(grads, w.dtype), w, slots, opt_params)
     if jnp.shape(new_w) != w.shape:
-      raise OptimizerError(
-          f'{type(self).__name__}.update returned weights of shape '
-          f'{jnp.shape(new_w)} for weights{jax.tree_util.keystr(path)} of '
-          f'shape {w.shape}')
+      raise OptimizerError(f'{type(self).__name__}.update returned weights of shape '
+                           f'{jnp.shape(new_w)} for weights{jax.tree_util.keystr(path)} of '
+                           f'shape {w.shape}')
     return new_w.astype(jnp.asarray(weights).dtype), tuple(new_s)
 
   def _leaves_like(self, treedef, tree, what):
     """The subtrees of `tree` at the positions of treedef's leaves."""
     if what == 'grads' and jax.tree.structure(tree) != treedef:
-      raise OptimizerError(
-          f'{type(self).__name__}.tree_update: grads must have the structure '
-          f'of weights.\n  weights: {treedef}\n  grads:   '
-          f'{jax.tree.structure(tree)}')
+      raise OptimizerError(f'{type(self).__name__}.tree_update: grads must have the structure '
+                           f'of weights.\n  weights: {treedef}\n  grads:   '
+                           f'{jax.tree.structure(tree)}')
     try:
       return treedef.flatten_up_to(tree)
     except (ValueError, TypeError) as e:
-      raise OptimizerError(
-          f'{type(self).__name__}.tree_update: {what} do not fit the weights '
-          f'tree {treedef}; make them with tree_init on these weights') from e
+      raise OptimizerError(f'{type(self).__name__}.tree_update: {what} do not fit the weights '
+                           f'tree {treedef}; make them with tree_init on these weights') from e
 
   def _check_opt_params(self, opt_params):
     expected, got = set(self._hyperparameters), set(opt_params)
     if expected != got:
       missing, unknown = sorted(expected - got), sorted(got - expected)
-      raise OptimizerError(
-          f'{type(self).__name__}.tree_update: opt_params has missing keys '
-          f'{missing} and unknown keys {unknown}; expected exactly '
-          f'{sorted(expected)} (make opt_params with tree_init)')
+      raise OptimizerError(f'{type(self).__name__}.tree_update: opt_params has missing keys '
+                           f'{missing} and unknown keys {unknown}; expected exactly '
+                           f'{sorted(expected)} (make opt_params with tree_init)')
 
 
 def global_norm(leaves):
@@ -288,8 +273,6 @@ def _real(owner, name, value):
     except (TypeError, ValueError):
       ok = False
   if not ok or not math.isfinite(value):
-    raise OptimizerError(
-        f'{owner}: hyperparameter {name} must be a finite real number, got '
-        f'{value!r}')
+    raise OptimizerError(f'{owner}: hyperparameter {name} must be a finite real number, got '
+                         f'{value!r}')
   return value
-

@@ -32,10 +32,9 @@ class Momentum(base.Optimizer):
     clip_grad_norm: None, or the global gradient norm to clip to.
   """
 
-  def __init__(self, learning_rate=0.01, mass=0.9, weight_decay_rate=1e-5,
-               nesterov=True, clip_grad_norm=None):
-    super().__init__(learning_rate=learning_rate, mass=mass,
-                     weight_decay_rate=weight_decay_rate,
+  def __init__(self, learning_rate=0.01, mass=0.9, weight_decay_rate=1e-5, nesterov=True,
+               clip_grad_norm=None):
+    super().__init__(learning_rate=learning_rate, mass=mass, weight_decay_rate=weight_decay_rate,
                      clip_grad_norm=clip_grad_norm)
     self._nesterov = check_flag('Momentum', 'nesterov', nesterov, error=OptimizerError)
 

@@ -26,8 +26,7 @@ class RMSProp(base.Optimizer):
     clip_grad_norm: None, or the global gradient norm to clip to.
   """
 
-  def __init__(self, learning_rate=0.001, gamma=0.9, eps=1e-8,
-               clip_grad_norm=None):
+  def __init__(self, learning_rate=0.001, gamma=0.9, eps=1e-8, clip_grad_norm=None):
     super().__init__(learning_rate=learning_rate, gamma=gamma, eps=eps,
                      clip_grad_norm=clip_grad_norm)
 

@@ -19,8 +19,7 @@ class SGD(base.Optimizer):
   """
 
   def __init__(self, learning_rate=0.01, clip_grad_norm=None):
-    super().__init__(learning_rate=learning_rate,
-                     clip_grad_norm=clip_grad_norm)
+    super().__init__(learning_rate=learning_rate, clip_grad_norm=clip_grad_norm)
 
   def init(self, weights):
     del weights

@@ -35,8 +35,7 @@ class SM3(base.Optimizer):
   """
 
   def __init__(self, learning_rate=0.01, momentum=0.9, clip_grad_norm=None):
-    super().__init__(learning_rate=learning_rate, momentum=momentum,
-                     clip_grad_norm=clip_grad_norm)
+    super().__init__(learning_rate=learning_rate, momentum=momentum, clip_grad_norm=clip_grad_norm)
 
   def init(self, weights):
     m = jnp.zeros_like(weights)
@@ -52,15 +51,13 @@ class SM3(base.Optimizer):
       nu = accumulators[0] + grads * grads
       accumulators = (nu,)
     else:
-      nu = functools.reduce(jnp.minimum, [
-          _along_axis(mu, i, rank) for i, mu in enumerate(accumulators)])
+      nu = functools.reduce(jnp.minimum,
+                            [_along_axis(mu, i, rank) for i, mu in enumerate(accumulators)])
       nu = nu + grads * grads
       accumulators = tuple(
-          jnp.max(nu, axis=tuple(j for j in range(rank) if j != i))
-          for i in range(rank))
+          jnp.max(nu, axis=tuple(j for j in range(rank) if j != i)) for i in range(rank))
     positive = nu > 0
-    preconditioned = jnp.where(
-        positive, grads / jnp.sqrt(jnp.where(positive, nu, 1)), 0)
+    preconditioned = jnp.where(positive, grads / jnp.sqrt(jnp.where(positive, nu, 1)), 0)
     beta = opt_params['momentum']
     m = beta * m + (1 - beta) * preconditioned
     return weights - opt_params['learning_rate'] * m, (m,) + accumulators

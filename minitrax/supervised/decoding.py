@@ -39,10 +39,8 @@ from minitrax.layers.attention import DotProductCausalAttention
 from minitrax.layers.trees import unique_layers
 from minitrax.shapes import ShapeDtype
 
-
 _NEG = -1e9  # score of impossible beams (finite, so no inf - inf)
 _FRESH_STATES = weakref.WeakKeyDictionary()  # model -> {input signature: fresh state}
-
 
 # ------------------------------------------------------------------ checks and setup
 
@@ -68,22 +66,22 @@ def _prepare(model, inputs, batch_size, start_id, rows_per_example=1):
   check_int('decoding', 'start_id', start_id, 0)
   if not model.initialized:
     raise ArgumentError(f'decoding: model {model.name} is not initialised; call model.init('
-                     f'ShapeDtype((batch, 1), np.int32)) and load its weights first')
+                        f'ShapeDtype((batch, 1), np.int32)) and load its weights first')
   if model.n_in not in (1, 2):
     raise ArgumentError(f'decoding: the model must take 1 input (a language model) or 2 '
-                     f'(source, target), but {model.name} has n_in={model.n_in}')
+                        f'(source, target), but {model.name} has n_in={model.n_in}')
   capacity = _capacity(model)
   if inputs is not None:
     inputs = np.asarray(inputs)
     if inputs.ndim != 2 or inputs.shape[0] != batch_size:
       raise ArgumentError(f'decoding: inputs must be (batch_size={batch_size}, length), got '
-                       f'shape {inputs.shape}')
+                          f'shape {inputs.shape}')
     if not np.issubdtype(inputs.dtype, np.integer):
       raise ArgumentTypeError(f'decoding: inputs must be integer ids, got dtype {inputs.dtype}')
     inputs = np.repeat(inputs.astype(np.int32), rows_per_example, axis=0)
   elif model.n_in == 2:
     raise ArgumentError(f'decoding: the encoder-decoder {model.name} needs inputs (the source '
-                     f'ids, shape (batch_size, length))')
+                        f'ids, shape (batch_size, length))')
   rows = batch_size * rows_per_example
   prompt = np.full((rows, 1), start_id, np.int32)
   if model.n_in == 1 and inputs is not None:
@@ -110,8 +108,8 @@ def _fresh_state(model, signature):
 def _check_room(capacity, n_positions, what):
   if capacity is not None and n_positions > capacity:
     raise ArgumentError(f'decoding: {what} needs {n_positions} positions but the model\'s '
-                     f'predict cache holds max_len={capacity}; build the model with a larger '
-                     f'max_len or decode fewer tokens')
+                        f'predict cache holds max_len={capacity}; build the model with a larger '
+                        f'max_len or decode fewer tokens')
 
 
 def _as_key(rng):
@@ -233,9 +231,10 @@ def _beam_loop(model, weights, state, prompt, inputs, length_penalty, *, n_beams
   batch = prompt.shape[0] // n_beams
   select = functools.partial(_beam_select, n_beams=n_beams, eos_id=eos_id)
   log_probs, state = _log_probs(model, weights, state, prompt, inputs)
-  scores = jnp.where(jnp.arange(n_beams) == 0, 0.0, _NEG) * jnp.ones((batch, 1))
-  beams = (scores, jnp.full((batch, n_beams, max_length), eos_id, jnp.int32),
-           jnp.zeros((batch, n_beams), jnp.int32), jnp.zeros((batch, n_beams), bool))
+  scores = jnp.broadcast_to(jnp.where(jnp.arange(n_beams) == 0, 0.0, _NEG), (batch, n_beams))
+  beams = (scores, jnp.full((batch, n_beams, max_length), eos_id,
+                            jnp.int32), jnp.zeros((batch, n_beams),
+                                                  jnp.int32), jnp.zeros((batch, n_beams), bool))
   beams, tokens, rows = select(0, log_probs, beams)
   state = _reorder_rows(state, rows)
 
@@ -248,9 +247,9 @@ def _beam_loop(model, weights, state, prompt, inputs, length_penalty, *, n_beams
     beams, tokens, rows = select(i, log_probs, beams)
     return i + 1, tokens, _reorder_rows(state, rows), beams
 
-  n, _, _, (scores, seqs, lengths, _) = jax.lax.while_loop(
-      running, step, (jnp.int32(1), tokens, state, beams))
-  penalty = ((5.0 + lengths.astype(jnp.float32)) / 6.0) ** length_penalty
+  n, _, _, (scores, seqs, lengths, _) = jax.lax.while_loop(running, step,
+                                                           (jnp.int32(1), tokens, state, beams))
+  penalty = ((5.0 + lengths.astype(jnp.float32)) / 6.0)**length_penalty
   final = scores / penalty
   order = jnp.argsort(-final, axis=1)
   seqs = jnp.take_along_axis(seqs, order[..., None], axis=1)
@@ -290,8 +289,8 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
   """
   check_non_negative('decoding', 'temperature', temperature)
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
-  return _stream(model, prompt, inputs, state, capacity, jnp.float32(temperature),
-                 _as_key(rng), _is_greedy(temperature))
+  return _stream(model, prompt, inputs, state, capacity, jnp.float32(temperature), _as_key(rng),
+                 _is_greedy(temperature))
 
 
 def _stream(model, tokens, inputs, state, capacity, temperature, rng, greedy):
@@ -306,8 +305,8 @@ def _stream(model, tokens, inputs, state, capacity, temperature, rng, greedy):
     i += 1
 
 
-def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, start_id=0,
-                          eos_id=1, max_length=100, rng=None):
+def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, start_id=0, eos_id=1,
+                          max_length=100, rng=None):
   """Samples whole sequences: ids (batch_size, length), length <= max_length.
 
   Runs compiled end to end. A sequence ends at its first `eos_id` (which is
@@ -327,8 +326,8 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, sta
   return np.asarray(out)[:, :int(n)]
 
 
-def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=1,
-                max_length=100, length_penalty=1.0):
+def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=1, max_length=100,
+                length_penalty=1.0):
   """Beam search: the `n_beams` most likely sequences per example, best first.
 
   Runs compiled end to end over a predict state of batch_size * n_beams rows

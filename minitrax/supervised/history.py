@@ -47,8 +47,11 @@ class History:
 
   def to_dict(self):
     """The history as plain data: `{mode: {metric: [[step, value], ...]}}`."""
-    return {mode: {name: [[s, v] for s, v in pairs] for name, pairs in metrics.items()}
-            for mode, metrics in self._values.items()}
+    return {
+        mode: {
+            name: [[s, v] for s, v in pairs] for name, pairs in metrics.items()
+        } for mode, metrics in self._values.items()
+    }
 
   @classmethod
   def from_dict(cls, data, source='<history>'):

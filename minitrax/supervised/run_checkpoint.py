@@ -39,18 +39,34 @@ from minitrax.supervised.run_state import RNG_IMPL, check_seed, new_run
 from minitrax.supervised.summaries import log
 
 FORMAT = 'minitrax.trainer'
-_TREES = {'weights': 'model_weights', 'state': 'model_state', 'loss_weights': 'loss_weights',
-          'loss_state': 'loss_state', 'slots': 'slots', 'opt_params': 'opt_params'}
-_COUNTS = {'step': 'step', 'input_position': 'input_position',
-           'eval_position': 'eval_position', 'random_seed': 'seed'}
+_TREES = {
+    'weights': 'model_weights',
+    'state': 'model_state',
+    'loss_weights': 'loss_weights',
+    'loss_state': 'loss_state',
+    'slots': 'slots',
+    'opt_params': 'opt_params'
+}
+_COUNTS = {
+    'step': 'step',
+    'input_position': 'input_position',
+    'eval_position': 'eval_position',
+    'random_seed': 'seed'
+}
 
 
 def to_tree(run):
   """The checkpoint dict of `run` (arrays fetched to the host)."""
   trees = jax.device_get({key: getattr(run, field) for key, field in _TREES.items()})
-  return {'format': FORMAT, **trees, 'step': run.step, 'history': run.history.to_dict(),
-          'input_position': run.input_position, 'eval_position': run.eval_position,
-          'random_seed': run.seed, 'rng_impl': RNG_IMPL}
+  return {
+      'format': FORMAT,
+      **trees, 'step': run.step,
+      'history': run.history.to_dict(),
+      'input_position': run.input_position,
+      'eval_position': run.eval_position,
+      'random_seed': run.seed,
+      'rng_impl': RNG_IMPL
+  }
 
 
 def save(path, run):
@@ -95,8 +111,11 @@ def restore(saved, path, fresh):
     CheckpointError: naming the file and each malformed field or mismatched path.
   """
   _check_trees(saved, path, fresh)
-  counts = {field: _count(saved, key, path) for key, field in _COUNTS.items()
-            if key in saved or key == 'step'}
+  counts = {
+      field: _count(saved, key, path)
+      for key, field in _COUNTS.items()
+      if key in saved or key == 'step'
+  }
   counts.setdefault('input_position', counts['step'])
   history = History.from_dict(_field(saved, 'history', dict, path, default={}), path)
   trees = {field: saved[key] for key, field in _TREES.items() if key != 'opt_params'}
@@ -172,8 +191,9 @@ def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None
 def _check_trees(saved, path, fresh):
   problems = []
   for key, field in _TREES.items():
-    problems += [f'{key}{p}' for p in checkpoint.tree_mismatches(saved.get(key),
-                                                                 getattr(fresh, field))]
+    problems += [
+        f'{key}{p}' for p in checkpoint.tree_mismatches(saved.get(key), getattr(fresh, field))
+    ]
   if problems:
     raise CheckpointError(f'{path}: the checkpoint does not fit this model and optimizer; '
                           f'{len(problems)} mismatched path(s):\n  ' + '\n  '.join(problems))
@@ -201,5 +221,6 @@ def _field(saved, key, types, path, default=None):
   return value
 
 
-__all__ = ['FORMAT', 'to_tree', 'save', 'read', 'saved_seed', 'restore', 'restore_or_new',
-           'Checkpoints']
+__all__ = [
+    'FORMAT', 'to_tree', 'save', 'read', 'saved_seed', 'restore', 'restore_or_new', 'Checkpoints'
+]

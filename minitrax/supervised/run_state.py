@@ -27,8 +27,8 @@ from minitrax.supervised.history import History
 RNG_IMPL = 'threefry2x32'
 
 # The Trainer's `state` property, with Trax 1.2's names (host arrays).
-TrainerState = collections.namedtuple('TrainerState', ['step', 'opt_state', 'history',
-                                                       'model_state'])
+TrainerState = collections.namedtuple('TrainerState',
+                                      ['step', 'opt_state', 'history', 'model_state'])
 OptState = collections.namedtuple('OptState', ['weights', 'slots', 'opt_params'])
 
 
@@ -70,13 +70,14 @@ class RunState(typing.NamedTuple):
 
   def with_trees(self, weights, slots, state):
     """This run with the `Serial(model, loss)` trees `weights`, `slots` and `state`."""
-    return self._replace(model_weights=weights[0], loss_weights=weights[1],
-                         model_state=state[0], loss_state=state[1], slots=slots)
+    return self._replace(model_weights=weights[0], loss_weights=weights[1], model_state=state[0],
+                         loss_state=state[1], slots=slots)
 
   def after_steps(self, weights, slots, state, n_steps):
     """This run after `n_steps` training steps that gave these trees."""
-    return self.with_trees(weights, slots, state)._replace(
-        step=self.step + n_steps, input_position=self.input_position + n_steps)
+    return self.with_trees(weights, slots,
+                           state)._replace(step=self.step + n_steps,
+                                           input_position=self.input_position + n_steps)
 
   def trees(self):
     """`(weights, slots, state)` of `Serial(model, loss)`, as the compiled step takes them."""
@@ -107,10 +108,9 @@ def new_run(model_with_loss, optimizer, signature, seed):
   weights, state = model_with_loss.init(signature, rng=run_keys(seed)[0])
   slots, opt_params = optimizer.tree_init(weights)
   opt_params = {k: np.asarray(v, np.float32) for k, v in opt_params.items()}
-  return RunState(step=0, model_weights=weights[0], model_state=state[0],
-                  loss_weights=weights[1], loss_state=state[1], slots=slots,
-                  opt_params=opt_params, seed=seed, input_position=0, eval_position=0,
-                  history=History())
+  return RunState(step=0, model_weights=weights[0], model_state=state[0], loss_weights=weights[1],
+                  loss_state=state[1], slots=slots, opt_params=opt_params, seed=seed,
+                  input_position=0, eval_position=0, history=History())
 
 
 __all__ = ['RunState', 'TrainerState', 'OptState', 'RNG_IMPL', 'check_seed', 'run_keys', 'new_run']

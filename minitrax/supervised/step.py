@@ -94,6 +94,7 @@ class _Devices:
 
   def mean_state(self, state):
     """Model state made equal on all devices: floats averaged, other arrays by max."""
+
     def combine(x):
       x = jnp.asarray(x)
       if jnp.issubdtype(x.dtype, jnp.inexact):
@@ -101,6 +102,7 @@ class _Devices:
       if x.dtype == jnp.bool_:
         return self.pmax(x.astype(jnp.int32)).astype(jnp.bool_)
       return self.pmax(x)
+
     return jax.tree.map(combine, state)
 
 
@@ -112,8 +114,8 @@ def _compiled(device_fn, mesh, in_specs, out_specs, donate_argnums):
   """
   if jax.config.jax_disable_jit and mesh.size == 1:
     return functools.partial(device_fn, _Devices(None))
-  mapped = jax.shard_map(functools.partial(device_fn, _Devices(AXIS)), mesh=mesh,
-                         in_specs=in_specs, out_specs=out_specs, check_vma=False)
+  mapped = jax.shard_map(functools.partial(device_fn, _Devices(AXIS)), mesh=mesh, in_specs=in_specs,
+                         out_specs=out_specs, check_vma=False)
   return jax.jit(mapped, donate_argnums=donate_argnums)
 
 
@@ -132,8 +134,9 @@ def _update(devices, model_with_loss, optimizer, weight_fn, weights, slots, stat
   # NaN when no position of the global batch has weight (0 / 0), else the weighted loss.
   loss = devices.weighted_sum(loss, w_d, w_total) / (w_total > 0)
   new_weights, new_slots, stats = optimizer.tree_update(step, grads, weights, slots, opt_params)
-  return (new_weights, new_slots, devices.mean_state(new_state)), (
-      loss.astype(jnp.float32), stats['gradients_l2'].astype(jnp.float32))
+  return (new_weights, new_slots,
+          devices.mean_state(new_state)), (loss.astype(jnp.float32),
+                                           stats['gradients_l2'].astype(jnp.float32))
 
 
 def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1):
@@ -155,17 +158,17 @@ def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1):
     `opt_params[name][i]`. `losses` and `gradient_norms` are float32
     `(n_steps,)` (0 where skipped). Weights, slots and state are donated.
   """
-  def device_steps(devices, weights, slots, state, opt_params, batches, first_step, n_active,
-                   key):
+
+  def device_steps(devices, weights, slots, state, opt_params, batches, first_step, n_active, key):
+
     def body(carry, xs):
       i, params, batch = xs
       update = functools.partial(_update, devices, model_with_loss, optimizer, weight_fn)
-      return jax.lax.cond(i < n_active,
-                          lambda c: update(*c, params, batch, first_step + i, key),
+      return jax.lax.cond(i < n_active, lambda c: update(*c, params, batch, first_step + i, key),
                           lambda c: (c, (jnp.float32(0), jnp.float32(0))), carry)
 
-    carry, (losses, norms) = jax.lax.scan(
-        body, (weights, slots, state), (jnp.arange(n_steps), opt_params, batches))
+    carry, (losses, norms) = jax.lax.scan(body, (weights, slots, state),
+                                          (jnp.arange(n_steps), opt_params, batches))
     return carry + (losses, norms)
 
   return _compiled(device_steps, mesh, (P(), P(), P(), P(), P(None, AXIS), P(), P(), P()),
@@ -182,9 +185,9 @@ def bind_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call,
   train_fn = make_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call)
 
   def step(run, chunk, count, params):
-    weights, slots, state, losses, norms = train_fn(
-        *run.trees(), stack_params(params, steps_per_call), chunk, np.int32(run.step),
-        np.int32(count), key)
+    weights, slots, state, losses, norms = train_fn(*run.trees(),
+                                                    stack_params(params, steps_per_call), chunk,
+                                                    np.int32(run.step), np.int32(count), key)
     return run.after_steps(weights, slots, state, count), losses, norms
 
   return step
@@ -217,6 +220,7 @@ def make_eval_step(model, metric_layers, mesh, weight_fn):
     `values` is a float32 vector with one entry per metric, each combined over
     the devices' shards of the global batch.
   """
+
   def device_eval(devices, weights, state, batch, key, totals):
     rng = jax.random.fold_in(key, devices.index())
     n_in = model.n_in
@@ -237,5 +241,7 @@ def make_eval_step(model, metric_layers, mesh, weight_fn):
   return _compiled(device_eval, mesh, (P(), P(), P(AXIS), P(), P()), P(), (4,))
 
 
-__all__ = ['AXIS', 'make_mesh', 'replicated', 'loss_weight_fn', 'make_train_step',
-           'bind_train_step', 'make_eval_step', 'stack_params']
+__all__ = [
+    'AXIS', 'make_mesh', 'replicated', 'loss_weight_fn', 'make_train_step', 'bind_train_step',
+    'make_eval_step', 'stack_params'
+]

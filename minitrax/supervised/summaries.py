@@ -56,12 +56,12 @@ class SummaryWriter:
     self.logdir = logdir
     self.path = os.path.join(logdir, name)
     self._writer = RecordWriter(open(self.path, 'wb'))  # pylint: disable=consider-using-with
-    self._add(event_pb2.Event(wall_time=time.time(), step=int(start_step),
-                              file_version=_FILE_VERSION))
+    self._add(
+        event_pb2.Event(wall_time=time.time(), step=int(start_step), file_version=_FILE_VERSION))
     # TensorBoard drops events of steps >= a session start's step: those after start_step.
-    self._add(event_pb2.Event(wall_time=time.time(), step=int(start_step) + 1,
-                              session_log=event_pb2.SessionLog(
-                                  status=event_pb2.SessionLog.START)))
+    self._add(
+        event_pb2.Event(wall_time=time.time(), step=int(start_step) + 1,
+                        session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
     self.flush()
 
   def _add(self, event):
@@ -70,19 +70,20 @@ class SummaryWriter:
   def scalar(self, tag, value, step):
     """Records the float `value` under `tag` at `step`."""
     value = summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-    self._add(event_pb2.Event(wall_time=time.time(), step=int(step),
-                              summary=summary_pb2.Summary(value=[value])))
+    self._add(
+        event_pb2.Event(wall_time=time.time(), step=int(step),
+                        summary=summary_pb2.Summary(value=[value])))
 
   def text(self, tag, text, step):
     """Records a Markdown `text` under `tag` at `step` (TensorBoard's Text tab)."""
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING, string_val=[text.encode('utf-8')],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto())
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='text'))
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[text.encode('utf-8')],
+                                    tensor_shape=tensor_shape_pb2.TensorShapeProto())
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name='text'))
     value = summary_pb2.Summary.Value(tag=tag, metadata=metadata, tensor=tensor)
-    self._add(event_pb2.Event(wall_time=time.time(), step=int(step),
-                              summary=summary_pb2.Summary(value=[value])))
+    self._add(
+        event_pb2.Event(wall_time=time.time(), step=int(step),
+                        summary=summary_pb2.Summary(value=[value])))
 
   def flush(self):
     """Pushes written events to the file."""
@@ -122,8 +123,10 @@ class MetricsLog:
 
   def __init__(self, path, start_step=0):
     self.path = path
-    kept = [r for r in _read_records(path)
-            if isinstance(r, dict) and isinstance(r.get('step'), int) and r['step'] <= start_step]
+    kept = [
+        r for r in _read_records(path)
+        if isinstance(r, dict) and isinstance(r.get('step'), int) and r['step'] <= start_step
+    ]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + '.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:
@@ -133,9 +136,14 @@ class MetricsLog:
 
   def write(self, step, mode, metric, value):
     """Appends one record; non-finite values are written as null."""
-    self._file.write(_line({'step': int(step), 'mode': mode, 'metric': metric,
-                            'value': float(value) if math.isfinite(value) else None,
-                            'time': round(time.time(), 3)}))
+    self._file.write(
+        _line({
+            'step': int(step),
+            'mode': mode,
+            'metric': metric,
+            'value': float(value) if math.isfinite(value) else None,
+            'time': round(time.time(), 3)
+        }))
 
   def flush(self):
     """Pushes written records to the file."""
@@ -164,8 +172,10 @@ class RunSummaries:
   def __init__(self, output_dir, start_step=0):
     self._writers, self._log = {}, None
     if output_dir:
-      self._writers = {mode: SummaryWriter(os.path.join(output_dir, mode), start_step)
-                       for mode in ('train', 'eval')}
+      self._writers = {
+          mode: SummaryWriter(os.path.join(output_dir, mode), start_step)
+          for mode in ('train', 'eval')
+      }
       self._log = MetricsLog(os.path.join(output_dir, 'metrics.jsonl'), start_step)
 
   def write(self, mode, tag, value, step, tensorboard=True, json_lines=True):
@@ -199,9 +209,10 @@ def read_metrics(path, mode=None, metric=None):
   >>> read_metrics('output_dir/metrics.jsonl', 'eval', 'metrics/accuracy')  # doctest: +SKIP
   [{'step': 500, 'mode': 'eval', 'metric': 'metrics/accuracy', 'value': 0.52, ...}]
   """
-  return [r for r in _read_records(path) if isinstance(r, dict)
-          and (mode is None or r.get('mode') == mode)
-          and (metric is None or r.get('metric') == metric)]
+  return [
+      r for r in _read_records(path) if isinstance(r, dict) and
+      (mode is None or r.get('mode') == mode) and (metric is None or r.get('metric') == metric)
+  ]
 
 
 __all__ = ['log', 'SummaryWriter', 'MetricsLog', 'RunSummaries', 'read_metrics']

@@ -89,9 +89,9 @@ class Plan:
     return [self.steps]
 
 
-def train(output_dir, model=None, inputs=None, optimizer=Adafactor,
-          lr_schedule=MultifactorSchedule, objective=Objective(), plan=Plan(),
-          random_seed=None, n_devices=None, trainer_class=Trainer, config_text=None):
+def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=MultifactorSchedule,
+          objective=Objective(), plan=Plan(), random_seed=None, n_devices=None,
+          trainer_class=Trainer, config_text=None):
   """Trains `model` on `inputs` for `plan.steps` steps, saving and evaluating in `output_dir`.
 
   Args:
@@ -111,12 +111,12 @@ def train(output_dir, model=None, inputs=None, optimizer=Adafactor,
   """
   _check_given(model, inputs)
   output_dir = os.path.expanduser(output_dir)
-  trainer = trainer_class(
-      model, objective.loss_fn, optimizer, lr_schedule, inputs, output_dir,
-      random_seed=random_seed, n_devices=n_devices, checkpoints_at=plan.checkpoints_at,
-      has_weights=objective.has_weights, id_to_mask=objective.id_to_mask,
-      metrics=objective.metrics, checkpoint_highest=plan.checkpoint_highest,
-      checkpoint_lowest=plan.checkpoint_lowest)
+  trainer = trainer_class(model, objective.loss_fn, optimizer, lr_schedule, inputs, output_dir,
+                          random_seed=random_seed, n_devices=n_devices,
+                          checkpoints_at=plan.checkpoints_at, has_weights=objective.has_weights,
+                          id_to_mask=objective.id_to_mask, metrics=objective.metrics,
+                          checkpoint_highest=plan.checkpoint_highest,
+                          checkpoint_lowest=plan.checkpoint_lowest)
   description = _describe_call(model=model, inputs=inputs, optimizer=optimizer,
                                lr_schedule=lr_schedule, random_seed=random_seed,
                                **_fields(objective), **_fields(plan))
@@ -180,9 +180,11 @@ def _fields(settings):
 
 def _describe_call(**kwargs):
   """The arguments of a `train` call as `train.<name> = <value>` lines."""
+
   def show(value):
     name = getattr(value, '__name__', None)
     return f'@{name}' if name else repr(value)
+
   return ''.join(f'train.{k} = {show(v)}\n' for k, v in kwargs.items())
 
 

@@ -68,9 +68,9 @@ class Trainer:
   """
 
   def __init__(self, model, loss_fn, optimizer, lr_schedule, inputs, output_dir=None,
-               random_seed=None, n_devices=None, checkpoints_at=None,
-               should_save_checkpoints=True, should_write_summaries=True, has_weights=False,
-               id_to_mask=None, metrics=None, checkpoint_highest=None, checkpoint_lowest=None):
+               random_seed=None, n_devices=None, checkpoints_at=None, should_save_checkpoints=True,
+               should_write_summaries=True, has_weights=False, id_to_mask=None, metrics=None,
+               checkpoint_highest=None, checkpoint_lowest=None):
     inputs = as_inputs(inputs)
     self._mesh = step_lib.make_mesh(n_devices)
     self._task = build_task(model, loss_fn, inputs, has_weights, id_to_mask, metrics)
@@ -190,9 +190,10 @@ class Trainer:
     self.log_step('Evaluation')
     run = self._run
     for mode, kind in (('train', 'train_eval'), ('eval', 'eval')):
-      self._log_metrics(mode, metrics_round(
-          self._eval_step, run.model_weights, run.model_state, self._batches[kind],
-          n_eval_steps, self._keys[2], run.eval_position, self._task.metric_names))
+      self._log_metrics(
+          mode,
+          metrics_round(self._eval_step, run.model_weights, run.model_state, self._batches[kind],
+                        n_eval_steps, self._keys[2], run.eval_position, self._task.metric_names))
     self._run = run._replace(eval_position=run.eval_position + n_eval_steps)
     self.log_step('Finished evaluation')
     self.history.append('train', 'training/learning_rate', self.step, self.learning_rate)

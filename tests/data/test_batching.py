@@ -92,8 +92,9 @@ def test_bucketed_batches_are_random_access_across_epochs():
 
 def test_bucketing_that_never_fills_a_batch_is_an_error():
   order = batching.BucketedOrder(np.full(5, 3), [4], [8, 8], 0, batching.TRAIN)
-  with pytest.raises(DataError, match='train stream: no bucket fills a batch within one epoch of '
-                                      '5 examples'):
+  with pytest.raises(
+      DataError, match='train stream: no bucket fills a batch within one epoch of '
+      '5 examples'):
     order.batch(0)
 
 
@@ -113,4 +114,3 @@ def test_pad_stack():
 def test_check_batch_accepts_lists_and_returns_tuples():
   batch = batching.check_batch([np.zeros((4, 2)), np.zeros(4, np.int64)], n_devices=2)
   assert isinstance(batch, tuple) and batch[1].dtype == np.int32
-

@@ -21,9 +21,11 @@ def _batches(n):
 
 def _numbered(widths=None):
   """Inputs whose batch i is `(full((2, w_i), i), zeros(2))`, w_i = widths[i % len] (else 3)."""
+
   def batch(i, _):
     width = widths[i % len(widths)] if widths else 3
     return np.full((2, width), i, np.int32), np.zeros((2,), np.int32)
+
   return Inputs(Stream(batch))
 
 
@@ -85,8 +87,10 @@ def test_host_batch_reads_a_batch_again():
 
 
 def test_inputs_batches_opens_the_three_streams_at_their_positions():
-  streams = {kind: Stream(lambda i, n, t=t: (np.full((2, 1), 10 * t + i), np.zeros(2)))
-             for t, kind in enumerate(['train', 'eval', 'train_eval'])}
+  streams = {
+      kind: Stream(lambda i, n, t=t: (np.full((2, 1), 10 * t + i), np.zeros(2)))
+      for t, kind in enumerate(['train', 'eval', 'train_eval'])
+  }
   inputs = Inputs(streams['train'], streams['eval'], streams['train_eval'])
   batches = inputs_batches(inputs, MESH, train_start=3, eval_start=1, steps_per_call=2)
   chunk, count = next(batches['train'].epoch(2))
@@ -119,6 +123,7 @@ def test_device_prefetch_stays_ahead_of_the_consumer():
     for batch in _batches(6):
       pulled.append(batch)
       yield batch
+
   stream = device_prefetch(source(), size=3)
   next(stream)
   assert len(pulled) == 4  # The one consumed and 3 in flight.

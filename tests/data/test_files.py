@@ -101,8 +101,8 @@ def test_shared_mnist_files_are_genuine_and_match_the_slice():
   images = read_idx(os.path.join(SHARED, 't10k-images-idx3-ubyte.gz'))
   labels = read_idx(os.path.join(SHARED, 't10k-labels-idx1-ubyte.gz'))
   assert images.shape == (10000, 28, 28) and np.bincount(labels).tolist()[:3] == [980, 1135, 1032]
-  np.testing.assert_array_equal(images[:512], read_idx(os.path.join(SLICE,
-                                                                    't10k-images-idx3-ubyte.gz')))
+  np.testing.assert_array_equal(images[:512],
+                                read_idx(os.path.join(SLICE, 't10k-images-idx3-ubyte.gz')))
 
 
 @needs_shared

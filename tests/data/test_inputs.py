@@ -23,18 +23,20 @@ def counting_batches(batch_size=4, length=3, limit=None, start=0):
 
 
 def test_codelab_snippet_works_as_written():
+
   def copy_task(batch_size, vocab_size, length):
     """This task is to copy a random string w, so the input is 0w0w."""
     while True:
       assert length % 2 == 0
       w_length = (length // 2) - 1
-      w = np.random.randint(low=1, high=vocab_size-1,
-                            size=(batch_size, w_length))
+      w = np.random.randint(low=1, high=vocab_size - 1, size=(batch_size, w_length))
       zero = np.zeros([batch_size, 1], np.int32)
-      loss_weights = np.concatenate([np.zeros((batch_size, w_length)),
-                                     np.ones((batch_size, w_length+2))], axis=1)
+      loss_weights = np.concatenate(
+          [np.zeros((batch_size, w_length)),
+           np.ones((batch_size, w_length + 2))], axis=1)
       x = np.concatenate([zero, w, zero, w], axis=1)
       yield (x, x, loss_weights)  # Here inputs and targets are the same.
+
   copy_inputs = Inputs(lambda _: copy_task(16, 32, 10))
 
   data_stream = copy_inputs.train_stream(1)
@@ -64,8 +66,8 @@ def test_shape_properties_describe_inputs_and_targets():
   shapes, dtypes = data.example_shape_dtype
   assert shapes == ((4, 3), (4,), (4, 3))
   assert dtypes == (np.int32, np.int32, np.float32)
-  assert data.example_signature == (ShapeDtype((4, 3), np.int32), ShapeDtype((4,), np.int32),
-                                    ShapeDtype((4, 3), np.float32))
+  assert data.example_signature == (ShapeDtype((4, 3), np.int32), ShapeDtype(
+      (4,), np.int32), ShapeDtype((4, 3), np.float32))
 
 
 def test_64_bit_arrays_are_narrowed_to_32_bit():
@@ -75,8 +77,10 @@ def test_64_bit_arrays_are_narrowed_to_32_bit():
 
 
 def test_each_stream_uses_its_own_function():
+
   def tagged(tag):
     return lambda _: counting_batches(start=tag)
+
   data = Inputs(tagged(0), tagged(100), tagged(200))
   assert int(next(data.train_stream(1))[1][0]) == 0
   assert int(next(data.eval_stream(1))[1][0]) == 100
@@ -92,6 +96,7 @@ def test_n_devices_is_passed_to_the_stream_function():
   def fn(n_devices):
     seen.append(n_devices)
     return counting_batches(batch_size=4 * n_devices)
+
   data = Inputs(fn)
   assert next(data.train_stream(2))[0].shape == (8, 3)
   assert seen == [2]
@@ -105,15 +110,18 @@ def test_a_stream_that_ends_is_repeated():
 
 def test_an_iterator_without_batches_is_an_error_naming_the_stream():
   data = Inputs(lambda _: counting_batches(), eval_stream=lambda _: iter([]))
-  with pytest.raises(DataError, match='eval stream: the stream function returned an iterator '
-                                      'with no batches'):
+  with pytest.raises(
+      DataError, match='eval stream: the stream function returned an iterator '
+      'with no batches'):
     next(data.eval_stream(1))
 
 
 def test_an_empty_batch_is_an_error_naming_the_stream():
+
   def fn(_):
     yield from counting_batches(limit=2)
     yield np.zeros((0, 3), np.int32), np.zeros((0,), np.int32)
+
   data = Inputs(lambda _: counting_batches(), train_eval_stream=fn)
   stream = data.train_eval_stream(1, prefetch=0)
   take(stream, 2)
@@ -144,13 +152,15 @@ def test_malformed_batches_are_errors(batch, message):
 
 
 def test_errors_in_the_background_thread_keep_the_original_as_cause():
+
   def fn(_):
     yield from counting_batches(limit=2)
     raise ValueError('disk on fire')
+
   stream = Inputs(fn).train_stream(1)
   take(stream, 2)
   with pytest.raises(DataError, match='train stream: the input pipeline failed: '
-                                      'ValueError: disk on fire') as info:
+                     'ValueError: disk on fire') as info:
     next(stream)
   assert isinstance(info.value.__cause__, ValueError)
 
@@ -168,9 +178,11 @@ def test_prefetch_does_not_change_the_batches():
 
 
 def test_stream_is_random_access():
+
   def batch_fn(index, n_devices):
     x = np.full((2 * n_devices, 2), index, np.int32)
     return x, x[:, 0]
+
   stream = Stream(batch_fn, 'demo')
   data = Inputs(stream, stream, stream)
   assert data.exact_resume
@@ -192,9 +204,10 @@ def test_stream_arguments_are_validated(kwargs, message):
 
 
 def test_inputs_needs_functions_not_iterators():
-  with pytest.raises(DataError, match='train_stream must be a function n_devices -> iterator of '
-                                      'batches, got a generator; to wrap an iterator write '
-                                      '`lambda _: iterator`'):
+  with pytest.raises(
+      DataError, match='train_stream must be a function n_devices -> iterator of '
+      'batches, got a generator; to wrap an iterator write '
+      '`lambda _: iterator`'):
     Inputs(counting_batches())
   with pytest.raises(DataError, match='train_stream is required'):
     Inputs(None)

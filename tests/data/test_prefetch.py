@@ -23,6 +23,7 @@ def test_prefetcher_runs_ahead_in_another_thread():
       threads.append(threading.current_thread())
       produced.release()
       yield i
+
   p = Prefetcher(source(), size=2)
   assert produced.acquire(timeout=5)  # Made before anyone asked.
   assert next(p) == 0
@@ -31,13 +32,15 @@ def test_prefetcher_runs_ahead_in_another_thread():
 
 
 def test_prefetcher_raises_worker_errors_with_the_original_as_cause():
+
   def source():
     yield 1
     raise KeyError('missing shard')
+
   p = Prefetcher(source(), name='eval')
   assert next(p) == 1
   with pytest.raises(DataError, match="eval stream: the input pipeline failed: KeyError: "
-                                      "'missing shard'") as info:
+                     "'missing shard'") as info:
     next(p)
   assert isinstance(info.value.__cause__, KeyError)
   with pytest.raises(StopIteration):

@@ -16,8 +16,8 @@ from batch_checks import assert_same_batches, take  # noqa: E402
 
 @pytest.mark.parametrize('length, vocab_size', [(10, 32), (4, 3), (16, 100)])
 def test_copy_task_layout_matches_the_codelab(length, vocab_size):
-  x, y, weights = next(copy_inputs(batch_size=64, vocab_size=vocab_size, length=length)
-                       .train_stream(1))
+  x, y, weights = next(
+      copy_inputs(batch_size=64, vocab_size=vocab_size, length=length).train_stream(1))
   w_length = length // 2 - 1
   assert x.shape == y.shape == weights.shape == (64, length)
   assert x.dtype == y.dtype == np.int32 and weights.dtype == np.float32
@@ -112,8 +112,9 @@ def test_synthetic_inputs_by_name():
   a = next(synthetic_inputs('copy', batch_size=4, length=6, seed=2).train_stream(1))
   b = next(copy_inputs(batch_size=4, length=6, seed=2).train_stream(1))
   assert_same_batches([a], [b])
-  with pytest.raises(DataError, match="unknown synthetic task 'cpy'; known: addition, copy, "
-                                      "random, reverse"):
+  with pytest.raises(
+      DataError, match="unknown synthetic task 'cpy'; known: addition, copy, "
+      "random, reverse"):
     synthetic_inputs('cpy')
 
 

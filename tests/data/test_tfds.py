@@ -31,15 +31,18 @@ class MinitraxTestText(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self, supervised_keys=('text', 'label'),
-        features=tfds.features.FeaturesDict({'text': tfds.features.Text(),
-                                             'label': tfds.features.ClassLabel(num_classes=3)}))
+        builder=self, supervised_keys=('text', 'label'), features=tfds.features.FeaturesDict({
+            'text': tfds.features.Text(),
+            'label': tfds.features.ClassLabel(num_classes=3)
+        }))
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    return {'train': self._generate_examples('ab', 40),
-            'validation': self._generate_examples('v', 8),
-            'test': self._generate_examples('t', 6)}
+    return {
+        'train': self._generate_examples('ab', 40),
+        'validation': self._generate_examples('v', 8),
+        'test': self._generate_examples('t', 6)
+    }
 
   def _generate_examples(self, word, n):
     for i in range(n):
@@ -53,9 +56,10 @@ class MinitraxTestImages(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self, supervised_keys=('image', 'label'),
-        features=tfds.features.FeaturesDict({'image': tfds.features.Image(shape=(4, 4, 1)),
-                                             'label': tfds.features.ClassLabel(num_classes=2)}))
+        builder=self, supervised_keys=('image', 'label'), features=tfds.features.FeaturesDict({
+            'image': tfds.features.Image(shape=(4, 4, 1)),
+            'label': tfds.features.ClassLabel(num_classes=2)
+        }))
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -74,6 +78,7 @@ def text_data_dir(tmp_path_factory):
 
 
 # Through tfds.testing.mock_data: an image and a text dataset.
+
 
 def test_mnist_shapes_dtypes_and_batch_size_per_device():
   with tfds.testing.mock_data(num_examples=40):
@@ -178,16 +183,18 @@ def test_feature_selection():
     data = tfds_inputs('cifar10', input_name='image', target_name='id', batch_size=2)
     x, ids = next(data.train_stream(1))
     assert x.shape == (2, 32, 32, 3) and ids.dtype == np.int32 and ids.ndim == 2
-    with pytest.raises(DataError, match="TFDS dataset 'cifar10' has no feature 'pixels'; its "
-                                        'features: id, image, label'):
+    with pytest.raises(
+        DataError, match="TFDS dataset 'cifar10' has no feature 'pixels'; its "
+        'features: id, image, label'):
       tfds_inputs('cifar10', input_name='pixels')
 
 
 # Through real array_record files, prepared here without TensorFlow.
 
+
 def test_prepared_dataset_is_read_with_trax_split_choice(text_data_dir):
-  data = tfds_inputs('minitrax_test_text', data_dir=text_data_dir, batch_size=2,
-                     eval_batch_size=2, pad_to_length=24)
+  data = tfds_inputs('minitrax_test_text', data_dir=text_data_dir, batch_size=2, eval_batch_size=2,
+                     pad_to_length=24)
   train_texts = [text.decode_bytes(r) for x, _ in take(data.train_stream(1), 20) for r in x]
   eval_texts = {text.decode_bytes(r) for x, _ in take(data.eval_stream(1), 8) for r in x}
   assert sorted(train_texts) == sorted(_text('ab', i) for i in range(40))  # One epoch.
@@ -195,8 +202,8 @@ def test_prepared_dataset_is_read_with_trax_split_choice(text_data_dir):
 
 
 def test_eval_holdout_is_the_end_of_train(text_data_dir):
-  data = tfds_inputs('minitrax_test_text', data_dir=text_data_dir, batch_size=2,
-                     eval_batch_size=2, eval_holdout_size=0.25, pad_to_length=24, shuffle=False)
+  data = tfds_inputs('minitrax_test_text', data_dir=text_data_dir, batch_size=2, eval_batch_size=2,
+                     eval_holdout_size=0.25, pad_to_length=24, shuffle=False)
   stored = tfds.data_source('minitrax_test_text', split='train', data_dir=text_data_dir,
                             download=False)
   stored_texts = [ex['text'].decode() for ex in stored]
@@ -219,19 +226,24 @@ def test_missing_dataset_without_download_names_where_to_put_files(tmp_path):
 
 
 def test_failed_download_gives_the_same_advice(tmp_path, monkeypatch):
+
   def no_network(self, *args, **kwargs):
     raise ConnectionError('[Errno 101] Network is unreachable')
+
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', no_network)
-  with pytest.raises(DataError, match='could not be prepared here \\(ConnectionError: \\[Errno '
-                                      '101\\] Network is unreachable\\)') as info:
+  with pytest.raises(
+      DataError, match='could not be prepared here \\(ConnectionError: \\[Errno '
+      '101\\] Network is unreachable\\)') as info:
     tfds_inputs('mnist', data_dir=str(tmp_path))
   assert f'{tmp_path}/downloads/manual/' in str(info.value)
   assert isinstance(info.value.__cause__, ConnectionError)
 
 
 def test_missing_python_module_while_preparing(tmp_path, monkeypatch):
+
   def module_missing(self, *args, **kwargs):
     raise ModuleNotFoundError("No module named 'importlib_resources'", name='importlib_resources')
+
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', module_missing)
   with pytest.raises(DataError) as info:
     tfds_inputs('mnist', data_dir=str(tmp_path))
@@ -246,16 +258,19 @@ TF_MESSAGE = ("TFDS dataset 'minitrax_test_images' needs TensorFlow to prepare i
 
 
 def test_dataset_that_needs_tensorflow_simulated(tmp_path, monkeypatch):
+
   def tensorflow_missing(self, *args, **kwargs):
     raise ModuleNotFoundError("No module named 'tensorflow'", name='tensorflow')
+
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', tensorflow_missing)
   with pytest.raises(DataError) as info:
     tfds_inputs('minitrax_test_images', data_dir=str(tmp_path))
   assert str(info.value) == TF_MESSAGE and TF_EXTRA in str(info.value)
 
 
-@pytest.mark.skipif(importlib.util.find_spec('tensorflow') is not None,
-                    reason='TensorFlow is installed, so it cannot be found missing')
+@pytest.mark.skipif(
+    importlib.util.find_spec('tensorflow') is not None,
+    reason='TensorFlow is installed, so it cannot be found missing')
 def test_dataset_that_needs_tensorflow_for_real(tmp_path):
   with pytest.raises(DataError) as info:
     tfds_inputs('minitrax_test_images', data_dir=str(tmp_path))
@@ -263,8 +278,10 @@ def test_dataset_that_needs_tensorflow_for_real(tmp_path):
 
 
 def test_tfrecord_files_need_tensorflow(monkeypatch):
+
   def tfrecord_only(self, *args, **kwargs):
     raise NotImplementedError('Random access data source for file format tfrecord')
+
   with tfds.testing.mock_data(num_examples=4), monkeypatch.context() as patch:
     patch.setattr(tfds.core.DatasetBuilder, 'as_data_source', tfrecord_only)
     with pytest.raises(DataError, match="TFDS dataset 'mnist' in .* is stored as TFRecord") as info:

@@ -10,7 +10,7 @@ import pytest
 from minitrax.layers import activation_fns as af
 from minitrax.shapes import ShapeDtype, signature
 
-X = np.linspace(-3.0, 3.0, 13, dtype=np.float32)     # includes 0 and negatives
+X = np.linspace(-3.0, 3.0, 13, dtype=np.float32)  # includes 0 and negatives
 POSITIVE = np.linspace(0.25, 3.0, 12, dtype=np.float32)
 _erf = np.vectorize(math.erf)
 
@@ -28,8 +28,8 @@ CASES = [
     ('Elu', af.Elu(2.0), lambda x: np.where(x > 0, x, 2.0 * (np.exp(x) - 1)), X),
     ('Selu', af.Selu(), lambda x: SELU_L * np.where(x > 0, x, SELU_A * (np.exp(x) - 1)), X),
     ('Gelu', af.Gelu(), lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))), X),
-    ('FastGelu', af.FastGelu(),
-     lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))), X),
+    ('FastGelu', af.FastGelu(), lambda x: 0.5 * x *
+     (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))), X),
     ('Sigmoid', af.Sigmoid(), _sigmoid, X),
     ('Tanh', af.Tanh(), np.tanh, X),
     ('HardSigmoid', af.HardSigmoid(), lambda x: np.clip(x + 1, 0, 1), X),
@@ -53,10 +53,14 @@ def test_activation_matches_numpy_and_has_finite_gradient(name, layer, reference
 
 def test_gradients_of_piecewise_activations():
   x = jnp.array([-2.0, -0.5, 0.5, 2.0])
-  slopes = {af.Relu(): [0, 0, 1, 1], af.LeakyRelu(0.1): [0.1, 0.1, 1, 1],
-            af.HardTanh(): [0, 1, 1, 0], af.HardSigmoid(): [0, 1, 0, 0]}
+  slopes = {
+      af.Relu(): [0, 0, 1, 1],
+      af.LeakyRelu(0.1): [0.1, 0.1, 1, 1],
+      af.HardTanh(): [0, 1, 1, 0],
+      af.HardSigmoid(): [0, 1, 0, 0]
+  }
   for layer, expected in slopes.items():
-    grad = jax.grad(lambda v, l=layer: l.pure_fn(v, (), (), None)[0].sum())(x)
+    grad = jax.grad(lambda v, fn=layer: fn.pure_fn(v, (), (), None)[0].sum())(x)
     np.testing.assert_allclose(grad, expected, err_msg=layer.name)
 
 

@@ -14,7 +14,6 @@ RNG = np.random.default_rng(0)
 X = RNG.normal(size=(B, L, D)).astype(np.float32)
 SIG = ShapeDtype((B, L, D))
 
-
 # ------------------------------------------------------------------ NumPy references
 
 
@@ -33,9 +32,11 @@ def np_attention(q, k, v, mask):
 def np_multi_head(xq, xkv, leaves, n_heads, mask):
   """Projections, per-head attention, merge, output projection (weights as leaves)."""
   wq, bq, wk, bk, wv, bv, wo, bo = [np.asarray(a, np.float64) for a in leaves]
+
   def heads(a):
     b, n, d = a.shape
     return a.reshape(b, n, n_heads, d // n_heads).transpose(0, 2, 1, 3)
+
   y = np_attention(heads(xq @ wq + bq), heads(xkv @ wk + bk), heads(xkv @ wv + bv), mask)
   b, h, n, dh = y.shape
   return y.transpose(0, 2, 1, 3).reshape(b, n, h * dh) @ wo + bo
@@ -45,14 +46,14 @@ def np_sinusoid(n, d, start=0):
   pe = np.zeros((n, d))
   pos = np.arange(start, start + n)[:, None]
   for i in range(d):
-    angle = pos[:, 0] / 10000 ** (2 * (i // 2) / d)
+    angle = pos[:, 0] / 10000**(2 * (i // 2) / d)
     pe[:, i] = np.sin(angle) if i % 2 == 0 else np.cos(angle)
   return pe
 
 
 def check_signature(layer, sig, y):
-  assert layer.output_signature(sig) == jax.tree.map(
-      lambda a: ShapeDtype(a.shape, a.dtype), y, is_leaf=lambda a: hasattr(a, 'shape'))
+  assert layer.output_signature(sig) == jax.tree.map(lambda a: ShapeDtype(a.shape, a.dtype), y,
+                                                     is_leaf=lambda a: hasattr(a, 'shape'))
 
 
 # ------------------------------------------------------------------ dot-product attention
@@ -104,8 +105,9 @@ def test_attention_qkv_and_pure_attention_signatures():
   check_signature(layer, sigs, (y, mask))
   pure = attention.PureAttention(n_heads=H)
   assert pure.output_signature(sigs) == (SIG, sigs[3])
-  with pytest.raises(LayerError, match=r'PureAttention: queries must be \(batch, length, d\) '
-                                       r'with d a multiple of n_heads=3, got shape \(2, 5, 8\)'):
+  with pytest.raises(
+      LayerError, match=r'PureAttention: queries must be \(batch, length, d\) '
+      r'with d a multiple of n_heads=3, got shape \(2, 5, 8\)'):
     attention.PureAttention(n_heads=3).output_signature(sigs)
 
 
@@ -139,11 +141,12 @@ def test_attention_dropout_in_training_only():
   y2 = layer.pure_fn(x, (), (), jax.random.key(2))[0]
   assert not np.allclose(y1, y2)
   evaluated = attention.DotProductCausalAttention(dropout=0.5, mode='eval')
-  np.testing.assert_allclose(evaluated.pure_fn(x, (), (), None)[0],
-                             np_attention(X, X, X, np.tril(np.ones((L, L), bool))), rtol=1e-5,
-                             atol=1e-6)
-  with pytest.raises(LayerError, match=r"DotProductCausalAttention: mode='train' with "
-                                       r"dropout=0.5 needs an rng, got rng=None"):
+  np.testing.assert_allclose(
+      evaluated.pure_fn(x, (), (), None)[0], np_attention(X, X, X, np.tril(np.ones((L, L), bool))),
+      rtol=1e-5, atol=1e-6)
+  with pytest.raises(
+      LayerError, match=r"DotProductCausalAttention: mode='train' with "
+      r"dropout=0.5 needs an rng, got rng=None"):
     layer.pure_fn(x, (), (), None)
 
 
@@ -181,9 +184,10 @@ def test_predict_past_max_len_raises_eagerly():
   _, state = layer.init(sig)
   x = tuple(np.ones((1, 2, 4), np.float32) for _ in range(3))
   _, state = layer.pure_fn(x, (), state, None)
-  with pytest.raises(LayerError, match=r'DotProductCausalAttention: predict mode ran past '
-                                       r'max_len=3: 2 new position\(s\) at position 2 need 4 '
-                                       r'cache slots; build the model with a larger max_len'):
+  with pytest.raises(
+      LayerError, match=r'DotProductCausalAttention: predict mode ran past '
+      r'max_len=3: 2 new position\(s\) at position 2 need 4 '
+      r'cache slots; build the model with a larger max_len'):
     layer.pure_fn(x, (), state, None)
 
 
@@ -196,9 +200,9 @@ def test_predict_past_max_len_poisons_under_jit_and_raises_through_call():
   state = layer.state
   y, _ = jax.jit(layer.pure_fn)(x, (), state, None)
   assert np.all(np.isnan(y))
-  with pytest.raises(LayerError,
-                     match=r'PositionalEncoding: predict mode ran past max_len=2: 1 new '
-                           r'position\(s\) at position 2 need 3 cache slots'):
+  with pytest.raises(
+      LayerError, match=r'PositionalEncoding: predict mode ran past max_len=2: 1 new '
+      r'position\(s\) at position 2 need 3 cache slots'):
     layer(x)
   assert int(layer.state) == 2  # the failed call stored no state
   check = jax.jit(lambda start: attention.check_positions(start, 1, 2, 'T'))
@@ -237,8 +241,8 @@ def test_positional_encoding_dropout_is_shared_along_positions():
   kept = y[0, 1] != 0  # position 1's signal has no zeros: its kept features
   assert 0 < kept.mean() < 1
   # One mask over the features, shared by every example and position; kept values doubled.
-  np.testing.assert_allclose(y, np.broadcast_to(2 * np_sinusoid(6, 16) * kept, y.shape),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(y, np.broadcast_to(2 * np_sinusoid(6, 16) * kept, y.shape), rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_shift_right_padding_and_encoder_decoder_masks():

@@ -28,7 +28,8 @@ class Linear(Layer):
 
   def forward(self, x, weights):
     w, b = weights
-    return x @ w + b
+    y = x @ w
+    return y + jnp.broadcast_to(b, y.shape)
 
 
 class Counter(Layer):
@@ -94,8 +95,8 @@ def test_gathered_trees_are_reused_until_any_layer_stores_new_ones(monkeypatch):
   """A loop of calls walks the layer tree once for the weights; stores anywhere are seen."""
   walks = []
   gather = trees.gather
-  monkeypatch.setattr(trees, 'gather', lambda root, kind: (
-      walks.append(kind), gather(root, kind))[1])
+  monkeypatch.setattr(trees, 'gather', lambda root, kind:
+                      (walks.append(kind), gather(root, kind))[1])
   counter, linear = Counter(), Linear(2)
   model = Serial(linear, counter)
   model.init(ShapeDtype((1, 2)))
@@ -158,7 +159,8 @@ def test_reused_instance_shares_weights():
   assert grads[2] == ()
 
   def by_hand(w):
-    return (jnp.tanh(x @ w + b) @ w + b).sum()
+    bias = b[None, :]
+    return (jnp.tanh(x @ w + bias) @ w + bias).sum()
 
   np.testing.assert_allclose(grads[0][0], jax.grad(by_hand)(jnp.asarray(w)), rtol=1e-5)
 
@@ -180,12 +182,15 @@ def test_layer_error_names_layer_creation_site_and_shapes():
 
 
 def test_layer_error_in_init_and_output_signature():
+
   class Broken(Layer):
+
     def init_weights_and_state(self, input_signature, rng):
       raise ValueError('needs rank 3')
 
-  with pytest.raises(LayerError, match=r'(?s)layer Broken \(in init\).*Serial > Broken.*'
-                     r'ShapeDtype\{shape:\(4,\), dtype:int32\}.*ValueError: needs rank 3'):
+  with pytest.raises(
+      LayerError, match=r'(?s)layer Broken \(in init\).*Serial > Broken.*'
+      r'ShapeDtype\{shape:\(4,\), dtype:int32\}.*ValueError: needs rank 3'):
     Serial(Broken()).init(ShapeDtype((4,), np.int32))
   with pytest.raises(LayerError, match=r'(?s)Broken \(in output_signature\).*needs rank 3'):
     Broken().output_signature(ShapeDtype((4,)))
@@ -198,11 +203,13 @@ def test_make_weights_and_state_is_pure_and_names_the_layer():
   assert not layer.initialized and layer.weights == ((), ()) and layer.state == ((), ())
 
   class Broken(Layer):
+
     def init_weights_and_state(self, input_signature, rng):
       raise ValueError('needs rank 3')
 
-  with pytest.raises(LayerError, match=r'(?s)layer Broken \(in init\).*layer path: Serial > '
-                     r'Broken\n.*ValueError: needs rank 3') as info:
+  with pytest.raises(
+      LayerError, match=r'(?s)layer Broken \(in init\).*layer path: Serial > '
+      r'Broken\n.*ValueError: needs rank 3') as info:
     Serial(Broken()).make_weights_and_state(ShapeDtype((4,)), jax.random.key(0))
   assert isinstance(info.value.__cause__, ValueError)
 
@@ -232,8 +239,9 @@ def test_predict_capacity_default_is_the_least_of_the_sublayers():
 
 def test_misspelt_attribute_raises():
   layer = Linear(2)
-  with pytest.raises(LayerAttributeError, match="layer Linear_2 has no attribute 'weight' to "
-                     "set; did you mean 'weights'"):
+  with pytest.raises(
+      LayerAttributeError, match="layer Linear_2 has no attribute 'weight' to "
+      "set; did you mean 'weights'"):
     layer.weight = ()
   with pytest.raises(AttributeError):
     layer.stat = ()
@@ -241,8 +249,9 @@ def test_misspelt_attribute_raises():
 
 def test_setting_weights_of_wrong_structure_raises():
   model = Serial(Linear(2), Linear(2))
-  with pytest.raises(LayerError, match=r'weights of Serial must be a tuple of 2 \(one per '
-                     r'sublayer\), got tuple of 3'):
+  with pytest.raises(
+      LayerError, match=r'weights of Serial must be a tuple of 2 \(one per '
+      r'sublayer\), got tuple of 3'):
     model.weights = ((), (), ())
 
 
@@ -284,8 +293,13 @@ def test_init_from_file_reads_a_trainer_checkpoint(tmp_path):
   model = Linear(2)
   model.init(ShapeDtype((1, 3)))
   path = tmp_path / 'model.pkl'
-  checkpoint.save(path, {'step': 500, 'weights': model.weights, 'state': model.state,
-                         'slots': (), 'history': {}})
+  checkpoint.save(path, {
+      'step': 500,
+      'weights': model.weights,
+      'state': model.state,
+      'slots': (),
+      'history': {}
+  })
   other = Linear(2)
   other.init_from_file(path, weights_only=True, input_signature=ShapeDtype((1, 3)))
   np.testing.assert_array_equal(other.weights[0], model.weights[0])

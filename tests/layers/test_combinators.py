@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from minitrax.layers.base import Fn, Layer
-from minitrax.layers.combinators import (Add, Branch, Cache, Chunk, Concatenate, Cond, Drop,
-                                         Dup, Multiply, Parallel, Residual, Scan, Select,
-                                         Serial, Split, SubtractTop, Swap)
+from minitrax.layers.combinators import (Add, Branch, Cache, Chunk, Concatenate, Cond, Drop, Dup,
+                                         Multiply, Parallel, Residual, Scan, Select, Serial, Split,
+                                         SubtractTop, Swap)
 from minitrax.shapes import ShapeDtype
 
 A, B, C = (np.full((2,), v, np.float32) for v in (1.0, 10.0, 100.0))
@@ -56,29 +56,31 @@ def test_arities(layer, n_in, n_out):
   assert (layer.n_in, layer.n_out) == (n_in, n_out)
 
 
-@pytest.mark.parametrize('layer, inputs, expected', [
-    (Serial(), A, A),
-    (Dup(), A, (A, A)),
-    (Swap(), (A, B), (B, A)),
-    (Serial(Drop(), Fn('Id', lambda x: x)), (A, B), B),
-    (Select([2, 0, 0]), (A, B, C), (C, A, A)),
-    (Serial(Select([0], n_in=2), Add()), (A, B, C), A + C),  # n_in=2 drops B
-    (Add(), (A, B), A + B),
-    (SubtractTop(), (A, B), A - B),
-    (Multiply(), (A, B), A * B),
-    (Parallel(Fn('Neg', lambda x: -x), Add()), (A, B, C), (-A, B + C)),
-    (Parallel(None, Fn('Neg', lambda x: -x)), (A, B), (A, -B)),
-    (Branch(Fn('Neg', lambda x: -x), Add()), (A, B), (-A, A + B)),
-    (Branch(None, Fn('Sq', lambda x: x * x)), A, (A, A * A)),
-    (Residual(Fn('Sq', lambda x: x * x)), B, B + B * B),
-    (Residual(Fn('Sq', lambda x: x * x), shortcut=Fn('Neg', lambda x: -x)), B, -B + B * B),
-    (Residual(Fn('Sq', lambda x: x * x), shortcut=[Dup(), Add()]), B, 2 * B + B * B),
-    (Branch([Dup(), Add()], Fn('Neg', lambda x: -x)), A, (2 * A, -A)),
-    (Serial(Add(), Add()), (A, B, C), A + B + C),
-    (Serial(Dup(), Dup(), Add(), Multiply()), B, 2 * B * B),
-    (Concatenate(), (A, B), np.concatenate([A, B])),
-    (Split(), np.arange(4.0), (np.arange(2.0), np.arange(2.0, 4.0))),
-])
+@pytest.mark.parametrize(
+    'layer, inputs, expected',
+    [
+        (Serial(), A, A),
+        (Dup(), A, (A, A)),
+        (Swap(), (A, B), (B, A)),
+        (Serial(Drop(), Fn('Id', lambda x: x)), (A, B), B),
+        (Select([2, 0, 0]), (A, B, C), (C, A, A)),
+        (Serial(Select([0], n_in=2), Add()), (A, B, C), A + C),  # n_in=2 drops B
+        (Add(), (A, B), A + B),
+        (SubtractTop(), (A, B), A - B),
+        (Multiply(), (A, B), A * B),
+        (Parallel(Fn('Neg', lambda x: -x), Add()), (A, B, C), (-A, B + C)),
+        (Parallel(None, Fn('Neg', lambda x: -x)), (A, B), (A, -B)),
+        (Branch(Fn('Neg', lambda x: -x), Add()), (A, B), (-A, A + B)),
+        (Branch(None, Fn('Sq', lambda x: x * x)), A, (A, A * A)),
+        (Residual(Fn('Sq', lambda x: x * x)), B, B + B * B),
+        (Residual(Fn('Sq', lambda x: x * x), shortcut=Fn('Neg', lambda x: -x)), B, -B + B * B),
+        (Residual(Fn('Sq', lambda x: x * x), shortcut=[Dup(), Add()]), B, 2 * B + B * B),
+        (Branch([Dup(), Add()], Fn('Neg', lambda x: -x)), A, (2 * A, -A)),
+        (Serial(Add(), Add()), (A, B, C), A + B + C),
+        (Serial(Dup(), Dup(), Add(), Multiply()), B, 2 * B * B),
+        (Concatenate(), (A, B), np.concatenate([A, B])),
+        (Split(), np.arange(4.0), (np.arange(2.0), np.arange(2.0, 4.0))),
+    ])
 def test_stack_semantics(layer, inputs, expected):
   _close(layer(inputs), expected)
 
@@ -118,7 +120,9 @@ def test_scan_matches_python_loop_with_carry():
 
 
 def test_scan_shares_weights_threads_state_and_folds_rng():
+
   class NoisyCount(Layer):
+
     def __init__(self):
       super().__init__(n_in=2, n_out=2)
 
@@ -132,9 +136,8 @@ def test_scan_shares_weights_threads_state_and_folds_rng():
 
   scan = Scan(NoisyCount(), axis=0, n_carry=1)
   scan.init((ShapeDtype((4, 2)), ShapeDtype((2,))))
-  ys, _ = scan((np.zeros((4, 2), np.float32), np.zeros(2, np.float32)),
-               rng=jax.random.key(0))
-  assert int(scan.state[0]) == 4                   # state threaded through 4 steps
+  ys, _ = scan((np.zeros((4, 2), np.float32), np.zeros(2, np.float32)), rng=jax.random.key(0))
+  assert int(scan.state[0]) == 4  # state threaded through 4 steps
   assert len(set(np.asarray(ys[:, 0]).tolist())) == 4  # each step has its own key
   assert jax.tree.leaves(scan.weights)[0].shape == ()
 
@@ -152,7 +155,9 @@ def test_chunk_equals_unchunked_and_falls_back():
 
 
 def test_cond_runs_one_branch_and_keeps_other_state():
+
   class Count(Layer):
+
     def init_weights_and_state(self, input_signature, rng):
       return (), jnp.zeros((), jnp.int32)
 
@@ -175,9 +180,9 @@ def test_cache_computes_once_and_keeps_weights_tree():
   weights, state = cache.init(ShapeDtype((2,)))
   assert jax.tree.structure(weights) == jax.tree.structure(inner.weights)
   first = cache(A)
-  _close(cache(B), first)         # cached: the new input is ignored
+  _close(cache(B), first)  # cached: the new input is ignored
   assert bool(cache.state[1][1])
-  cache.state = state             # a fresh state recomputes
+  cache.state = state  # a fresh state recomputes
   _close(cache(B), first * 10)
 
 

@@ -31,8 +31,9 @@ def np_conv(x, w, strides, padding):
   else:
     pads = list(padding)
   xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
-  out_shape = [(n + lo + hi - k) // s + 1
-               for n, (lo, hi), k, s in zip(spatial, pads, kernel, strides)]
+  out_shape = [
+      (n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(spatial, pads, kernel, strides)
+  ]
   y = np.zeros((x.shape[0], *out_shape, w.shape[-1]), np.float64)
   for pos in itertools.product(*map(range, out_shape)):
     for tap in itertools.product(*map(range, kernel)):
@@ -53,8 +54,8 @@ def _run(layer, x):
   return np.asarray(y)
 
 
-@pytest.mark.parametrize('padding,strides', [('VALID', None), ('SAME', None),
-                                             ('VALID', (2, 1)), ('SAME', (2, 3))])
+@pytest.mark.parametrize('padding,strides', [('VALID', None), ('SAME', None), ('VALID', (2, 1)),
+                                             ('SAME', (2, 3))])
 def test_conv2d_matches_numpy_loops(padding, strides):
   x = RNG.normal(size=(2, 5, 6, 3)).astype(np.float32)
   kernel = RNG.normal(size=(3, 2, 3, 4)).astype(np.float32)
@@ -80,8 +81,8 @@ def test_conv3d_with_explicit_padding_and_no_bias():
 
 
 def test_conv_channels_first_layout_and_bias_broadcast():
-  x = RNG.normal(size=(2, 3, 4, 4)).astype(np.float32)          # NCHW
-  kernel = RNG.normal(size=(5, 3, 2, 2)).astype(np.float32)     # OIHW
+  x = RNG.normal(size=(2, 3, 4, 4)).astype(np.float32)  # NCHW
+  kernel = RNG.normal(size=(5, 3, 2, 2)).astype(np.float32)  # OIHW
   bias = RNG.normal(size=(5, 1, 1)).astype(np.float32)
   layer = Conv(5, (2, 2), dimension_numbers=('NCHW', 'OIHW', 'NCHW'))
   layer.init(ShapeDtype(x.shape))
@@ -141,10 +142,12 @@ def test_default_initializers_and_custom_ones():
   seen = []
 
   def constant(value):
+
     def init(shape, rng):
       seen.append(tuple(shape))
       del rng
       return jnp.full(shape, value, jnp.float32)
+
     return init
 
   layer = CausalConv(2, kernel_width=4, kernel_initializer=constant(1.0),
@@ -160,8 +163,8 @@ def test_conv_gradients_are_finite_and_reach_kernel_bias_and_input():
 
   @jax.jit
   def grads(w, x):
-    return jax.grad(lambda w, x: jnp.sum(layer.pure_fn(x, w, state, None)[0] ** 2),
-                    argnums=(0, 1))(w, x)
+    return jax.grad(lambda w, x: jnp.sum(layer.pure_fn(x, w, state, None)[0]**2), argnums=(0, 1))(w,
+                                                                                                  x)
 
   (g_kernel, g_bias), g_x = grads(weights, x)
   for g in (g_kernel, g_bias, g_x):
@@ -169,9 +172,10 @@ def test_conv_gradients_are_finite_and_reach_kernel_bias_and_input():
 
 
 def test_conv_validates_arguments_eagerly():
-  with pytest.raises(ValueError, match=re.escape(
-      "Conv: dimension_numbers ('NHWC', 'HWIO', 'NHWC') have 2 spatial dims but kernel_size "
-      "has 1; for 1 spatial dim use e.g. dimension_numbers=('NWC', 'WIO', 'NWC')")):
+  with pytest.raises(
+      ValueError, match=re.escape(
+          "Conv: dimension_numbers ('NHWC', 'HWIO', 'NHWC') have 2 spatial dims but kernel_size "
+          "has 1; for 1 spatial dim use e.g. dimension_numbers=('NWC', 'WIO', 'NWC')")):
     Conv(4, (3,))
   with pytest.raises(ValueError, match=r"must name the same spatial dims in all three"):
     Conv(4, (3, 3), dimension_numbers=('NHWC', 'HDIO', 'NHWC'))
@@ -180,17 +184,19 @@ def test_conv_validates_arguments_eagerly():
   with pytest.raises(ValueError, match=r'Conv: kernel_size must be a non-empty tuple'):
     Conv(4, 3)
   with pytest.raises(ValueError, match=r'Conv: strides must be a tuple of 2 positive ints, '
-                                       r'got \(1, 0\)'):
+                     r'got \(1, 0\)'):
     Conv(4, (3, 3), strides=(1, 0))
-  with pytest.raises(ValueError, match=r"Conv: padding must be 'VALID', 'SAME' or 2 "
-                                       r"\(low, high\) pairs, got 'same'"):
+  with pytest.raises(
+      ValueError, match=r"Conv: padding must be 'VALID', 'SAME' or 2 "
+      r"\(low, high\) pairs, got 'same'"):
     Conv(4, (3, 3), padding='same')
   with pytest.raises(ValueError, match=r'Conv: filters must be a positive int, got 0'):
     Conv(0, (3, 3))
   with pytest.raises(ValueError, match=r'CausalConv: dilation must be a positive int, got 0'):
     CausalConv(4, dilation=0)
-  with pytest.raises(ValueError, match=r'Conv: bias_initializer must be a function '
-                                       r'init\(shape, rng\), got 0.0'):
+  with pytest.raises(
+      ValueError, match=r'Conv: bias_initializer must be a function '
+      r'init\(shape, rng\), got 0.0'):
     Conv(4, (3, 3), bias_initializer=0.0)
   with pytest.raises(ValueError, match=r'Conv1d: kernel_size and stride must be ints'):
     Conv1d(4, (3,))
@@ -199,7 +205,7 @@ def test_conv_validates_arguments_eagerly():
 def test_conv_rejects_inputs_of_the_wrong_rank():
   with pytest.raises(LayerError, match=r"Conv: input layout 'NHWC' needs rank 4 or more"):
     Conv(4, (3, 3)).init(ShapeDtype((5, 5, 3)))
-  with pytest.raises(LayerError, match=r"Conv: input layout 'HWCN' needs rank 4, got shape "
-                                       r"\(1, 2, 3, 5, 5\)"):
-    Conv(4, (3, 3), dimension_numbers=('HWCN', 'HWIO', 'HWCN')).init(
-        ShapeDtype((1, 2, 3, 5, 5)))
+  with pytest.raises(
+      LayerError, match=r"Conv: input layout 'HWCN' needs rank 4, got shape "
+      r"\(1, 2, 3, 5, 5\)"):
+    Conv(4, (3, 3), dimension_numbers=('HWCN', 'HWIO', 'HWCN')).init(ShapeDtype((1, 2, 3, 5, 5)))

@@ -34,7 +34,7 @@ def test_dense_matches_numpy():
   assert w.shape == (3, 4) and b.shape == (4,) and w.dtype == b.dtype == jnp.float32
   w, b = _np((w, b))
   np.testing.assert_allclose(layer(X), X @ w + b, rtol=1e-5, atol=1e-6)
-  assert np.all(np.abs(w) <= np.sqrt(6 / (3 + 4)))          # Glorot uniform limit
+  assert np.all(np.abs(w) <= np.sqrt(6 / (3 + 4)))  # Glorot uniform limit
   _check_signature(core.Dense(4), np.ones((2, 5, 3), np.float32))
 
 
@@ -90,7 +90,7 @@ def test_embedding_is_a_table_lookup():
   assert layer.name == 'Embedding_5_3' and table.shape == (5, 3)
   table = np.asarray(table)
   np.testing.assert_array_equal(layer(IDS), table[IDS])
-  assert np.std(table) > 0.3                  # N(0, 1) by default
+  assert np.std(table) > 0.3  # N(0, 1) by default
   _check_signature(core.Embedding(5, 3), IDS)
 
 
@@ -107,8 +107,9 @@ def test_embedding_rejects_out_of_range_ids_eagerly():
   layer = core.Embedding(32, 8)
   table, _ = layer.init(ShapeDtype((1, 2), np.int32))
   bad = np.array([[-1, 40]], np.int32)
-  with pytest.raises(LayerError, match=r'Embedding_32_8: ids must lie in \[0, 32\), got values '
-                                       r'from -1 to 40'):
+  with pytest.raises(
+      LayerError, match=r'Embedding_32_8: ids must lie in \[0, 32\), got values '
+      r'from -1 to 40'):
     layer.pure_fn(bad, table, (), None)
 
 
@@ -133,8 +134,9 @@ def test_compiled_id_check_holds_no_host_callback():
 
 def test_check_ids_eager_traced_and_vmapped():
   assert core.check_ids(np.array([0, 9]), 10, 'Accuracy targets') is None
-  with pytest.raises(ValueError, match=r'Accuracy targets: ids must lie in \[0, 10\), got '
-                                       r'values from 0 to 10'):
+  with pytest.raises(
+      ValueError, match=r'Accuracy targets: ids must lie in \[0, 10\), got '
+      r'values from 0 to 10'):
     core.check_ids(np.array([0, 10]), 10, 'Accuracy targets')
   with pytest.raises(TypeError, match='Accuracy targets: ids must be integers, got dtype float32'):
     core.check_ids(np.array([0.0], np.float32), 10, 'Accuracy targets')
@@ -175,8 +177,8 @@ def test_dropout_statistics():
 
 
 def test_dropout_is_identity_outside_training_or_at_rate_zero():
-  for layer in (core.Dropout(0.5, mode='eval'), core.Dropout(0.5, mode='predict'),
-                core.Dropout(0.0)):
+  for layer in (core.Dropout(0.5, mode='eval'), core.Dropout(0.5,
+                                                             mode='predict'), core.Dropout(0.0)):
     np.testing.assert_array_equal(_dropout(layer, X, KEY), X)
     np.testing.assert_array_equal(_dropout(layer, X, None), X)
 
@@ -184,7 +186,7 @@ def test_dropout_is_identity_outside_training_or_at_rate_zero():
 def test_dropout_shared_axes_and_keys():
   x = ONES[:8, :50]
   y = _dropout(core.Dropout(0.5, shared_axes=[0]), x, KEY)
-  assert np.all(y == y[:1]) and 0 < np.mean(y == 0) < 1      # one mask row for all rows
+  assert np.all(y == y[:1]) and 0 < np.mean(y == 0) < 1  # one mask row for all rows
   layer = core.Dropout(0.5)
   np.testing.assert_array_equal(_dropout(layer, x, KEY), _dropout(layer, x, jax.random.key(0)))
   assert not np.array_equal(_dropout(layer, x, KEY), _dropout(layer, x, jax.random.key(1)))
@@ -250,8 +252,9 @@ def test_stop_gradient_blocks_gradient():
 
 
 def test_flatten_rank_error():
-  with pytest.raises(LayerError, match=r'Flatten: input rank 2 \(shape \(2, 3\)\) must exceed '
-                                       r'n_axes_to_keep=2'):
+  with pytest.raises(
+      LayerError, match=r'Flatten: input rank 2 \(shape \(2, 3\)\) must exceed '
+      r'n_axes_to_keep=2'):
     core.Flatten(2).output_signature(ShapeDtype((2, 3)))
 
 

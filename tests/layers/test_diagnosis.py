@@ -51,6 +51,7 @@ def test_eager_error_returns_the_layer_error_or_none():
 
 
 def test_with_nan_flag_looks_at_floating_outputs_only():
+
   def pure_fn(x, weights, state, rng):
     del weights, rng
     return (x, jnp.array([1, 2])), state

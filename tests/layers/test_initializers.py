@@ -10,8 +10,8 @@ import pytest
 from minitrax.layers import initializers as init
 
 KEY = jax.random.key(0)
-SHAPE = (200, 100)           # fan_in 200, fan_out 100: 20000 draws
-CONV = (3, 3, 16, 32)        # fan_in 3*3*16 = 144, fan_out 3*3*32 = 288
+SHAPE = (200, 100)  # fan_in 200, fan_out 100: 20000 draws
+CONV = (3, 3, 16, 32)  # fan_in 3*3*16 = 144, fan_out 3*3*32 = 288
 
 
 def _stats(a):
@@ -24,8 +24,13 @@ def _stats(a):
     ((7,), {}, (7, 7)),
     ((3, 4), {}, (3, 4)),
     ((2, 3, 4, 5), {}, (2 * 3 * 4, 2 * 3 * 5)),
-    ((2, 3, 4, 5), {'nonreceptive_dims': [0]}, (3 * 4, 3 * 5)),
-    ((4, 5, 3), {'in_dim': 0, 'out_dim': 1}, (4 * 3, 5 * 3)),
+    ((2, 3, 4, 5), {
+        'nonreceptive_dims': [0]
+    }, (3 * 4, 3 * 5)),
+    ((4, 5, 3), {
+        'in_dim': 0,
+        'out_dim': 1
+    }, (4 * 3, 5 * 3)),
 ])
 def test_get_fans(shape, kwargs, expected):
   assert init.get_fans(shape, **kwargs) == expected
@@ -43,8 +48,8 @@ SCALED = [
     (init.LeCunNormalInitializer(), CONV, 1 / 144, 'normal'),
     (init.GlorotUniformInitializer(), CONV, 2 / (144 + 288), 'uniform'),
     (init.ScaledInitializer(-1, -2, 1.0, 'fan_out', 'normal'), SHAPE, 1 / 100, 'normal'),
-    (init.ScaledInitializer(-1, -2, 3.0, 'fan_in', 'truncated_normal'), SHAPE, 3 / 200,
-     'truncated_normal'),
+    (init.ScaledInitializer(-1, -2, 3.0, 'fan_in',
+                            'truncated_normal'), SHAPE, 3 / 200, 'truncated_normal'),
 ]
 
 
@@ -78,7 +83,7 @@ def test_orthogonal(shape, stddev):
   assert q.shape == shape
   m = q.reshape(-1, shape[-1])
   gram = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
-  np.testing.assert_allclose(gram, stddev ** 2 * np.eye(len(gram)), atol=1e-5)
+  np.testing.assert_allclose(gram, stddev**2 * np.eye(len(gram)), atol=1e-5)
 
 
 def test_same_key_same_values_and_dtype():

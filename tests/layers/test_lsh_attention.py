@@ -20,7 +20,6 @@ X = RNG.normal(size=(B, N, D)).astype(np.float32)
 SIG = ShapeDtype((B, N, D))
 SIZES = dict(n_heads=2, d_qk=4, d_v=4)
 
-
 # ------------------------------------------------------------------ NumPy references
 
 
@@ -62,16 +61,16 @@ def np_lsh(qk, v, buckets, chunk_len, before, after, causal):
   """LSH attention of one head from its buckets: sort, chunk, attend, combine rounds."""
   n_hashes, n = buckets.shape
   k = np_normalized(qk)
-  order = np.concatenate([sorted(range(n), key=lambda t, r=r: (buckets[r, t], t))
-                          for r in range(n_hashes)])
+  order = np.concatenate(
+      [sorted(range(n), key=lambda t, r=r: (buckets[r, t], t)) for r in range(n_hashes)])
   n_chunks = len(order) // chunk_len
   before = min(before, n_chunks - 1)
   after = min(after, n_chunks - 1 - before)
   out, lse = np.zeros((n_hashes, n, v.shape[1])), np.zeros((n_hashes, n))
   for c in range(n_chunks):
     queries = order[c * chunk_len:(c + 1) * chunk_len]
-    keys = np.concatenate([order[((c + j) % n_chunks) * chunk_len:][:chunk_len]
-                           for j in range(-before, after + 1)])
+    keys = np.concatenate(
+        [order[((c + j) % n_chunks) * chunk_len:][:chunk_len] for j in range(-before, after + 1)])
     s = np_scores(qk[queries], k[keys], queries, keys, causal, True)
     top = s.max(-1, keepdims=True)
     rounds = (c * chunk_len + np.arange(chunk_len)) // n
@@ -124,9 +123,8 @@ def test_bucketed_attention_matches_numpy_reference_for_given_buckets():
   v = RNG.normal(size=(n, 3)).astype(np.float32)
   buckets = RNG.integers(0, 4, size=(2, n)).astype(np.int32)
   for causal, before, after in ((True, 1, 0), (False, 1, 1)):
-    got = bucketed_attention(jnp.asarray(qk), jnp.asarray(v), jnp.asarray(buckets),
-                             chunk_len=chunk, n_chunks_before=before, n_chunks_after=after,
-                             causal=causal)
+    got = bucketed_attention(jnp.asarray(qk), jnp.asarray(v), jnp.asarray(buckets), chunk_len=chunk,
+                             n_chunks_before=before, n_chunks_after=after, causal=causal)
     want = np_lsh(qk.astype(np.float64), v.astype(np.float64), buckets, chunk, before, after,
                   causal)
     np.testing.assert_allclose(got, want, atol=2e-5)
@@ -160,9 +158,9 @@ def test_lsh_is_causal_and_gradients_flow():
   y, vjp = jax.vjp(lambda x, w: layer.pure_fn(x, w, layer.state, jax.random.key(3))[0],
                    jnp.asarray(X), layer.weights)
   ct = np.zeros(y.shape, np.float32)
-  ct[:, i] = 1.0                                        # d(sum of output i) / d(inputs)
+  ct[:, i] = 1.0  # d(sum of output i) / d(inputs)
   grad_x, grad_w = vjp(jnp.asarray(ct))
-  assert np.all(np.asarray(grad_x)[:, i + 1:] == 0)     # later positions do not matter
+  assert np.all(np.asarray(grad_x)[:, i + 1:] == 0)  # later positions do not matter
   assert np.abs(np.asarray(grad_x)[:, :i]).sum() > 0
   assert all(np.all(np.isfinite(g)) and np.abs(g).sum() > 0 for g in jax.tree.leaves(grad_w))
 
@@ -178,8 +176,7 @@ def test_masked_lsh_hides_padding():
   valid = np.ones((B, N), bool)
   valid[:, -5:] = False
   sig = (SIG, ShapeDtype((B, N), bool))
-  layer = layer_with(LSHSelfAttention, sig=sig, masked=True, chunk_len=N, n_buckets=2,
-                     mode='eval')
+  layer = layer_with(LSHSelfAttention, sig=sig, masked=True, chunk_len=N, n_buckets=2, mode='eval')
   y = layer((X, valid))
   want = np_layer(X, layer.weights, True, False, valid)
   np.testing.assert_allclose(y[:, :-5], want[:, :-5], atol=2e-5)
@@ -192,8 +189,7 @@ def test_masked_lsh_hides_padding():
 @pytest.mark.parametrize('share_qk, causal', [(False, True), (True, False)])
 def test_self_attention_matches_numpy_and_chunking_is_exact(share_qk, causal):
   whole = layer_with(SelfAttention, share_qk=share_qk, causal=causal, mode='eval')
-  chunked = layer_with(SelfAttention, share_qk=share_qk, causal=causal, chunk_len=5,
-                       mode='eval')
+  chunked = layer_with(SelfAttention, share_qk=share_qk, causal=causal, chunk_len=5, mode='eval')
   y = whole(X)
   np.testing.assert_allclose(y, np_layer(X, whole.weights, share_qk, causal), atol=2e-5)
   np.testing.assert_allclose(chunked(X, weights=whole.weights), y, atol=1e-6)
@@ -207,8 +203,7 @@ def test_masked_self_attention_takes_a_padding_mask():
   sig = (SIG, ShapeDtype(valid.shape, bool))
   layer = layer_with(SelfAttention, sig=sig, masked=True, mode='eval')
   y = layer((X, valid))
-  np.testing.assert_allclose(y, np_layer(X, layer.weights, False, False, valid[:, 0, 0]),
-                             atol=2e-5)
+  np.testing.assert_allclose(y, np_layer(X, layer.weights, False, False, valid[:, 0, 0]), atol=2e-5)
   check_signature(layer, sig, y)
 
 
@@ -216,8 +211,10 @@ def test_chunked_attention_gradients_equal_unchunked():
   q, k, v = (jnp.asarray(RNG.normal(size=(2, 12, 4)).astype(np.float32)) for _ in range(3))
 
   def loss(chunk_len):
-    return jax.grad(lambda q, k, v: jnp.sum(jnp.sin(chunked_attention(
-        q, k, v, causal=True, chunk_len=chunk_len))), argnums=(0, 1, 2))(q, k, v)
+    return jax.grad(
+        lambda q, k, v: jnp.sum(
+            jnp.sin(chunked_attention(q, k, v, causal=True, chunk_len=chunk_len))),
+        argnums=(0, 1, 2))(q, k, v)
 
   for a, b in zip(loss(5), loss(None)):
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -226,8 +223,9 @@ def test_chunked_attention_gradients_equal_unchunked():
 # ------------------------------------------------------------------ predict mode
 
 
-@pytest.mark.parametrize('make', [functools.partial(SelfAttention),
-                                  functools.partial(LSHSelfAttention, chunk_len=N)])
+@pytest.mark.parametrize(
+    'make', [functools.partial(SelfAttention),
+             functools.partial(LSHSelfAttention, chunk_len=N)])
 def test_predict_mode_equals_eval_mode(make):
   evaluated = layer_with(make, causal=True, mode='eval')
   predictor = layer_with(make, sig=ShapeDtype((B, 1, D)), causal=True, mode='predict',
@@ -290,5 +288,5 @@ def test_axial_dropout_is_shared_along_broadcast_dims():
   x = np.zeros((1, 16, 8), np.float32)
   layer.init(ShapeDtype(x.shape))
   y = np.asarray(layer(x))
-  dropped = np.all(y == 0, axis=1)[0]                   # one mask of the 8 features
+  dropped = np.all(y == 0, axis=1)[0]  # one mask of the 8 features
   assert np.all((y == 0) == dropped[None, None, :]) and 0 < dropped.sum() < 8

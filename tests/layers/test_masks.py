@@ -40,18 +40,17 @@ def test_neighbours_are_independent():
 def test_masks_of_related_keys_are_independent():
   """Split siblings, fold_in neighbours, consecutive seeds, seeds 2**32 apart: agreement 1/2."""
   key = jax.random.key(0)
-  pairs = [tuple(jax.random.split(key)),
-           (jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)),
-           (jax.random.key(0), jax.random.key(1)),
-           (jax.random.wrap_key_data(jnp.array([0, 5], jnp.uint32)),
-            jax.random.wrap_key_data(jnp.array([1, 5], jnp.uint32))),
-           (jax.random.key(0, impl='rbg'), jax.random.key(1, impl='rbg'))]
+  pairs = [
+      tuple(jax.random.split(key)), (jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)),
+      (jax.random.key(0), jax.random.key(1)),
+      (jax.random.wrap_key_data(jnp.array([0, 5], jnp.uint32)),
+       jax.random.wrap_key_data(jnp.array([1, 5], jnp.uint32))),
+      (jax.random.key(0, impl='rbg'), jax.random.key(1, impl='rbg'))
+  ]
   tol = 5 * 0.5 / np.sqrt(N)
   for a, b in pairs:
     agree = np.mean(_mask(a, 0.5) == _mask(b, 0.5))
     assert abs(agree - 0.5) < tol, (a, b, agree)
-
-
 
 
 def test_same_key_same_mask_under_jit_and_vmap():

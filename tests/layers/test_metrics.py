@@ -73,8 +73,8 @@ def test_sequence_accuracy_ignores_masked_positions():
   np.testing.assert_allclose(run(m.SequenceAccuracy(), log_probs, targets), 0.0)
   np.testing.assert_allclose(run(m.SequenceAccuracy(id_to_mask=0), log_probs, targets), 1.0)
   weights = np.array([[1, 1, 0], [1, 1, 1]], np.float32)
-  np.testing.assert_allclose(run(m.SequenceAccuracy(has_weights=True), log_probs, targets,
-                                 weights), 0.5)
+  np.testing.assert_allclose(run(m.SequenceAccuracy(has_weights=True), log_probs, targets, weights),
+                             0.5)
 
 
 def test_weights_broadcast_over_positions():
@@ -129,8 +129,8 @@ D = np.abs(Y.astype(np.float64) - T)
 BITS = (RNG.uniform(size=Y.shape) < 0.5).astype(np.float32)
 X64 = 4.0 * Y.astype(np.float64)
 ELEMENTWISE = {
-    'L2Loss': (Y, T, (Y - T.astype(np.float64)) ** 2),
-    'SmoothL1Loss': (Y, T, np.where(D < 1, 0.5 * D ** 2, D - 0.5)),
+    'L2Loss': (Y, T, (Y - T.astype(np.float64))**2),
+    'SmoothL1Loss': (Y, T, np.where(D < 1, 0.5 * D**2, D - 0.5)),
     'BinaryCrossEntropy': (4.0 * Y, BITS, -(BITS * np.log(1 / (1 + np.exp(-X64))) +
                                             (1 - BITS) * np.log(1 - 1 / (1 + np.exp(-X64))))),
 }
@@ -164,8 +164,9 @@ def test_out_of_range_targets_raise_eagerly_and_under_jit():
   with pytest.raises(LayerError, match=msg):
     layer((LOG_PROBS, bad))
   bad[1, 2] = -1
-  with pytest.raises(LayerError, match=r'Accuracy targets: ids must lie in \[0, 5\), got '
-                     r'values from -1 to 4'):
+  with pytest.raises(
+      LayerError, match=r'Accuracy targets: ids must lie in \[0, 5\), got '
+      r'values from -1 to 4'):
     m.Accuracy().pure_fn((LOG_PROBS, bad), (), (), None)
   # A masked position may hold any id (here -1 used as padding).
   padded = np.where(TARGETS == 0, -1, TARGETS)
@@ -187,11 +188,13 @@ def test_input_errors():
     m.Accuracy(id_to_mask='x')
   with pytest.raises(ValueError, match=r'label_smoothing must lie in \[0, 1\], got 1.5'):
     m.WeightedCategoryCrossEntropy(1.5)
-  with pytest.raises(LayerError, match=r"Accuracy: weights of shape \(2,\) do not broadcast "
-                     r"to the targets' shape \(3, 4\)"):
+  with pytest.raises(
+      LayerError, match=r"Accuracy: weights of shape \(2,\) do not broadcast "
+      r"to the targets' shape \(3, 4\)"):
     m.Accuracy(has_weights=True).pure_fn((LOG_PROBS, TARGETS, np.ones(2)), (), (), None)
-  with pytest.raises(LayerError, match=r'targets must have the shape of the model output '
-                     r'without its last axis, \(3, 4\); got \(3, 4, 1\)'):
+  with pytest.raises(
+      LayerError, match=r'targets must have the shape of the model output '
+      r'without its last axis, \(3, 4\); got \(3, 4, 1\)'):
     m.CrossEntropyLoss().pure_fn((LOG_PROBS, TARGETS[..., None]), (), (), None)
   with pytest.raises(LayerError, match='targets must be integer category ids'):
     m.Accuracy().pure_fn((LOG_PROBS, TARGETS.astype(np.float32)), (), (), None)
@@ -200,8 +203,9 @@ def test_input_errors():
 
 
 def test_metrics_registry():
-  assert set(m.METRICS) == {'loss', 'accuracy', 'sequence_accuracy', 'neg_log_perplexity',
-                            'weights_per_batch_per_core'}
+  assert set(m.METRICS) == {
+      'loss', 'accuracy', 'sequence_accuracy', 'neg_log_perplexity', 'weights_per_batch_per_core'
+  }
   for factory in m.METRICS.values():
     assert factory(has_weights=True, id_to_mask=0).n_in == 3
     assert factory().n_in == 2

@@ -10,7 +10,7 @@ from minitrax.layers.normalization import BatchNorm, FilterResponseNorm, LayerNo
 from minitrax.shapes import ShapeDtype
 
 RNG = np.random.RandomState(0)
-X = RNG.normal(1.0, 2.0, (2, 3, 2, 4)).astype(np.float32)   # NHWC, 4 channels
+X = RNG.normal(1.0, 2.0, (2, 3, 2, 4)).astype(np.float32)  # NHWC, 4 channels
 X2 = RNG.normal(-1.0, 0.5, (2, 3, 2, 4)).astype(np.float32)
 
 
@@ -35,7 +35,7 @@ def test_layer_norm_matches_numpy(center):
   layer.weights = (scale, bias)
   y = _check_signature(layer, X)
   centered = X - X.mean(-1, keepdims=True) if center else X
-  expected = centered / np.sqrt((centered ** 2).mean(-1, keepdims=True) + 1e-3) * scale
+  expected = centered / np.sqrt((centered**2).mean(-1, keepdims=True) + 1e-3) * scale
   expected = expected + bias if center else expected
   np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
@@ -65,10 +65,10 @@ def test_batch_norm_train_outputs_and_running_statistics_after_two_steps():
   running_mean, running_var = np.zeros((1, 1, 1, 4)), np.ones((1, 1, 1, 4))
   for x in (X, X2):
     mean = x.mean((0, 1, 2), keepdims=True)
-    var = ((x - mean) ** 2).mean((0, 1, 2), keepdims=True)   # biased
+    var = ((x - mean)**2).mean((0, 1, 2), keepdims=True)  # biased
     y = _check_signature(layer, x)
-    np.testing.assert_allclose(y, _np_normalize(x, mean, var, beta, gamma, eps),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y, _np_normalize(x, mean, var, beta, gamma, eps), rtol=1e-4,
+                               atol=1e-4)
     running_mean = momentum * running_mean + (1 - momentum) * mean
     running_var = momentum * running_var + (1 - momentum) * var
   new_mean, new_var, n_batches = layer.state
@@ -113,7 +113,8 @@ def test_batch_norm_gradients_are_finite_and_reach_beta_and_gamma():
   target = np.arange(4, dtype=np.float32)
 
   def loss(w, x):
-    return jnp.sum(layer.pure_fn(x, w, state, None)[0] * target)
+    y = layer.pure_fn(x, w, state, None)[0]
+    return jnp.sum(y * jnp.broadcast_to(target, y.shape))
 
   (g_beta, g_gamma), g_x = jax.grad(loss, argnums=(0, 1))(weights, X)
   np.testing.assert_allclose(g_beta, X[..., 0].size * target, rtol=1e-6)
@@ -122,13 +123,14 @@ def test_batch_norm_gradients_are_finite_and_reach_beta_and_gamma():
 
 
 def test_batch_norm_validates_arguments():
-  with pytest.raises(ValueError, match=r"BatchNorm: mode must be one of \('train', 'eval', "
-                                       r"'predict'\), got 'test'"):
+  with pytest.raises(
+      ValueError, match=r"BatchNorm: mode must be one of \('train', 'eval', "
+      r"'predict'\), got 'test'"):
     BatchNorm(mode='test')
   with pytest.raises(ValueError, match=r'BatchNorm: momentum must lie in \[0, 1\], got 1.5'):
     BatchNorm(momentum=1.5)
   with pytest.raises(LayerError, match=r'BatchNorm: axis \(0, 1, 2\) out of range for an '
-                                       r'input of rank 2'):
+                     r'input of rank 2'):
     BatchNorm().init(ShapeDtype((3, 4)))
 
 
@@ -147,7 +149,7 @@ def test_filter_response_norm_matches_numpy(learn_epsilon):
   layer.weights = (gamma, beta, epsilon_l)
   y = _check_signature(layer, X)
   eps = 0.5 + (0.25 if learn_epsilon else 0.0)
-  nu2 = (X ** 2).mean(axis=(1, 2), keepdims=True)
+  nu2 = (X**2).mean(axis=(1, 2), keepdims=True)
   np.testing.assert_allclose(y, gamma * X / np.sqrt(nu2 + eps) + beta, rtol=1e-5, atol=1e-5)
 
 
@@ -162,6 +164,7 @@ def test_filter_response_norm_learned_epsilon_gets_a_gradient():
 def test_filter_response_norm_validates():
   with pytest.raises(ValueError, match=r'FilterResponseNorm: init_epsilon must be > 0, got -1'):
     FilterResponseNorm(init_epsilon=-1)
-  with pytest.raises(LayerError, match=r'input must have rank >= 3 \(batch, spatial..., '
-                                       r'channels\), got shape \(2, 4\)'):
+  with pytest.raises(
+      LayerError, match=r'input must have rank >= 3 \(batch, spatial..., '
+      r'channels\), got shape \(2, 4\)'):
     FilterResponseNorm().init(ShapeDtype((2, 4)))

@@ -26,8 +26,9 @@ def np_pool(kind, x, pool_size, strides, padding):
       total = max((-(-n // s) - 1) * s + k - n, 0)
       pads.append((total // 2, total - total // 2))
   xp = np.pad(x.astype(np.float64), [(0, 0)] + pads + [(0, 0)], constant_values=np.nan)
-  out_shape = [(n + lo + hi - k) // s + 1
-               for n, (lo, hi), k, s in zip(spatial, pads, pool_size, strides)]
+  out_shape = [
+      (n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(spatial, pads, pool_size, strides)
+  ]
   reduce = {'max': np.nanmax, 'avg': np.nanmean, 'sum': np.nansum}[kind]
   y = np.zeros((x.shape[0], *out_shape, x.shape[-1]))
   for pos in itertools.product(*map(range, out_shape)):
@@ -41,11 +42,13 @@ LAYERS = {'max': MaxPool, 'avg': AvgPool, 'sum': SumPool}
 
 
 @pytest.mark.parametrize('kind', ['max', 'avg', 'sum'])
-@pytest.mark.parametrize('pool_size,strides,padding', [
-    ((2, 2), None, 'VALID'),            # Trax's default strides: 1
-    ((2, 2), (2, 2), 'SAME'),           # partial windows at the edges
-    ((3, 2), (2, 3), 'SAME'),
-])
+@pytest.mark.parametrize(
+    'pool_size,strides,padding',
+    [
+        ((2, 2), None, 'VALID'),  # Trax's default strides: 1
+        ((2, 2), (2, 2), 'SAME'),  # partial windows at the edges
+        ((3, 2), (2, 3), 'SAME'),
+    ])
 def test_pool_matches_numpy_loops(kind, pool_size, strides, padding):
   layer = LAYERS[kind](pool_size, strides=strides, padding=padding)
   y = layer(X)
@@ -60,12 +63,12 @@ def test_default_strides_are_one_and_names_follow_trax():
   assert MaxPool().output_signature(sig) == ShapeDtype((1, 4, 4, 2))
   assert AvgPool(strides=(2, 2)).output_signature(sig) == ShapeDtype((1, 2, 2, 2))
   assert SumPool(padding='SAME').output_signature(sig) == sig
-  assert [l.name for l in (MaxPool(), AvgPool((3,)), SumPool((1, 2, 3)))] == \
+  assert [p.name for p in (MaxPool(), AvgPool((3,)), SumPool((1, 2, 3)))] == \
       ['MaxPool(2,2)', 'AvgPool(3,)', 'SumPool(1,2,3)']
 
 
 def test_one_dimensional_pooling_and_integer_inputs():
-  x = np.array([[[1], [5], [2], [4], [3]]], np.int32)    # (batch, length, channels)
+  x = np.array([[[1], [5], [2], [4], [3]]], np.int32)  # (batch, length, channels)
   np.testing.assert_array_equal(MaxPool((2,), (2,), 'SAME')(x)[0, :, 0], [5, 4, 3])
   np.testing.assert_array_equal(SumPool((3,), (1,), 'VALID')(x)[0, :, 0], [8, 11, 9])
   y = AvgPool((2,), (2,), 'SAME')(x)
@@ -81,15 +84,18 @@ def test_max_pool_gradient_goes_to_the_window_maximum():
 
 
 def test_pooling_validates_arguments():
-  with pytest.raises(ValueError, match=r'MaxPool: pool_size must be a non-empty tuple of '
-                                       r'positive ints, got 2'):
+  with pytest.raises(
+      ValueError, match=r'MaxPool: pool_size must be a non-empty tuple of '
+      r'positive ints, got 2'):
     MaxPool(2)
-  with pytest.raises(ValueError, match=r'AvgPool: strides must be a non-empty tuple of positive '
-                                       r'ints of length 2, got \(1,\)'):
+  with pytest.raises(
+      ValueError, match=r'AvgPool: strides must be a non-empty tuple of positive '
+      r'ints of length 2, got \(1,\)'):
     AvgPool((2, 2), strides=(1,))
   with pytest.raises(ValueError, match=r"SumPool: padding must be 'VALID' or 'SAME', "
-                                       r"got 'same'"):
+                     r"got 'same'"):
     SumPool(padding='same')
-  with pytest.raises(LayerError, match=r'MaxPool: pool_size \(2, 2\) needs inputs of rank 4 '
-                                       r'\(batch, 2 spatial, channels\), got shape \(5, 6, 3\)'):
+  with pytest.raises(
+      LayerError, match=r'MaxPool: pool_size \(2, 2\) needs inputs of rank 4 '
+      r'\(batch, 2 spatial, channels\), got shape \(5, 6, 3\)'):
     MaxPool().output_signature(ShapeDtype((5, 6, 3)))

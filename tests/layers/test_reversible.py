@@ -11,8 +11,7 @@ from minitrax.layers.base import Fn
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Dropout
 from minitrax.layers.normalization import LayerNorm
-from minitrax.layers.reversible import (ReversibleHalfResidual, ReversibleSerial,
-                                        ReversibleSwap)
+from minitrax.layers.reversible import (ReversibleHalfResidual, ReversibleSerial, ReversibleSwap)
 from minitrax.shapes import ShapeDtype
 
 B, N, D = 2, 5, 8
@@ -31,10 +30,12 @@ def blocks(n_blocks):
   """RevNet blocks on (x1, x2, mask): dropout (needs the same key backwards) and an int input."""
   layers = []
   for _ in range(n_blocks):
-    layers += [ReversibleHalfResidual(LayerNorm(), Dense(D), Relu(), Dropout(0.3)),
-               ReversibleSwap(),
-               ReversibleHalfResidual(masked_dense()),
-               ReversibleSwap()]
+    layers += [
+        ReversibleHalfResidual(LayerNorm(), Dense(D), Relu(), Dropout(0.3)),
+        ReversibleSwap(),
+        ReversibleHalfResidual(masked_dense()),
+        ReversibleSwap()
+    ]
   return layers
 
 
@@ -49,7 +50,7 @@ def check_signature(layer, sig, y):
 
 def test_half_residual_and_swap_match_numpy_and_invert():
   half = ReversibleHalfResidual(Dense(D))
-  ((w, b),), = half.init(SIG[:2])[0]    # (f's weights,), f = Serial(Dense)
+  ((w, b),), = half.init(SIG[:2])[0]  # (f's weights,), f = Serial(Dense)
   y1, y2 = half((X1, X2))
   np.testing.assert_allclose(y1, X1 + X2 @ np.asarray(w) + np.asarray(b), atol=1e-5)
   np.testing.assert_array_equal(y2, X2)
@@ -105,9 +106,11 @@ def test_reversible_gradients_equal_plain_gradients(stacks):
   rng = jax.random.key(7)
 
   def gradients(layer):
+
     def loss(w, x1, x2):
       y1, y2, _ = layer.pure_fn((x1, x2, MASK), w, state, rng)[0]
       return jnp.sum(jnp.sin(y1) * y2)
+
     return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(weights, X1, X2)
 
   got, want = gradients(reversible), gradients(plain)
@@ -128,7 +131,7 @@ def test_nested_reversible_serial_gradients():
     return (tree[0][0], tree[0][1], tree[1])
 
   def grads(layer, w, s):
-    return jax.grad(lambda w: jnp.sum(layer.pure_fn((X1, X2), w, s, None)[0][0] ** 2))(w)
+    return jax.grad(lambda w: jnp.sum(layer.pure_fn((X1, X2), w, s, None)[0][0]**2))(w)
 
   got, want = unnest(grads(nested, w, s)), grads(flat, unnest(w), unnest(s))
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -147,6 +150,7 @@ def test_constructors_check_reversibility_and_arity():
 
 def test_half_residual_shape_mismatch_is_reported():
   half = ReversibleHalfResidual(Dense(3))
-  with pytest.raises(LayerError, match=r'residual branch gives shape \(2, 5, 3\), but the '
-                                       r'accumulator \(first input\) has shape \(2, 5, 8\)'):
+  with pytest.raises(
+      LayerError, match=r'residual branch gives shape \(2, 5, 3\), but the '
+      r'accumulator \(first input\) has shape \(2, 5, 8\)'):
     half((X1, X2))

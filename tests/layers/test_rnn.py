@@ -55,17 +55,15 @@ def _rand(seed, *shape):
 
 
 CELLS = [
-    pytest.param(LSTMCell, np_lstm_step, 2, [(D_IN + N_UNITS, 4 * N_UNITS), (4 * N_UNITS,)],
-                 1.0, id='lstm'),
-    pytest.param(GRUCell, np_gru_step, 1,
-                 [(D_IN + N_UNITS, 2 * N_UNITS), (2 * N_UNITS,), (D_IN + N_UNITS, N_UNITS),
-                  (N_UNITS,)], 0.0, id='gru'),
+    pytest.param(LSTMCell, np_lstm_step, 2, [(D_IN + N_UNITS, 4 * N_UNITS), (4 * N_UNITS,)], 1.0,
+                 id='lstm'),
+    pytest.param(GRUCell, np_gru_step, 1, [(D_IN + N_UNITS, 2 * N_UNITS), (2 * N_UNITS,),
+                                           (D_IN + N_UNITS, N_UNITS), (N_UNITS,)], 0.0, id='gru'),
 ]
 
 
 @pytest.mark.parametrize('cell_cls, np_step, state_mult, weight_shapes, forget_bias', CELLS)
-def test_cell_one_step_matches_numpy(cell_cls, np_step, state_mult, weight_shapes,
-                                     forget_bias):
+def test_cell_one_step_matches_numpy(cell_cls, np_step, state_mult, weight_shapes, forget_bias):
   x, state = _rand(0, BATCH, D_IN), _rand(1, BATCH, state_mult * N_UNITS)
   cell = cell_cls(N_UNITS)
   sig = signature((x, state))
@@ -95,8 +93,7 @@ def test_sequence_layer_matches_numpy_loop(layer_fn, np_step, state_mult):
   layer.init(ShapeDtype(xs.shape), rng=jax.random.key(1))
   # Random weights of order 1 instead of the small initial ones: gates far from 0.5.
   leaves, tree = jax.tree.flatten(layer.weights)
-  weights = jax.tree.unflatten(tree, [0.7 * _rand(20 + k, *w.shape)
-                                      for k, w in enumerate(leaves)])
+  weights = jax.tree.unflatten(tree, [0.7 * _rand(20 + k, *w.shape) for k, w in enumerate(leaves)])
   layer.weights = weights
   ys = layer(xs)
   zero = np.zeros((BATCH, state_mult * N_UNITS))
@@ -114,7 +111,7 @@ def test_gradients_finite_and_reach_every_weight(layer_fn):
 
   def loss(w):
     y, _ = layer.pure_fn(xs, w, state, None)
-    return jnp.sum(y * np.arange(N_UNITS))  # not a symmetric function of the units
+    return jnp.sum(y * np.broadcast_to(np.arange(N_UNITS), y.shape))  # not symmetric in the units
 
   grads = jax.grad(loss)(weights)
   leaves = jax.tree.leaves(grads)
@@ -148,8 +145,9 @@ def test_errors():
     LSTMCell(0)
   with pytest.raises(ValueError, match='GRU: n_units must be a positive int, got 2.5'):
     GRU(2.5)
-  with pytest.raises(LayerError, match=r'MakeZeroState: expected input of shape \(batch, '
-                     r'time, features\), got shape \(2, 3\)'):
+  with pytest.raises(
+      LayerError, match=r'MakeZeroState: expected input of shape \(batch, '
+      r'time, features\), got shape \(2, 3\)'):
     LSTM(3).output_signature(ShapeDtype((2, 3)))
   with pytest.raises(LayerError, match=r'state must have last axis 2 \* n_units = 6, got '
                      r'shape \(2, 3\)'):
@@ -157,6 +155,7 @@ def test_errors():
   cell = GRUCell(3)
   weights, _ = cell.init((ShapeDtype((2, 4)), ShapeDtype((2, 3))))
   x_wrong = np.zeros((2, 5), np.float32)
-  with pytest.raises(LayerError, match=r'GRUCell: weights were made for x with last axis 4, '
-                     r'got x of shape \(2, 5\)'):
+  with pytest.raises(
+      LayerError, match=r'GRUCell: weights were made for x with last axis 4, '
+      r'got x of shape \(2, 5\)'):
     cell.pure_fn((x_wrong, np.zeros((2, 3), np.float32)), weights, (), None)

@@ -38,11 +38,11 @@ CASES = {
     'Multiply': (tl.Multiply, (F, F)),
     'Concatenate': (tl.Concatenate, (F, F)),
     'Split': (tl.Split, F),
-    'Scan': (lambda: tl.Scan(tl.Fn('Cell', lambda x, c: (x + c, x * c), n_out=2), axis=1),
-             (F, ShapeDtype((2,)))),
+    'Scan': (lambda: tl.Scan(tl.Fn('Cell', lambda x, c:
+                                   (x + c, x * c), n_out=2), axis=1), (F, ShapeDtype((2,)))),
     'Chunk': (lambda: tl.Chunk(tl.Dense(3), 1), F),
-    'Cond': (lambda: tl.Cond(tl.Fn('P', lambda x: jnp.sum(x) > 0), tl.Dense(6)),
-             (ShapeDtype(()), F)),
+    'Cond': (lambda: tl.Cond(tl.Fn('P', lambda x: jnp.sum(x) > 0), tl.Dense(6)), (ShapeDtype(
+        ()), F)),
     'Cache': (lambda: tl.Cache(tl.Dense(3)), F),
     'Fn': (lambda: tl.Fn('Double', lambda x: 2 * x), F),
     'Dense': (lambda: tl.Dense(3), F),
@@ -57,18 +57,31 @@ CASES = {
     'Negate': (tl.Negate, F),
     'StopGradient': (tl.StopGradient, F),
     'ArgMax': (tl.ArgMax, F),
-    'Relu': (tl.Relu, F), 'ParametricRelu': (tl.ParametricRelu, F), 'LeakyRelu': (tl.LeakyRelu, F),
-    'Elu': (tl.Elu, F), 'Selu': (tl.Selu, F), 'Gelu': (tl.Gelu, F), 'FastGelu': (tl.FastGelu, F),
-    'Sigmoid': (tl.Sigmoid, F), 'Tanh': (tl.Tanh, F), 'HardSigmoid': (tl.HardSigmoid, F),
-    'HardTanh': (tl.HardTanh, F), 'Softplus': (tl.Softplus, F), 'Swish': (tl.Swish, F),
-    'Glu': (tl.Glu, F), 'Exp': (tl.Exp, F), 'Log': (tl.Log, F),
+    'Relu': (tl.Relu, F),
+    'ParametricRelu': (tl.ParametricRelu, F),
+    'LeakyRelu': (tl.LeakyRelu, F),
+    'Elu': (tl.Elu, F),
+    'Selu': (tl.Selu, F),
+    'Gelu': (tl.Gelu, F),
+    'FastGelu': (tl.FastGelu, F),
+    'Sigmoid': (tl.Sigmoid, F),
+    'Tanh': (tl.Tanh, F),
+    'HardSigmoid': (tl.HardSigmoid, F),
+    'HardTanh': (tl.HardTanh, F),
+    'Softplus': (tl.Softplus, F),
+    'Swish': (tl.Swish, F),
+    'Glu': (tl.Glu, F),
+    'Exp': (tl.Exp, F),
+    'Log': (tl.Log, F),
     'LayerNorm': (tl.LayerNorm, F),
     'BatchNorm': (tl.BatchNorm, F4),
     'FilterResponseNorm': (tl.FilterResponseNorm, F4),
     'Conv': (lambda: tl.Conv(2, (3, 3), padding='SAME'), F4),
     'Conv1d': (lambda: tl.Conv1d(2, 3), SEQ),
     'CausalConv': (lambda: tl.CausalConv(2, 3), SEQ),
-    'MaxPool': (tl.MaxPool, F4), 'AvgPool': (tl.AvgPool, F4), 'SumPool': (tl.SumPool, F4),
+    'MaxPool': (tl.MaxPool, F4),
+    'AvgPool': (tl.AvgPool, F4),
+    'SumPool': (tl.SumPool, F4),
     'LSTMCell': (lambda: tl.LSTMCell(3), (F, ShapeDtype((2, 6)))),
     'GRUCell': (lambda: tl.GRUCell(3), (F, ShapeDtype((2, 3)))),
     'LSTM': (lambda: tl.LSTM(3), SEQ),
@@ -97,29 +110,31 @@ CASES = {
     'PaddingMask': (tl.PaddingMask, IDS),
     'EncoderDecoderMask': (tl.EncoderDecoderMask, (SEQ, MASK)),
     'ReversibleSwap': (tl.ReversibleSwap, (SEQ, SEQ)),
-    'ReversibleHalfResidual': (lambda: tl.ReversibleHalfResidual(tl.LayerNorm(), tl.Dense(4)),
-                               (SEQ, SEQ)),
-    'ReversibleSerial': (lambda: tl.ReversibleSerial(
-        tl.ReversibleHalfResidual(tl.Dense(4)), tl.ReversibleSwap()), (SEQ, SEQ)),
+    'ReversibleHalfResidual':
+        (lambda: tl.ReversibleHalfResidual(tl.LayerNorm(), tl.Dense(4)), (SEQ, SEQ)),
+    'ReversibleSerial':
+        (lambda: tl.ReversibleSerial(tl.ReversibleHalfResidual(tl.Dense(4)), tl.ReversibleSwap()),
+         (SEQ, SEQ)),
     'SelfAttention': (lambda: tl.SelfAttention(n_heads=2, d_qk=2, d_v=2, causal=True), SEQ8),
     'LSHSelfAttention': (lambda: tl.LSHSelfAttention(n_heads=2, d_qk=2, d_v=2, causal=True,
                                                      chunk_len=4, n_buckets=2), SEQ8),
-    'AxialPositionalEncoding': (lambda: tl.AxialPositionalEncoding(shape=(2, 4), d_embs=(2, 2)),
-                                SEQ8),
+    'AxialPositionalEncoding':
+        (lambda: tl.AxialPositionalEncoding(shape=(2, 4), d_embs=(2, 2)), SEQ8),
 }
 
 # Names in minitrax.layers that are not layers (helpers, initializers, base pieces).
-NOT_LAYERS = {'Layer', 'EMPTY', 'LayerError', 'METRICS', 'one_hot', 'log_softmax', 'check_ids',
-              'poison', 'get_fans', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs',
-              'as_stack', 'from_stack', 'dot_product_attention', 'sinusoidal_encoding',
-              'check_positions', 'ReversibleLayer', 'hash_vectors', 'random_rotations',
-              'hash_with_rotations', 'auto_n_buckets', 'bucketed_attention', 'chunked_attention',
-              'cached_attention'}
+NOT_LAYERS = {
+    'Layer', 'EMPTY', 'LayerError', 'METRICS', 'one_hot', 'log_softmax', 'check_ids', 'poison',
+    'get_fans', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs', 'as_stack',
+    'from_stack', 'dot_product_attention', 'sinusoidal_encoding', 'check_positions',
+    'ReversibleLayer', 'hash_vectors', 'random_rotations', 'hash_with_rotations', 'auto_n_buckets',
+    'bucketed_attention', 'chunked_attention', 'cached_attention'
+}
 
 
 def _public_layers():
-  return sorted(name for name in tl.__all__
-                if name not in NOT_LAYERS and not name.endswith('Initializer'))
+  return sorted(
+      name for name in tl.__all__ if name not in NOT_LAYERS and not name.endswith('Initializer'))
 
 
 def test_every_public_layer_has_a_case():
@@ -129,7 +144,9 @@ def test_every_public_layer_has_a_case():
 
 def _random_input(sig, rng):
   if isinstance(sig, tuple):
-    return tuple(_random_input(s, r) for s, r in zip(sig, np.random.default_rng(rng).spawn(len(sig))))
+    return tuple(
+        _random_input(s, r) for s, r in zip(sig,
+                                            np.random.default_rng(rng).spawn(len(sig))))
   gen = np.random.default_rng(rng)
   if np.issubdtype(sig.dtype, np.integer):
     return gen.integers(0, 4, sig.shape).astype(sig.dtype)
@@ -155,8 +172,8 @@ def test_output_signature_matches_real_output(name):
   def total(w):
     out, _ = layer.pure_fn(x, w, state, jax.random.key(1))
     outs = out if isinstance(out, tuple) else (out,)
-    return sum(jnp.sum(o.astype(jnp.float32)) for o in outs
-               if jnp.issubdtype(o.dtype, jnp.floating))
+    return sum(
+        jnp.sum(o.astype(jnp.float32)) for o in outs if jnp.issubdtype(o.dtype, jnp.floating))
 
   grads = jax.grad(total, allow_int=True)(weights)
   grad_leaves = [g for g in jax.tree.leaves(grads) if jnp.issubdtype(g.dtype, jnp.floating)]

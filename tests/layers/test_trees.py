@@ -25,7 +25,7 @@ class Bias(Layer):
     return jax.random.normal(rng, input_signature.shape[-1:]), jnp.zeros((), jnp.int32)
 
   def forward_with_state(self, x, weights, state, rng):
-    return x + weights, state + 1
+    return x + jnp.broadcast_to(weights, x.shape), state + 1
 
 
 def _names(layers):
@@ -69,7 +69,7 @@ def test_fill_shared_puts_the_first_use_everywhere_and_clear_shared_undoes_it():
   weights, _ = model.init(ShapeDtype((2, 3)))
   filled = trees.fill_shared(model, 'weights', weights)
   np.testing.assert_array_equal(filled[1][1], weights[0])  # a, met again inside inner
-  np.testing.assert_array_equal(filled[3], weights[1][0])   # b, met again at the end
+  np.testing.assert_array_equal(filled[3], weights[1][0])  # b, met again at the end
   cleared = trees.clear_shared(model, 'weights', filled)
   assert jax.tree.structure(cleared) == jax.tree.structure(weights)
   x = np.zeros((2, 3), np.float32)
@@ -90,8 +90,9 @@ def test_scatter_of_a_tree_that_does_not_fit_stores_nothing():
   model, (a, _, _, _) = _shared_model()
   weights, _ = model.init(ShapeDtype((1, 3)))
   bad = (jnp.ones(3), (jnp.ones(3),), jnp.ones(3), ())  # inner needs 2 entries
-  with pytest.raises(LayerError, match=r'weights of inner must be a tuple of 2 \(one per '
-                     r'sublayer\), got tuple of 1'):
+  with pytest.raises(
+      LayerError, match=r'weights of inner must be a tuple of 2 \(one per '
+      r'sublayer\), got tuple of 1'):
     model.weights = bad
   np.testing.assert_array_equal(a.weights, weights[0])
 
@@ -99,8 +100,8 @@ def test_scatter_of_a_tree_that_does_not_fit_stores_nothing():
 def test_a_store_through_a_sublayer_reaches_every_cached_tree_holding_it(monkeypatch):
   walks = []
   gather = trees.gather
-  monkeypatch.setattr(trees, 'gather', lambda root, kind: (
-      walks.append(root.name), gather(root, kind))[1])
+  monkeypatch.setattr(trees, 'gather', lambda root, kind:
+                      (walks.append(root.name), gather(root, kind))[1])
   shared, other = Bias('shared'), Bias('other')
   inner = Serial(shared, name='inner')
   one, two = Serial(inner, name='one'), Serial(other, shared, name='two')
@@ -155,8 +156,10 @@ def test_cached_trees_hold_their_roots_weakly():
 @pytest.mark.parametrize('module_name', ['base', 'trees', 'diagnosis'])
 def test_no_module_level_mutable_state(module_name):
   module = __import__(f'minitrax.layers.{module_name}', fromlist=['_'])
-  mutable = (dict, list, set, bytearray, weakref.WeakKeyDictionary,
-             weakref.WeakValueDictionary, weakref.WeakSet)
-  found = [name for name, value in vars(module).items()
-           if not name.startswith('__') and isinstance(value, mutable)]
+  mutable = (dict, list, set, bytearray, weakref.WeakKeyDictionary, weakref.WeakValueDictionary,
+             weakref.WeakSet)
+  found = [
+      name for name, value in vars(module).items()
+      if not name.startswith('__') and isinstance(value, mutable)
+  ]
   assert not found, found

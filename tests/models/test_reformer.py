@@ -30,7 +30,8 @@ SIZES = dict(d_model=8, d_ff=16, d_attention_key=4, d_attention_value=4, n_layer
              max_len=L)
 # Exact attention, then LSH attention whose chunk covers the sequence (so predict mode, which
 # attends exactly over its cache, equals eval mode); axial positions; chunked FF and loss.
-MIXED = dict(attention_type=[SelfAttention, functools.partial(LSHSelfAttention, chunk_len=L)],
+MIXED = dict(attention_type=[SelfAttention,
+                             functools.partial(LSHSelfAttention, chunk_len=L)],
              axial_pos_shape=(2, 4), d_axial_pos_embs=(4, 4), ff_chunk_size=4, loss_chunk_size=4)
 
 
@@ -60,7 +61,7 @@ def test_trees_are_the_same_in_every_mode_and_outputs_have_their_shapes(evaluate
   assert model.output_signature(IDS) == ShapeDtype((B, L, V), np.float32)
   train = lm('train')
   train_weights, train_state = train.init(IDS)
-  hidden, w, b = train(TOKENS)                     # loss_chunk_size: the loss projects
+  hidden, w, b = train(TOKENS)  # loss_chunk_size: the loss projects
   assert (hidden.shape, w.shape, b.shape) == ((B, L, 2 * SIZES['d_model']), (16, V), (V,))
   predict = lm('predict')
   predict_weights, _ = predict.init(ONE)
@@ -84,7 +85,7 @@ def test_chunked_feed_forward_equals_plain():
   x = RNG.normal(size=sig.shape).astype(np.float32)
   plain = Serial(FeedForward(8, 16, 0.0, FastGelu, 'eval'))
   weights, _ = plain.init(sig)
-  for chunk_size in (4, 5):                        # 5 does not divide 16 positions: one chunk
+  for chunk_size in (4, 5):  # 5 does not divide 16 positions: one chunk
     chunked = Serial(ChunkedFeedForward(8, 16, 0.0, FastGelu, chunk_size, 'eval'))
     chunked.init(sig)
     y = chunked(x, weights=((), (), (weights,), ()))
@@ -108,12 +109,14 @@ def test_chunked_loss_equals_cross_entropy_of_log_softmax():
   want = -(picked * weights).sum() / weights.sum()
 
   def value_and_grads(layer, layer_weights):
+
     def loss(head, x):
       return layer.pure_fn((x, targets, weights), (head,) + layer_weights, layer.state, None)[0]
+
     return jax.value_and_grad(loss, argnums=(0, 1))(full.weights[0], jnp.asarray(x))
 
-  (got, grads), (full_value, full_grads) = value_and_grads(chunked, ((),)), value_and_grads(
-      full, ((),))
+  (got, grads), (full_value, full_grads) = value_and_grads(chunked,
+                                                           ((),)), value_and_grads(full, ((),))
   np.testing.assert_allclose(got, want, rtol=1e-5)
   np.testing.assert_allclose(full_value, want, rtol=1e-5)
   for a, c in zip(jax.tree.leaves(grads), jax.tree.leaves(full_grads)):
@@ -131,20 +134,21 @@ def train_step_bytes(n_layers, reversible):
   """
   n, d = 2048, 16
   attention = functools.partial(LSHSelfAttention, chunk_len=64)
-  blocks = [DecoderBlock(d, 32, 8, 8, 1, attention, 0.0, FastGelu, 0, n, 'train')
-            for _ in range(n_layers)]
+  blocks = [
+      DecoderBlock(d, 32, 8, 8, 1, attention, 0.0, FastGelu, 0, n, 'train') for _ in range(n_layers)
+  ]
   model = Serial(Dup(), ReversibleSerial(blocks) if reversible else Serial(blocks), Concatenate())
   weights, state = model.init(ShapeDtype((1, n, d)))
 
   def step(weights, x, rng):
-    grads = jax.grad(lambda w: jnp.sum(model.pure_fn(x, w, state, rng)[0] ** 2))(weights)
+    grads = jax.grad(lambda w: jnp.sum(model.pure_fn(x, w, state, rng)[0]**2))(weights)
     return jax.tree.map(lambda w, g: w - 0.01 * g, weights, grads)
 
   x = jax.ShapeDtypeStruct((1, n, d), jnp.float32)
-  memory = jax.jit(step, donate_argnums=(0,)).lower(
-      weights, x, jax.random.key(0)).compile().memory_analysis()
-  return (memory.argument_size_in_bytes + memory.output_size_in_bytes +
-          memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+  memory = jax.jit(step, donate_argnums=(0,)).lower(weights, x,
+                                                    jax.random.key(0)).compile().memory_analysis()
+  return (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes -
+          memory.alias_size_in_bytes)
 
 
 def test_peak_memory_of_a_training_step_does_not_grow_with_depth():
@@ -191,13 +195,15 @@ def test_codelab_trainer_learns_copy_and_decodes(tmp_path):
 
 @pytest.mark.slow
 def test_lsh_reformer_learns_copy_through_the_trainer():
+
   def model(mode):
     attention = functools.partial(LSHSelfAttention, chunk_len=8, n_hashes=2, n_buckets=4)
     return ReformerLM(d_model=32, d_ff=128, n_layers=2, vocab_size=32, mode=mode,
                       attention_type=attention)
+
   trainer = Trainer(model=model, loss_fn=CrossEntropyLoss, optimizer=Adafactor,
-                    lr_schedule=MultifactorSchedule, inputs=copy_inputs(16, 32, 16),
-                    has_weights=True)
+                    lr_schedule=MultifactorSchedule, inputs=copy_inputs(16, 32,
+                                                                        16), has_weights=True)
   trainer.train_epoch(1000, 2)
   # Second copy: 8 weighted positions of which the first is random, so at most ~0.89.
   assert trainer.history.get('eval', 'metrics/accuracy')[-1][1] >= 0.8
@@ -208,7 +214,7 @@ def test_lsh_reformer_learns_copy_through_the_trainer():
 
 def test_reformer_encoder_decoder_predict_equals_eval():
   source = TOKENS.copy()
-  source[:, -2:] = 0                               # padding, hidden from the decoder
+  source[:, -2:] = 0  # padding, hidden from the decoder
   sizes = dict(d_model=8, d_ff=16, n_encoder_layers=1, n_decoder_layers=2, n_heads=2, max_len=L)
   model = Reformer(V, **sizes, mode='eval')
   model.init((IDS, IDS))

@@ -39,18 +39,20 @@ def test_unknown_model_lists_the_known_ones():
   with pytest.raises(ConfigError) as info:
     registry.get_model('Xyz')
   assert str(info.value) == f"unknown model 'Xyz'; known models: {known}"
-  with pytest.raises(ConfigError, match=r"^unknown model 'mlp' \(did you mean 'MLP'\?\); "
-                                        r"known models: .*GRULM, MLP, "):
+  with pytest.raises(
+      ConfigError, match=r"^unknown model 'mlp' \(did you mean 'MLP'\?\); "
+      r"known models: .*GRULM, MLP, "):
     registry.get_model('mlp')
 
 
 @pytest.mark.usefixtures('fresh_registry')
 def test_register_as_call_and_decorator():
+
   def TinyModel(mode='train'):  # pylint: disable=invalid-name
     return MLP(d_hidden=2, n_hidden_layers=1, n_output_classes=2, mode=mode)
 
   assert registry.register(TinyModel) is TinyModel
-  assert registry.register(TinyModel) is TinyModel               # again: no error
+  assert registry.register(TinyModel) is TinyModel  # again: no error
   assert registry.get_model('TinyModel') is TinyModel
   registry.register(TinyModel, name='Tiny')
   assert registry.get_model('Tiny') is TinyModel
@@ -65,17 +67,19 @@ def test_register_as_call_and_decorator():
 
 @pytest.mark.usefixtures('fresh_registry')
 def test_register_refuses_clashes_and_bad_arguments():
+
   def MLP():  # pylint: disable=invalid-name,redefined-outer-name
     return None
 
-  with pytest.raises(ConfigError, match=r"register: model name 'MLP' is already taken by "
-                                        r"minitrax\.models\.mlp\.MLP; pick another name"):
+  with pytest.raises(
+      ConfigError, match=r"register: model name 'MLP' is already taken by "
+      r"minitrax\.models\.mlp\.MLP; pick another name"):
     registry.register(MLP)
   with pytest.raises(ConfigError, match=r'register: a model must be a function returning a '
-                                        r'layer, got 3'):
+                     r'layer, got 3'):
     registry.register(3)
   with pytest.raises(ConfigError, match=r"register: the model name must be a non-empty "
-                                        r"string, got ''"):
+                     r"string, got ''"):
     registry.register(MLP, name='')
 
 
@@ -105,9 +109,10 @@ def test_importing_minitrax_models_registers_every_model_module():
       'minitrax.models.reformer': ['Reformer', 'ReformerLM'],
       'minitrax.models.resnet': ['Resnet50', 'WideResnet'],
       'minitrax.models.rnn': ['GRULM', 'RNNLM'],
-      'minitrax.models.transformer': ['Transformer', 'TransformerDecoder', 'TransformerEncoder',
-                                      'TransformerLM'],
+      'minitrax.models.transformer': [
+          'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerLM'
+      ],
   }
-  models_modules = {f'minitrax.models.{name}' for name in result['modules']} - {
-      'minitrax.models.registry'}
+  models_modules = {f'minitrax.models.{name}' for name in result['modules']
+                   } - {'minitrax.models.registry'}
   assert models_modules == set(result['by_module'])  # a new model module must register models

@@ -11,8 +11,8 @@ import pytest
 
 from minitrax.errors import LayerError
 from minitrax.layers.normalization import BatchNorm, FilterResponseNorm
-from minitrax.models.resnet import (ConvBlock, GlobalAvgPool, IdentityBlock, Resnet50,
-                                    WideResnet, WideResnetBlock, WideResnetGroup)
+from minitrax.models.resnet import (ConvBlock, GlobalAvgPool, IdentityBlock, Resnet50, WideResnet,
+                                    WideResnetBlock, WideResnetGroup)
 from minitrax.shapes import ShapeDtype, signature
 
 KEY = jax.random.key(0)
@@ -22,9 +22,11 @@ SIG = signature(IMAGES)
 
 def _abstract(model, sig):
   """(weights, state, output) of `model` as ShapeDtypeStructs, without drawing anything."""
+
   def init_and_run(x, rng):
     weights, state = model.init_weights_and_state(sig, rng)
     return weights, state, model.pure_fn(x, weights, state, rng)[0]
+
   return jax.eval_shape(init_and_run, sig.as_struct(), KEY)
 
 
@@ -49,10 +51,12 @@ def _layers(layer, kind):
 
 
 MODELS = {
-    'resnet50': lambda mode: Resnet50(d_hidden=1, n_output_classes=3, mode=mode),
-    'resnet50_frn': lambda mode: Resnet50(d_hidden=1, n_output_classes=3, mode=mode,
-                                          norm=FilterResponseNorm),
-    'wide_resnet': lambda mode: WideResnet(n_blocks=2, n_output_classes=3, mode=mode),
+    'resnet50':
+        lambda mode: Resnet50(d_hidden=1, n_output_classes=3, mode=mode),
+    'resnet50_frn':
+        lambda mode: Resnet50(d_hidden=1, n_output_classes=3, mode=mode, norm=FilterResponseNorm),
+    'wide_resnet':
+        lambda mode: WideResnet(n_blocks=2, n_output_classes=3, mode=mode),
 }
 
 
@@ -69,11 +73,11 @@ def test_output_shapes_and_weights_trees_agree_in_every_mode(name):
 
 def test_resnet50_structure_and_real_output():
   model = Resnet50(d_hidden=1, n_output_classes=3, mode='eval')
-  names = [l.name for l in model.sublayers]
+  names = [s.name for s in model.sublayers]
   assert names[:5] == ['ToFloat', 'Conv', 'BatchNorm', 'Relu', 'MaxPool(3,3)']
   assert names[-3:] == ['GlobalAvgPool', 'Dense_3', 'LogSoftmax']
   assert names[5:-3].count('ConvBlock') == 4 and names[5:-3].count('IdentityBlock') == 12
-  assert len(_layers(model, BatchNorm)) == 1 + 4 * 4 + 12 * 3     # stem, 4 per ConvBlock, 3 per
+  assert len(_layers(model, BatchNorm)) == 1 + 4 * 4 + 12 * 3  # stem, 4 per ConvBlock, 3 per
   weights, state = _numpy_weights(model, SIG)
   y, _ = jax.jit(model.pure_fn)(IMAGES, weights, state, None)
   assert signature(y) == model.output_signature(SIG)
@@ -96,7 +100,7 @@ def test_blocks_output_signature_matches_real_output(block, in_shape, out_shape)
 
 def test_wide_resnet_groups_have_one_residual_per_block():
   group = WideResnetGroup(3, 4)
-  assert [l.name for l in group.sublayers] == ['Residual'] * 3
+  assert [s.name for s in group.sublayers] == ['Residual'] * 3
 
 
 def test_global_avg_pool_matches_numpy():
@@ -105,8 +109,9 @@ def test_global_avg_pool_matches_numpy():
   y = layer(x)
   np.testing.assert_allclose(y, x.mean(axis=(1, 2)), rtol=1e-6)
   assert layer.output_signature(signature(x)) == signature(y) == ShapeDtype((2, 4))
-  with pytest.raises(LayerError, match=r'GlobalAvgPool: expected \(batch, spatial\.\.\., '
-                                       r'channels\) of rank >= 3, got shape \(2, 4\)'):
+  with pytest.raises(
+      LayerError, match=r'GlobalAvgPool: expected \(batch, spatial\.\.\., '
+      r'channels\) of rank >= 3, got shape \(2, 4\)'):
     GlobalAvgPool()(np.ones((2, 4), np.float32))
 
 
@@ -143,7 +148,7 @@ def test_real_init_and_call(wide_resnet):
 
 def test_batchnorm_uses_batch_statistics_only_in_train(wide_resnet):
   train, evaluate, weights, state = wide_resnet
-  other = np.concatenate([IMAGES[:2], 2.0 * IMAGES[2:]])   # same first two images
+  other = np.concatenate([IMAGES[:2], 2.0 * IMAGES[2:]])  # same first two images
   run_train, run_eval = jax.jit(train.pure_fn), jax.jit(evaluate.pure_fn)
   y_train, train_state = run_train(IMAGES, weights, state, None)
   y_train_other, _ = run_train(other, weights, state, None)
@@ -163,8 +168,7 @@ def test_batchnorm_uses_batch_statistics_only_in_train(wide_resnet):
   kernel, bias = (np.asarray(a, np.float64) for a in weights[1])
   h = _np_conv3x3_same(IMAGES.astype(np.float64), kernel, bias)
   mean, var, _ = batchnorms[0].state
-  np.testing.assert_allclose(mean.reshape(-1), 0.1 * h.mean(axis=(0, 1, 2)), rtol=1e-4,
-                             atol=1e-6)
+  np.testing.assert_allclose(mean.reshape(-1), 0.1 * h.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(var.reshape(-1), 0.9 + 0.1 * h.var(axis=(0, 1, 2)), rtol=1e-4)
   train.state = state
 

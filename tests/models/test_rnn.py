@@ -13,7 +13,6 @@ VOCAB, D, BATCH, TIME = 7, 4, 2, 6
 TOKENS = np.random.default_rng(0).integers(1, VOCAB, (BATCH, TIME)).astype(np.int32)
 SEQ_SIG, STEP_SIG = signature(TOKENS), ShapeDtype((BATCH, 1), np.int32)
 
-
 # ------------------------------------------------------------------ NumPy reference
 
 
@@ -67,9 +66,10 @@ def reference(kind, weights, tokens):
 
 
 MODELS = {
-    'rnnlm': lambda mode, dropout=0.1: RNNLM(VOCAB, d_model=D, n_layers=2, dropout=dropout,
-                                             mode=mode),
-    'grulm': lambda mode: GRULM(VOCAB, d_model=D, n_layers=2, mode=mode),
+    'rnnlm':
+        lambda mode, dropout=0.1: RNNLM(VOCAB, d_model=D, n_layers=2, dropout=dropout, mode=mode),
+    'grulm':
+        lambda mode: GRULM(VOCAB, d_model=D, n_layers=2, mode=mode),
 }
 
 
@@ -100,7 +100,7 @@ def test_eval_mode_is_causal(eval_and_predict):
   changed = TOKENS.copy()
   changed[:, 3] = (changed[:, 3] % (VOCAB - 1)) + 1
   y, y_changed = np.asarray(evaluate(TOKENS)), np.asarray(evaluate(changed))
-  np.testing.assert_array_equal(y[:, :4], y_changed[:, :4])    # positions 0..3 never see x_3
+  np.testing.assert_array_equal(y[:, :4], y_changed[:, :4])  # positions 0..3 never see x_3
   assert not np.allclose(y[:, 4:], y_changed[:, 4:])
 
 
@@ -122,8 +122,9 @@ def test_predict_one_token_per_call_equals_eval(eval_and_predict):
 def test_predict_rejects_another_batch_size(eval_and_predict):
   _, _, predict, initial_state = eval_and_predict
   predict.state = initial_state
-  with pytest.raises(LayerError, match=r'predict mode was initialised for batch 2, got input '
-                                       r'of shape \(3, 1, 4\)'):
+  with pytest.raises(
+      LayerError, match=r'predict mode was initialised for batch 2, got input '
+      r'of shape \(3, 1, 4\)'):
     predict.pure_fn(np.ones((3, 1), np.int32), predict.weights, initial_state, None)
 
 
@@ -146,13 +147,13 @@ def test_weights_identical_in_every_mode_and_load_into_predict(kind, tmp_path):
 
 
 @pytest.mark.parametrize('make, vocab', [
-    (lambda mode: RNNLM(VOCAB, d_model=D, n_layers=3, rnn_cell=GRUCell,
-                        rnn_cell_d_state_multiplier=1, mode=mode), VOCAB),
+    (lambda mode: RNNLM(VOCAB, d_model=D, n_layers=3, rnn_cell=GRUCell, rnn_cell_d_state_multiplier=
+                        1, mode=mode), VOCAB),
     (lambda mode: GRULM(d_model=D, mode=mode), 256),
 ], ids=['rnnlm_gru_3_layers', 'grulm_defaults'])
 def test_output_shapes_in_every_mode(make, vocab):
-  for mode, sig, time in (('train', SEQ_SIG, TIME), ('eval', SEQ_SIG, TIME),
-                          ('predict', STEP_SIG, 1)):
+  for mode, sig, time in (('train', SEQ_SIG, TIME), ('eval', SEQ_SIG, TIME), ('predict', STEP_SIG,
+                                                                              1)):
     assert make(mode).output_signature(sig) == ShapeDtype((BATCH, time, vocab))
 
 
@@ -170,8 +171,7 @@ def test_train_mode_applies_dropout_and_needs_an_rng():
 def test_multi_rnn_cell_matches_numpy():
   cell = MultiRNNCell([LSTMCell(3), LSTMCell(3)])
   rng = np.random.default_rng(5)
-  x, carry = rng.normal(size=(2, 5)).astype(np.float32), rng.normal(size=(2, 12)).astype(
-      np.float32)
+  x, carry = rng.normal(size=(2, 5)).astype(np.float32), rng.normal(size=(2, 12)).astype(np.float32)
   weights, _ = cell.init((signature(x), signature(carry)))
   (y, new_carry) = cell((x, carry))
   w0, b0, w1, b1 = _f64(weights)
@@ -213,9 +213,10 @@ def test_bad_arguments_fail_at_construction(make, error, message):
 
 
 def test_wrong_state_multiplier_names_the_cell():
-  model = RNNLM(VOCAB, d_model=D, rnn_cell=GRUCell)           # GRU needs multiplier 1
-  with pytest.raises(LayerError, match=r'GRUCell: state must have last axis n_units = 4, '
-                                       r'got shape \(2, 8\)'):
+  model = RNNLM(VOCAB, d_model=D, rnn_cell=GRUCell)  # GRU needs multiplier 1
+  with pytest.raises(
+      LayerError, match=r'GRUCell: state must have last axis n_units = 4, '
+      r'got shape \(2, 8\)'):
     model.init(SEQ_SIG)
 
 
@@ -223,5 +224,5 @@ def test_recurrent_state_setter_checks_the_pair():
   layer = Recurrent(GRUCell(2), 2, mode='predict')
   layer.init(ShapeDtype((1, 1, 3)))
   with pytest.raises(LayerError, match=r'state of Recurrent must be a pair \(scan_state, '
-                                       r'carry\), got \(\)'):
+                     r'carry\), got \(\)'):
     layer.state = ()

@@ -14,7 +14,7 @@ from minitrax.optimizers.adam import Adam
 from minitrax.shapes import ShapeDtype
 from minitrax.supervised import decoding
 
-V, L, B = 12, 10, 2           # vocabulary, sequence length, batch
+V, L, B = 12, 10, 2  # vocabulary, sequence length, batch
 SIZES = dict(d_model=32, d_ff=64, n_heads=2)
 IDS = ShapeDtype((B, L), np.int32)
 ONE = ShapeDtype((B, 1), np.int32)
@@ -22,13 +22,11 @@ TOKENS = np.random.default_rng(0).integers(1, V, size=(B, L)).astype(np.int32)
 
 
 def lm(mode, n_layers=2, max_len=L + 2, dropout=0.1):
-  return TransformerLM(V, n_layers=n_layers, dropout=dropout, max_len=max_len, mode=mode,
-                       **SIZES)
+  return TransformerLM(V, n_layers=n_layers, dropout=dropout, max_len=max_len, mode=mode, **SIZES)
 
 
 def seq2seq(mode):
-  return Transformer(V, n_encoder_layers=1, n_decoder_layers=2, max_len=L + 2, mode=mode,
-                     **SIZES)
+  return Transformer(V, n_encoder_layers=1, n_decoder_layers=2, max_len=L + 2, mode=mode, **SIZES)
 
 
 def shift_right(x):
@@ -77,9 +75,11 @@ def test_output_shapes_and_weights_in_every_mode(name):
 
 
 def test_transformer_shares_one_embedding_when_vocabularies_are_equal():
+
   def tables(model):
     leaves = jax.tree.leaves(model.init((IDS, IDS))[0])
     return sum(1 for a in leaves if a.shape == (V, 32))
+
   assert tables(Transformer(V, n_encoder_layers=1, n_decoder_layers=1, **SIZES)) == 1
   assert tables(Transformer(V, output_vocab_size=V, n_encoder_layers=1, n_decoder_layers=1,
                             **SIZES)) == 2
@@ -120,8 +120,8 @@ def test_transformer_lm_predict_one_token_at_a_time_equals_eval():
   # A prompt chunk first, then single tokens, from a fresh state.
   predictor.init(ONE)
   predictor.weights = weights
-  got = [np.asarray(predictor(fed[:, :4]))] + [np.asarray(predictor(fed[:, i:i + 1]))
-                                               for i in range(4, L)]
+  got = [np.asarray(predictor(fed[:, :4]))
+        ] + [np.asarray(predictor(fed[:, i:i + 1])) for i in range(4, L)]
   np.testing.assert_allclose(np.concatenate(got, axis=1), expected, atol=1e-5)
 
 
@@ -181,14 +181,18 @@ def copy_weights():
 
   @jax.jit
   def train(weights, slots, xs, ws):
+
     def step(carry, batch):
       weights, slots, i = carry
       x, w = batch
+
       def loss(weights):
         return model_with_loss.pure_fn((x, x, w), weights, state, jax.random.key(0))[0]
+
       grads = jax.grad(loss)(weights)
       weights, slots, _ = optimizer.tree_update(i, grads, weights, slots, opt_params)
       return (weights, slots, i + 1), None
+
     return jax.lax.scan(step, (weights, slots, jnp.int32(0)), (xs, ws))[0][0]
 
   return train(weights, slots, xs, ws)[0]

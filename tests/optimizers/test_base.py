@@ -10,8 +10,10 @@ import pytest
 from minitrax import optimizers
 from minitrax.errors import OptimizerError
 
-ALL = [optimizers.SGD, optimizers.Momentum, optimizers.RMSProp,
-       optimizers.Adam, optimizers.Adafactor, optimizers.SM3]
+ALL = [
+    optimizers.SGD, optimizers.Momentum, optimizers.RMSProp, optimizers.Adam, optimizers.Adafactor,
+    optimizers.SM3
+]
 
 
 def _tree(dtype=jnp.float32):
@@ -26,8 +28,7 @@ def test_constructible_without_arguments(cls):
   optimizer = cls()
   slots, opt_params = optimizer.tree_init(_tree())
   assert 'learning_rate' in opt_params
-  assert all(v.dtype == jnp.float32 and v.shape == ()
-             for v in opt_params.values())
+  assert all(v.dtype == jnp.float32 and v.shape == () for v in opt_params.values())
   assert set(opt_params) == set(optimizer.hyperparameters)
   # Slots mirror the weights; each leaf's slots are a tuple of arrays, so
   # that they can be written to a msgpack checkpoint.
@@ -39,21 +40,32 @@ def test_constructible_without_arguments(cls):
 def test_trax_defaults():
   assert optimizers.SGD().hyperparameters == {'learning_rate': 0.01}
   assert optimizers.Momentum().hyperparameters == {
-      'learning_rate': 0.01, 'mass': 0.9, 'weight_decay_rate': 1e-5}
-  assert optimizers.RMSProp().hyperparameters == {
-      'learning_rate': 0.001, 'gamma': 0.9, 'eps': 1e-8}
+      'learning_rate': 0.01,
+      'mass': 0.9,
+      'weight_decay_rate': 1e-5
+  }
+  assert optimizers.RMSProp().hyperparameters == {'learning_rate': 0.001, 'gamma': 0.9, 'eps': 1e-8}
   assert optimizers.Adam().hyperparameters == {
-      'learning_rate': 0.01, 'weight_decay_rate': 1e-5, 'b1': 0.9,
-      'b2': 0.999, 'eps': 1e-5}
+      'learning_rate': 0.01,
+      'weight_decay_rate': 1e-5,
+      'b1': 0.9,
+      'b2': 0.999,
+      'eps': 1e-5
+  }
   assert optimizers.Adafactor().hyperparameters == {
-      'learning_rate': 0.05, 'beta1': 0.0, 'decay_rate': 0.8,
-      'clipping_threshold': 1.0, 'weight_decay_rate': 1e-5,
-      'epsilon1': 1e-30, 'epsilon2': 1e-3}
-  assert optimizers.SM3().hyperparameters == {
-      'learning_rate': 0.01, 'momentum': 0.9}
-  assert repr(optimizers.Adam(learning_rate=1e-3, b2=0.98)) == (
-      'Adam(learning_rate=0.001, weight_decay_rate=1e-05, b1=0.9, b2=0.98, '
-      'eps=1e-05)')
+      'learning_rate': 0.05,
+      'beta1': 0.0,
+      'decay_rate': 0.8,
+      'clipping_threshold': 1.0,
+      'weight_decay_rate': 1e-5,
+      'epsilon1': 1e-30,
+      'epsilon2': 1e-3
+  }
+  assert optimizers.SM3().hyperparameters == {'learning_rate': 0.01, 'momentum': 0.9}
+  assert repr(optimizers.Adam(
+      learning_rate=1e-3,
+      b2=0.98)) == ('Adam(learning_rate=0.001, weight_decay_rate=1e-05, b1=0.9, b2=0.98, '
+                    'eps=1e-05)')
 
 
 def test_slot_shapes_factored_and_per_axis():
@@ -90,8 +102,10 @@ def test_ten_learning_rates_compile_once():
 
 def test_with_schedule_merges_values_and_names_bad_keys():
   _, opt_params = optimizers.Momentum().tree_init(())
-  merged = optimizers.Optimizer.with_schedule(
-      opt_params, {'learning_rate': 0.5, 'mass': np.float32(0.8)})
+  merged = optimizers.Optimizer.with_schedule(opt_params, {
+      'learning_rate': 0.5,
+      'mass': np.float32(0.8)
+  })
   assert float(merged['learning_rate']) == 0.5
   assert merged['mass'].dtype == jnp.float32 and merged['mass'].shape == ()
   assert opt_params['learning_rate'] == np.float32(0.01)  # Not changed.
@@ -99,10 +113,9 @@ def test_with_schedule_merges_values_and_names_bad_keys():
   assert float(bare['learning_rate']) == 0.25
   with pytest.raises(OptimizerError) as e:
     optimizers.Optimizer.with_schedule(opt_params, {'learning_rat': 0.1})
-  assert str(e.value) == (
-      "Optimizer.with_schedule: the schedule sets ['learning_rat'], which the "
-      "optimizer does not have; valid names are ['learning_rate', 'mass', "
-      "'weight_decay_rate']")
+  assert str(e.value) == ("Optimizer.with_schedule: the schedule sets ['learning_rat'], which the "
+                          "optimizer does not have; valid names are ['learning_rate', 'mass', "
+                          "'weight_decay_rate']")
   with pytest.raises(OptimizerError, match='must be a scalar'):
     optimizers.Optimizer.with_schedule(opt_params, jnp.ones(2))
 
@@ -113,8 +126,7 @@ def test_weight_dtypes_preserved_and_slots_float32():
   for cls in ALL:
     optimizer = cls()
     slots, opt_params = optimizer.tree_init(weights)
-    new, slots, stats = jax.jit(optimizer.tree_update)(
-        0, grads, weights, slots, opt_params)
+    new, slots, stats = jax.jit(optimizer.tree_update)(0, grads, weights, slots, opt_params)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(new)), cls
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(slots)), cls
     assert stats['gradients_l2'].dtype == jnp.float32
@@ -148,13 +160,13 @@ def test_tree_init_and_update_are_jittable():
   slots, opt_params = jax.jit(optimizer.tree_init)(weights)
   eager_slots, _ = optimizer.tree_init(weights)
   assert jax.tree.structure(slots) == jax.tree.structure(eager_slots)
-  new, _, _ = jax.jit(optimizer.tree_update)(
-      jnp.int32(3), weights, weights, slots, opt_params)
+  new, _, _ = jax.jit(optimizer.tree_update)(jnp.int32(3), weights, weights, slots, opt_params)
   assert jax.tree.structure(new) == jax.tree.structure(weights)
   assert new['b'][1] == ()
 
 
 def test_custom_optimizer_from_the_docstring():
+
   class SignSGD(optimizers.Optimizer):
 
     def init(self, weights):
@@ -166,18 +178,24 @@ def test_custom_optimizer_from_the_docstring():
   optimizer = SignSGD(learning_rate=0.5)
   weights = {'w': jnp.zeros(2), 'b': ()}
   slots, opt_params = optimizer.tree_init(weights)
-  new, _, _ = optimizer.tree_update(
-      0, {'w': jnp.array([3.0, -1.0]), 'b': ()}, weights, slots, opt_params)
+  new, _, _ = optimizer.tree_update(0, {
+      'w': jnp.array([3.0, -1.0]),
+      'b': ()
+  }, weights, slots, opt_params)
   np.testing.assert_array_equal(new['w'], [-0.5, 0.5])
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    ({'learning_rate': 'fast'},
-     "SGD: hyperparameter learning_rate must be a finite real number, got "
+    ({
+        'learning_rate': 'fast'
+    }, "SGD: hyperparameter learning_rate must be a finite real number, got "
      "'fast'"),
-    ({'learning_rate': float('nan')}, 'must be a finite real number'),
-    ({'clip_grad_norm': 0.0},
-     'SGD: clip_grad_norm must be None or > 0, got 0.0'),
+    ({
+        'learning_rate': float('nan')
+    }, 'must be a finite real number'),
+    ({
+        'clip_grad_norm': 0.0
+    }, 'SGD: clip_grad_norm must be None or > 0, got 0.0'),
 ])
 def test_bad_hyperparameters(kwargs, message):
   with pytest.raises(OptimizerError, match=message):
@@ -185,8 +203,8 @@ def test_bad_hyperparameters(kwargs, message):
 
 
 def test_bad_flag():
-  with pytest.raises(OptimizerError, match=(
-      "Adafactor: factored must be True or False, got 'yes'")):
+  with pytest.raises(OptimizerError,
+                     match=("Adafactor: factored must be True or False, got 'yes'")):
     optimizers.Adafactor(factored='yes')
 
 
@@ -196,9 +214,9 @@ def test_mismatched_trees_and_opt_params():
   slots, opt_params = optimizer.tree_init(weights)
   with pytest.raises(OptimizerError, match='grads must have the structure'):
     optimizer.tree_update(0, {'w': jnp.zeros(2)}, weights, slots, opt_params)
-  with pytest.raises(OptimizerError, match=(
-      r"Momentum.tree_update: opt_params has missing keys \['mass'\] and "
-      r"unknown keys \[\]; expected exactly \['learning_rate', 'mass', ")):
+  with pytest.raises(
+      OptimizerError, match=(r"Momentum.tree_update: opt_params has missing keys \['mass'\] and "
+                             r"unknown keys \[\]; expected exactly \['learning_rate', 'mass', ")):
     params = {k: v for k, v in opt_params.items() if k != 'mass'}
     optimizer.tree_update(0, weights, weights, slots, params)
   with pytest.raises(OptimizerError, match='slots do not fit the weights'):
@@ -206,6 +224,7 @@ def test_mismatched_trees_and_opt_params():
 
 
 def test_bad_rule_output_is_named():
+
   class Broken(optimizers.Optimizer):
 
     def init(self, weights):
@@ -219,9 +238,8 @@ def test_bad_rule_output_is_named():
   slots, opt_params = optimizer.tree_init(weights)
   with pytest.raises(OptimizerError) as e:
     optimizer.tree_update(0, weights, weights, slots, opt_params)
-  assert str(e.value) == (
-      "Broken.update returned weights of shape (1, 2) for "
-      "weights['layer'][0] of shape (2,)")
+  assert str(e.value) == ("Broken.update returned weights of shape (1, 2) for "
+                          "weights['layer'][0] of shape (2,)")
 
 
 def test_docstring_example_runs():

@@ -45,9 +45,12 @@ def rosenbrock(weights):
 
 
 PROBLEMS = {
-    'quadratic': (quadratic, {'w': jnp.ones((2, 3))}, 1),
-    'rosenbrock': (rosenbrock,
-                   {'xy': (jnp.float32(-1.2), jnp.float32(1.0))}, 2),
+    'quadratic': (quadratic, {
+        'w': jnp.ones((2, 3))
+    }, 1),
+    'rosenbrock': (rosenbrock, {
+        'xy': (jnp.float32(-1.2), jnp.float32(1.0))
+    }, 2),
 }
 
 
@@ -61,8 +64,7 @@ def _minimize(optimizer, loss, weights, n_steps):
     def body(step, carry):
       weights, slots = carry
       grads = jax.grad(loss)(weights)
-      weights, slots, _ = optimizer.tree_update(step, grads, weights, slots,
-                                                opt_params)
+      weights, slots, _ = optimizer.tree_update(step, grads, weights, slots, opt_params)
       return weights, slots
 
     weights, _ = jax.lax.fori_loop(0, n_steps, body, (weights, slots))
@@ -79,6 +81,5 @@ def test_reduces_loss_by_stated_factor(name, problem):
   learning_rate, n_steps, factor = settings[column - 1]
   start = float(loss(weights))
   end = _minimize(cls(learning_rate=learning_rate), loss, weights, n_steps)
-  assert end <= start / factor, (
-      f'{name} on {problem}: loss {start:.4g} -> {end:.4g} in {n_steps} '
-      f'steps, wanted a factor of {factor:g}')
+  assert end <= start / factor, (f'{name} on {problem}: loss {start:.4g} -> {end:.4g} in {n_steps} '
+                                 f'steps, wanted a factor of {factor:g}')

@@ -18,7 +18,6 @@ SHAPES = {'scalar': (), 'layers': [(3,), (2, 3)], 'conv': ((2, 3, 4), None)}
 LEARNING_RATES = [0.1, 0.05, 0.2, 0.1, 0.15]
 N_STEPS = len(LEARNING_RATES)
 
-
 # NumPy references: init(w) -> list of slots; update(t, g, w, s, hp) -> w, s.
 # `t` is the 1-based update count; `hp` holds the hyperparameters.
 
@@ -34,12 +33,14 @@ def sgd_update(t, g, w, s, hp):
 
 
 def momentum_update(nesterov):
+
   def update(t, g, w, s, hp):
     del t
     velocity = hp['mass'] * s[0] + g
     step = hp['mass'] * velocity + g if nesterov else velocity
     w = w * (1 - hp['weight_decay_rate']) - hp['learning_rate'] * step
     return w, [velocity]
+
   return update
 
 
@@ -67,16 +68,19 @@ def adam_update(t, g, w, s, hp):
 
 
 def adafactor_init(factored, momentum):
+
   def init(w):
     if factored and w.ndim >= 2:
       slots = [np.zeros(w.shape[:-1]), np.zeros(w.shape[:-2] + w.shape[-1:])]
     else:
       slots = [np.zeros_like(w)]
     return slots + ([np.zeros_like(w)] if momentum else [])
+
   return init
 
 
 def adafactor_update(factored, momentum, scale_by_parameter):
+
   def update(t, g, w, s, hp):
     beta2 = 1 - t**(-hp['decay_rate'])
     g2 = np.square(g) + hp['epsilon1']
@@ -98,6 +102,7 @@ def adafactor_update(factored, momentum, scale_by_parameter):
       step = hp['beta1'] * s[-1] + (1 - hp['beta1']) * step
       new.append(step)
     return w * (1 - hp['weight_decay_rate']) - step, new
+
   return update
 
 
@@ -117,8 +122,7 @@ def sm3_update(t, g, w, s, hp):
     nu = np.full(w.shape, np.inf)
     for index in np.ndindex(*w.shape):
       nu[index] = min(mu[i] for mu, i in zip(mus, index)) + g[index]**2
-    mus = [np.moveaxis(nu, axis, 0).reshape(n, -1).max(axis=1)
-           for axis, n in enumerate(w.shape)]
+    mus = [np.moveaxis(nu, axis, 0).reshape(n, -1).max(axis=1) for axis, n in enumerate(w.shape)]
   pre = np.divide(g, np.sqrt(nu), out=np.zeros_like(g), where=nu > 0)
   m = hp['momentum'] * m + (1 - hp['momentum']) * pre
   return w - hp['learning_rate'] * m, [m] + mus
@@ -126,30 +130,26 @@ def sm3_update(t, g, w, s, hp):
 
 CASES = {
     'SGD': (optimizers.SGD(), sgd_init, sgd_update),
-    'Momentum': (optimizers.Momentum(weight_decay_rate=1e-3),
-                 zeros_init(1), momentum_update(nesterov=True)),
-    'Momentum-plain': (optimizers.Momentum(mass=0.8, nesterov=False),
-                       zeros_init(1), momentum_update(nesterov=False)),
+    'Momentum': (optimizers.Momentum(weight_decay_rate=1e-3), zeros_init(1),
+                 momentum_update(nesterov=True)),
+    'Momentum-plain': (optimizers.Momentum(mass=0.8, nesterov=False), zeros_init(1),
+                       momentum_update(nesterov=False)),
     'RMSProp': (optimizers.RMSProp(), rms_prop_init, rms_prop_update),
-    'Adam': (optimizers.Adam(weight_decay_rate=1e-3, b2=0.98),
-             zeros_init(2), adam_update),
+    'Adam': (optimizers.Adam(weight_decay_rate=1e-3, b2=0.98), zeros_init(2), adam_update),
     'Adafactor-factored': (optimizers.Adafactor(clipping_threshold=0.5),
-                           adafactor_init(True, False),
-                           adafactor_update(True, False, True)),
-    'Adafactor-full-momentum': (
-        optimizers.Adafactor(factored=False, do_momentum=True, beta1=0.9,
-                             multiply_by_parameter_scale=False),
-        adafactor_init(False, True), adafactor_update(False, True, False)),
+                           adafactor_init(True, False), adafactor_update(True, False, True)),
+    'Adafactor-full-momentum': (optimizers.Adafactor(factored=False, do_momentum=True, beta1=0.9,
+                                                     multiply_by_parameter_scale=False),
+                                adafactor_init(False, True), adafactor_update(False, True, False)),
     'SM3': (optimizers.SM3(), sm3_init, sm3_update),
 }
 
 
 def _random_tree(rng, shapes):
   """A tree shaped like `shapes` (None becomes an empty tuple ())."""
-  return jax.tree.map(lambda s: rng.normal(size=s) if s is not None else (),
-                      shapes, is_leaf=lambda s: s is None or (
-                          isinstance(s, tuple) and all(
-                              isinstance(d, int) for d in s)))
+  return jax.tree.map(
+      lambda s: rng.normal(size=s) if s is not None else (), shapes, is_leaf=lambda s: s is None or
+      (isinstance(s, tuple) and all(isinstance(d, int) for d in s)))
 
 
 def _numpy_run(init, update, weights, grads_per_step, hyperparameters):
@@ -157,8 +157,7 @@ def _numpy_run(init, update, weights, grads_per_step, hyperparameters):
   slots = [init(w) for w in leaves]
   for t, (grads, rate) in enumerate(zip(grads_per_step, LEARNING_RATES), 1):
     hp = dict(hyperparameters, learning_rate=rate)
-    pairs = [update(t, g, w, s, hp)
-             for g, w, s in zip(jax.tree.leaves(grads), leaves, slots)]
+    pairs = [update(t, g, w, s, hp) for g, w, s in zip(jax.tree.leaves(grads), leaves, slots)]
     leaves = [w for w, _ in pairs]
     slots = [s for _, s in pairs]
   return treedef.unflatten(leaves), slots
@@ -182,11 +181,9 @@ def test_matches_numpy_reference(name):
   weights = _random_tree(rng, SHAPES)
   grads = [_random_tree(rng, SHAPES) for _ in range(N_STEPS)]
   # Round inputs to float32 so both runs start from the same numbers.
-  weights, grads = jax.tree.map(
-      lambda x: np.float32(x).astype(np.float64), (weights, grads))
+  weights, grads = jax.tree.map(lambda x: np.float32(x).astype(np.float64), (weights, grads))
 
-  want_w, want_s = _numpy_run(init, update, weights, grads,
-                              optimizer.hyperparameters)
+  want_w, want_s = _numpy_run(init, update, weights, grads, optimizer.hyperparameters)
   got_w, got_s = _jax_run(optimizer, weights, grads)
 
   assert jax.tree.structure(got_w) == jax.tree.structure(weights)
@@ -203,5 +200,4 @@ def test_matches_numpy_reference(name):
 
 
 def _assert_close(got, want, rtol=1e-6):
-  np.testing.assert_allclose(got, want, rtol=rtol,
-                             atol=rtol * np.max(np.abs(want)))
+  np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.max(np.abs(want)))

@@ -37,9 +37,11 @@ def run(n_devices):
   for _ in range(3):
     trainer.train_epoch(2, 2)
     losses.append(trainer.history.get('eval', 'metrics/loss')[-1][1])
-  metrics = {m: trainer.history.get(mode, 'metrics/' + m)[-1][1]
-             for mode in ('train', 'eval') for m in trainer.history.metrics_for_mode(mode)
-             if m.startswith('metrics/') for m in [m[len('metrics/'):]]}
+  metrics = {
+      m: trainer.history.get(mode, 'metrics/' + m)[-1][1] for mode in ('train', 'eval')
+      for m in trainer.history.metrics_for_mode(mode) if m.startswith('metrics/')
+      for m in [m[len('metrics/'):]]
+  }
   return trainer, losses, metrics
 
 
@@ -47,12 +49,17 @@ def main():
   assert len(jax.devices()) == 4, jax.devices()
   one, losses_1, metrics_1 = run(1)
   four, losses_4, metrics_4 = run(4)
-  diffs = [float(np.max(np.abs(a - b))) for a, b in
-           zip(jax.tree.leaves(one.state.opt_state.weights),
-               jax.tree.leaves(four.state.opt_state.weights))]
-  report = {'n_devices': [one.n_devices, four.n_devices], 'weight_diff': max(diffs),
-            'losses': [losses_1, losses_4], 'metrics': [metrics_1, metrics_4],
-            'tensorflow_imported': 'tensorflow' in sys.modules}
+  diffs = [
+      float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(one.state.opt_state.weights),
+                                                   jax.tree.leaves(four.state.opt_state.weights))
+  ]
+  report = {
+      'n_devices': [one.n_devices, four.n_devices],
+      'weight_diff': max(diffs),
+      'losses': [losses_1, losses_4],
+      'metrics': [metrics_1, metrics_4],
+      'tensorflow_imported': 'tensorflow' in sys.modules
+  }
   print('REPORT ' + json.dumps(report))
 
 

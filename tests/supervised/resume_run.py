@@ -58,6 +58,7 @@ def main(argv):
         if saves[0] == hang_save:
           _hang(marker)
       real_replace(src, dst)
+
     os.replace = replace
   inputs = Inputs(Stream(lambda i, n: copy_batch(1, i, hang_batch, marker)),
                   Stream(lambda i, n: copy_batch(2, i)), Stream(lambda i, n: copy_batch(3, i)))

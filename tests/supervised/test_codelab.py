@@ -14,7 +14,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from codelab_source import codelab_code, subprocess_env  # noqa: E402
 
-
 METRIC = re.compile(r'^Step {3,4}(\d+): (train|eval ) +([a-z_]+) \| ([ -]\d+\.\d{8})$')
 
 
@@ -30,8 +29,8 @@ def test_codelab_runs_unchanged_learns_and_copies(tmp_path):
   script = tmp_path / 'codelab.py'
   script.write_text(codelab_code())
   out = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path),
-                       env=subprocess_env(HOME=str(tmp_path)),
-                       capture_output=True, text=True, timeout=900)
+                       env=subprocess_env(HOME=str(tmp_path)), capture_output=True, text=True,
+                       timeout=900)
   assert out.returncode == 0, out.stderr[-4000:]
   lines = out.stdout.splitlines()
   assert re.match(r'Inputs\[0\]:  \[ *0 ', lines[0])
@@ -48,9 +47,9 @@ def test_codelab_runs_unchanged_learns_and_copies(tmp_path):
       match = METRIC.match(line)
       assert match and int(match.group(1)) == step, line
       metrics[step, match.group(2).strip(), match.group(3)] = float(match.group(4))
-    assert [METRIC.match(l).group(3) for l in block[2:7]] == [
-        'accuracy', 'loss', 'neg_log_perplexity', 'sequence_accuracy',
-        'weights_per_batch_per_core']
+    assert [METRIC.match(row).group(3) for row in block[2:7]] == [
+        'accuracy', 'loss', 'neg_log_perplexity', 'sequence_accuracy', 'weights_per_batch_per_core'
+    ]
   assert metrics[1500, 'eval', 'accuracy'] >= 0.8
   assert metrics[1500, 'eval', 'weights_per_batch_per_core'] == 96.0
   assert metrics[1500, 'eval', 'neg_log_perplexity'] == -metrics[1500, 'eval', 'loss']

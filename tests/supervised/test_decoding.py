@@ -19,7 +19,6 @@ from minitrax.supervised import decoding
 V, EOS, B = 4, 1, 2
 SIZES = dict(d_model=16, d_ff=32, n_layers=1, n_heads=2, max_len=8)
 
-
 # ------------------------------------------------------------------ models
 
 
@@ -71,9 +70,11 @@ def n_steps(tokens):
 
 
 def test_eos_ends_each_sequence_and_fills_the_rest():
+
   def greedy(prompts):
     return decoding.autoregressive_sample(CHAIN, prompts, batch_size=2, temperature=0.0,
                                           max_length=5)
+
   np.testing.assert_array_equal(greedy(np.array([[0, 2], [0, 3]])), [[3, EOS], [EOS, EOS]])
   np.testing.assert_array_equal(greedy(np.array([[3, 4], [0, 0]])),
                                 [[5, 4, 5, 4, 5], [2, 3, EOS, EOS, EOS]])
@@ -121,15 +122,15 @@ def test_beam_search_prefers_the_likelier_sequence_over_greedy():
     beams, scores = decoding.beam_search(model, n_beams=2, max_length=2, length_penalty=penalty)
     np.testing.assert_array_equal(beams, [[[3, EOS], [2, 4]]])
     raw = np.log([table[0, 3] * table[3, EOS], table[0, 2] * table[2, 4]])
-    np.testing.assert_allclose(scores[0], raw / (7 / 6) ** penalty, rtol=1e-5)
+    np.testing.assert_allclose(scores[0], raw / (7 / 6)**penalty, rtol=1e-5)
 
 
 def test_beam_search_with_enough_beams_is_exact(lms):
   """16 beams keep every live prefix of 2 ids over 4 ids: the search becomes exhaustive."""
   evaluated, predictor = lms
   prompt = np.array([[2, 3], [0, 2]], np.int32)
-  beams, scores = decoding.beam_search(predictor, prompt, batch_size=B, n_beams=16,
-                                       max_length=3, length_penalty=0.0)
+  beams, scores = decoding.beam_search(predictor, prompt, batch_size=B, n_beams=16, max_length=3,
+                                       length_penalty=0.0)
   candidates = np.array(list(itertools.product(range(V), repeat=3)), np.int32)
   for row in range(B):
     full = np.concatenate([np.repeat(prompt[row:row + 1], len(candidates), 0), candidates], 1)
@@ -154,14 +155,14 @@ def test_sampling_follows_the_model_and_the_temperature():
       model, batch_size=4000, temperature=t, max_length=1, rng=rng)[:, 0]
   first = draw(1.0, 7)
   np.testing.assert_allclose(np.bincount(first, minlength=6) / 4000, table[0], atol=0.03)
-  np.testing.assert_array_equal(draw(1.0, 7), first)              # reproducible from a seed
-  assert np.mean(draw(1.0, 8) != first) > 0.3                     # another seed, other samples
-  assert np.all(draw(0.0, 7) == 2)                                # temperature 0: argmax
-  hot = np.bincount(draw(50.0, 7), minlength=6) / 4000            # high temperature: ~uniform
+  np.testing.assert_array_equal(draw(1.0, 7), first)  # reproducible from a seed
+  assert np.mean(draw(1.0, 8) != first) > 0.3  # another seed, other samples
+  assert np.all(draw(0.0, 7) == 2)  # temperature 0: argmax
+  hot = np.bincount(draw(50.0, 7), minlength=6) / 4000  # high temperature: ~uniform
   np.testing.assert_allclose(hot, np.full(6, 1 / 6), atol=0.03)
   compiled = decoding._sample_loop._cache_size()  # pylint: disable=protected-access
   draw(0.5, jax.random.key(3))  # a new temperature > 0 reuses the sampling program
-  draw(0.0, 9)                  # and greedy its own (compiled once, above)
+  draw(0.0, 9)  # and greedy its own (compiled once, above)
   assert decoding._sample_loop._cache_size() == compiled  # pylint: disable=protected-access
 
 
@@ -172,9 +173,9 @@ def test_greedy_decoding_draws_no_random_numbers():
   state = decoding._fresh_state(CHAIN, ShapeDtype((1, 1), np.int32))
 
   def program(greedy):
-    return decoding._sample_loop.lower(
-        CHAIN, CHAIN.weights, state, prompt, None, jnp.float32(0.0), jax.random.key(0),
-        eos_id=EOS, max_length=4, greedy=greedy).as_text().lower()
+    return decoding._sample_loop.lower(CHAIN, CHAIN.weights, state, prompt, None, jnp.float32(0.0),
+                                       jax.random.key(0), eos_id=EOS, max_length=4,
+                                       greedy=greedy).as_text().lower()
 
   random_ops = ('threefry', 'rng_bit_generator')  # the ops a draw lowers to
   assert not any(op in program(True) for op in random_ops)
@@ -194,11 +195,11 @@ def test_stream_equals_compiled_sampling_and_stops_before_overflow(lms):
   first = next(stream)
   assert isinstance(first, jax.Array) and first.shape == (B,) and first.dtype == jnp.int32
   streamed = np.stack([first] + [next(stream) for _ in range(7)], axis=1)  # max_len = 8
-  with pytest.raises(ValueError, match=r"decoding: sample 9 needs 9 positions but the model's "
-                                       r"predict cache holds max_len=8"):
+  with pytest.raises(
+      ValueError, match=r"decoding: sample 9 needs 9 positions but the model's "
+      r"predict cache holds max_len=8"):
     next(stream)
-  sampled = decoding.autoregressive_sample(predictor, batch_size=B, rng=3, eos_id=V,
-                                           max_length=8)
+  sampled = decoding.autoregressive_sample(predictor, batch_size=B, rng=3, eos_id=V, max_length=8)
   np.testing.assert_array_equal(sampled, streamed)
   with pytest.raises(ValueError, match=r'decoding: max_length=9 needs 9 positions but'):
     decoding.autoregressive_sample(predictor, batch_size=B, max_length=9)
@@ -211,18 +212,20 @@ def test_stream_equals_compiled_sampling_and_stops_before_overflow(lms):
 
 def test_decoding_rejects_bad_models_and_arguments(lms):
   evaluated, predictor = lms
-  with pytest.raises(ValueError, match="the model must be built with mode='predict', but its "
-                                       "DotProductCausalAttention has mode='eval'"):
+  with pytest.raises(
+      ValueError, match="the model must be built with mode='predict', but its "
+      "DotProductCausalAttention has mode='eval'"):
     decoding.autoregressive_sample(evaluated)
   with pytest.raises(ValueError, match=r'inputs must be \(batch_size=2, length\), got shape '
-                                       r'\(1, 3\)'):
+                     r'\(1, 3\)'):
     decoding.beam_search(predictor, np.zeros((1, 3), np.int32), batch_size=2)
   with pytest.raises(ValueError, match='temperature must be a number >= 0, got -1'):
     decoding.autoregressive_sample_stream(predictor, temperature=-1)
   with pytest.raises(ValueError, match='n_beams must be an int >= 1, got 0'):
     decoding.beam_search(predictor, n_beams=0)
   seq2seq = Transformer(V, n_encoder_layers=1, n_decoder_layers=1, mode='predict', **{
-      k: v for k, v in SIZES.items() if k != 'n_layers'})
+      k: v for k, v in SIZES.items() if k != 'n_layers'
+  })
   with pytest.raises(ValueError, match='decoding: model Transformer is not initialised'):
     decoding.autoregressive_sample(seq2seq)
   seq2seq.init((ShapeDtype((1, 3), np.int32), ShapeDtype((1, 1), np.int32)))

@@ -29,13 +29,20 @@ def test_notebook_runs(tmp_path, monkeypatch):
     cell.source = cell.source.replace('train_steps = 500', 'train_steps = 60')
   for name, value in subprocess_env(HOME=str(tmp_path)).items():
     monkeypatch.setenv(name, value)
-  NotebookClient(nb, timeout=600, kernel_name='python3',
-                 resources={'metadata': {'path': str(tmp_path)}}).execute()
-  outputs = [''.join(o.get('text', '') for o in cell.outputs) for cell in nb.cells
-             if cell.cell_type == 'code']
+  NotebookClient(nb, timeout=600, kernel_name='python3', resources={
+      'metadata': {
+          'path': str(tmp_path)
+      }
+  }).execute()
+  outputs = [
+      ''.join(o.get('text', '')
+              for o in cell.outputs)
+      for cell in nb.cells
+      if cell.cell_type == 'code'
+  ]
   assert re.match(r'Inputs\[0\]:  \[ *0 ', outputs[1])
-  assert re.search(r'^Step    180: eval  weights_per_batch_per_core \|  96\.00000000$',
-                   outputs[3], flags=re.M)
+  assert re.search(r'^Step    180: eval  weights_per_batch_per_core \|  96\.00000000$', outputs[3],
+                   flags=re.M)
   assert outputs[3].rstrip().endswith('Step    180: Finished evaluation')
   decoded = eval(outputs[5])  # pylint: disable=eval-used
   assert decoded[:5] == [0, 1, 2, 3, 4] and len(decoded) == 10

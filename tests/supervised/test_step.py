@@ -16,7 +16,6 @@ from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, LogSoftmax
 from minitrax.layers.metrics import METRICS, CrossEntropyLoss
 from minitrax.optimizers import SGD
-from minitrax.shapes import ShapeDtype
 from minitrax.supervised import step as step_lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,8 +43,8 @@ def test_make_mesh_checks_the_device_count():
     step_lib.make_mesh(999)
 
 
-@pytest.mark.parametrize('has_weights,id_to_mask,expected', [
-    (False, None, 6.0), (True, None, 5.5), (True, 3, 3.0), (False, 0, 4.0)])
+@pytest.mark.parametrize('has_weights,id_to_mask,expected', [(False, None, 6.0), (True, None, 5.5),
+                                                             (True, 3, 3.0), (False, 0, 4.0)])
 def test_loss_weight_fn_sums_weights_and_mask(has_weights, id_to_mask, expected):
   x, y, w = _batch()
   batch = (x, y, w) if has_weights else (x, y)
@@ -58,7 +57,7 @@ def _sgd_reference(kernel, bias, x, y, w, lr):
   loss = -(w * log_p[np.arange(len(y)), y]).sum() / w.sum()
   d_logits = w[:, None] * (np.exp(log_p) - np.eye(kernel.shape[1])[y]) / w.sum()
   grad_kernel, grad_bias = x.T @ d_logits, d_logits.sum(0)
-  norm = np.sqrt((grad_kernel ** 2).sum() + (grad_bias ** 2).sum())
+  norm = np.sqrt((grad_kernel**2).sum() + (grad_bias**2).sum())
   return loss, norm, kernel - lr * grad_kernel, bias - lr * grad_bias
 
 
@@ -77,8 +76,8 @@ def test_train_steps_are_sgd_steps_on_the_weighted_loss():
   assert stacked[0].shape == (3, 6, 3) and not stacked[0][2].any()
   step_fn = step_lib.make_train_step(layer, opt, step_lib.make_mesh(1),
                                      step_lib.loss_weight_fn(True, None), n_steps=3)
-  new_weights, _, _, losses, norms = step_fn(weights, slots, state, params, stacked,
-                                             np.int32(0), np.int32(2), jax.random.key(0))
+  new_weights, _, _, losses, norms = step_fn(weights, slots, state, params, stacked, np.int32(0),
+                                             np.int32(2), jax.random.key(0))
   loss_0, norm_0, kernel, bias = _sgd_reference(kernel, bias, *batches[0], 0.5)
   loss_1, norm_1, kernel, bias = _sgd_reference(kernel, bias, *batches[1], 0.25)
   np.testing.assert_allclose(losses, [loss_0, loss_1, 0], rtol=1e-6)
@@ -109,12 +108,11 @@ def test_eval_step_computes_the_five_metrics():
 
 def test_four_devices_match_one_device():
   """Same global batches on 1 and 4 virtual CPU devices: same losses, weights and metrics."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             JAX_PLATFORMS='cpu')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
   out = subprocess.run([sys.executable, os.path.join(HERE, 'devices_run.py')], env=env,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  line = [l for l in out.stdout.splitlines() if l.startswith('REPORT ')][-1]
+  line = [row for row in out.stdout.splitlines() if row.startswith('REPORT ')][-1]
   report = json.loads(line[len('REPORT '):])
   assert report['n_devices'] == [1, 4]
   assert report['weight_diff'] < 1e-5

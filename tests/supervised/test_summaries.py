@@ -26,8 +26,9 @@ def test_event_files_are_readable_by_tensorboard(tmp_path):
   acc = EventAccumulator(str(tmp_path))
   acc.Reload()
   assert sorted(acc.Tags()['scalars']) == ['metrics/accuracy', 'training/steps per second']
-  assert [(e.step, round(e.value, 6)) for e in acc.Scalars('metrics/accuracy')] == [
-      (1, 0.01), (10, 0.1), (20, 0.2)]
+  assert [(e.step, round(e.value, 6)) for e in acc.Scalars('metrics/accuracy')] == [(1, 0.01),
+                                                                                    (10, 0.1),
+                                                                                    (20, 0.2)]
   assert acc.Scalars('training/steps per second')[0].value == 123.5
   assert 'gin_config' in acc.Tags()['tensors']
   assert os.path.basename(writer.path).startswith('events.out.tfevents.')
@@ -42,8 +43,8 @@ def test_restart_drops_events_after_the_restored_step(tmp_path):
   for step in range(6, 9):
     second.scalar('training/loss', 100.0 + step, step)
   second.close()
-  assert _scalars(str(tmp_path), 'training/loss') == [
-      (1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0), (6, 106.0), (7, 107.0), (8, 108.0)]
+  assert _scalars(str(tmp_path), 'training/loss') == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0),
+                                                      (5, 5.0), (6, 106.0), (7, 107.0), (8, 108.0)]
 
 
 def test_metrics_log_writes_json_lines_and_truncates_on_restart(tmp_path):
@@ -58,15 +59,15 @@ def test_metrics_log_writes_json_lines_and_truncates_on_restart(tmp_path):
     f.write('{"step": 4, "mode": "tr')  # a write torn by a kill
   lines = open(path, encoding='utf-8').read().splitlines()
   first = json.loads(lines[0])
-  assert (first['step'], first['mode'], first['metric'], first['value']) == (
-      1, 'train', 'training/loss', 1.0)
+  assert (first['step'], first['mode'], first['metric'], first['value']) == (1, 'train',
+                                                                             'training/loss', 1.0)
   assert json.loads(lines[4])['value'] is None
   assert [r['value'] for r in read_metrics(path, 'eval', 'metrics/accuracy')] == [0.5]
   log = MetricsLog(path, start_step=2)  # resumed at step 2
   log.write(3, 'train', 'training/loss', 7.0)
   log.close()
-  assert [(r['step'], r['value']) for r in read_metrics(path, 'train')] == [
-      (1, 1.0), (2, 0.5), (3, 7.0)]
+  assert [(r['step'], r['value']) for r in read_metrics(path, 'train')] == [(1, 1.0), (2, 0.5),
+                                                                            (3, 7.0)]
 
 
 def test_summaries_never_import_tensorflow(tmp_path):

@@ -28,15 +28,17 @@ def _trax_epochs(eval_frequency):
   return [1, eval_frequency - 1] + [eval_frequency] * 100
 
 
-@pytest.mark.parametrize('total,skip,expected', [
-    (1000, 0, [1, 99] + [100] * 9),
-    (250, 0, [1, 99, 100, 50]),
-    (250, 1, [99, 100, 50]),
-    (250, 150, [50, 50]),       # stopped in the middle of the 3rd epoch
-    (250, 100, [100, 50]),      # stopped at an epoch's end
-    (250, 250, []),
-    (1, 0, [1]),
-])
+@pytest.mark.parametrize(
+    'total,skip,expected',
+    [
+        (1000, 0, [1, 99] + [100] * 9),
+        (250, 0, [1, 99, 100, 50]),
+        (250, 1, [99, 100, 50]),
+        (250, 150, [50, 50]),  # stopped in the middle of the 3rd epoch
+        (250, 100, [100, 50]),  # stopped at an epoch's end
+        (250, 250, []),
+        (1, 0, [1]),
+    ])
 def test_epochs_follow_trax(total, skip, expected):
   assert list(epochs(total, skip, _trax_epochs(100))) == expected
 
@@ -53,8 +55,7 @@ def tiny(mode):
 
 def test_train_runs_epochs_logs_and_resumes(tmp_path, capsys):
   out = str(tmp_path)
-  kwargs = dict(inputs=copy_inputs(4, 8, 6), optimizer=Adam,
-                objective=Objective(has_weights=True))
+  kwargs = dict(inputs=copy_inputs(4, 8, 6), optimizer=Adam, objective=Objective(has_weights=True))
   state = train(out, tiny, plan=Plan(steps=3, eval_steps=1, eval_frequency=2), **kwargs)
   log = capsys.readouterr().out
   assert state.step == 3
@@ -63,21 +64,23 @@ def test_train_runs_epochs_logs_and_resumes(tmp_path, capsys):
                         'Step      1: Ran 1 train steps in ')
   assert 'Step      2: Ran 1 train steps in ' in log and 'Step      3: Ran 1 train steps' in log
   assert log.endswith('Step      3: Finished evaluation\nStep      3: Training done\n')
-  assert open(os.path.join(out, 'config.gin'), encoding='utf-8').read().startswith(
-      'train.model = @tiny\n')
+  assert open(os.path.join(out, 'config.gin'),
+              encoding='utf-8').read().startswith('train.model = @tiny\n')
   state = train(out, tiny, plan=Plan(steps=6, eval_steps=1, eval_frequency=2), **kwargs)
   log = capsys.readouterr().out
   assert state.step == 6
   assert f'Model loaded from {os.path.join(out, "model.pkl")} at step 3\n' in log
   assert re.findall(r'Ran (\d+) train steps', log) == ['1', '2']  # the rest of epoch 3, epoch 4
-  steps = [r['step'] for r in read_metrics(os.path.join(out, 'metrics.jsonl'), 'train',
-                                           'training/loss')]
+  steps = [
+      r['step'] for r in read_metrics(os.path.join(out, 'metrics.jsonl'), 'train', 'training/loss')
+  ]
   assert steps == [1, 2, 3, 4, 5, 6]
 
 
 def test_train_requires_model_and_inputs(tmp_path):
-  with pytest.raises(ConfigError, match=r'train: no model given; pass model=\.\.\. \(on the '
-                     r'command line --model=MLP'):
+  with pytest.raises(
+      ConfigError, match=r'train: no model given; pass model=\.\.\. \(on the '
+      r'command line --model=MLP'):
     train(str(tmp_path), inputs=copy_inputs())
   with pytest.raises(ConfigError, match=r'train: no inputs given'):
     train(str(tmp_path), tiny)
@@ -122,8 +125,8 @@ def _run(output_dir, *options, wait_for=None, saved_step=None):
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'tensorflow imported: False' in out.stdout
     return out.stdout
-  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
   deadline = time.time() + 300
   while not os.path.exists(wait_for) or saved_step not in (None, _saved_step(output_dir)):
     assert process.poll() is None, process.stderr.read()[-3000:]

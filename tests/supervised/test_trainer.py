@@ -49,7 +49,8 @@ def test_train_epoch_prints_trax_logs_and_saves(tmp_path, capsys):
   names = [METRIC_LINE.match(line).group(2) for line in metric_lines]
   assert names[:5] == names[5:] == [
       '                  accuracy', '                      loss', '        neg_log_perplexity',
-      '         sequence_accuracy', 'weights_per_batch_per_core']
+      '         sequence_accuracy', 'weights_per_batch_per_core'
+  ]
   assert {line.index('|') for line in metric_lines} == {46}
   # Copy task, 4 rows of length 6: weight 1 on the last 4 positions of each row.
   assert metric_lines[4].endswith('|  16.00000000')
@@ -60,8 +61,9 @@ def test_train_epoch_prints_trax_logs_and_saves(tmp_path, capsys):
   saved = checkpoint.load(str(tmp_path / 'model.pkl'))
   assert saved['step'] == 3 and saved['format'] == 'minitrax.trainer'
   assert saved['input_position'] == 3
-  assert [r['step'] for r in read_metrics(str(tmp_path / 'metrics.jsonl'), 'train',
-                                          'training/loss')] == [1, 2, 3]
+  assert [
+      r['step'] for r in read_metrics(str(tmp_path / 'metrics.jsonl'), 'train', 'training/loss')
+  ] == [1, 2, 3]
 
 
 def test_resumed_trainer_continues_exactly(tmp_path, capsys):
@@ -78,8 +80,8 @@ def test_resumed_trainer_continues_exactly(tmp_path, capsys):
   for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
     np.testing.assert_array_equal(a, b)
   losses = [read_metrics(str(tmp_path / d / 'metrics.jsonl'), 'train') for d in 'ab']
-  assert [(r['step'], r['value']) for r in losses[0]] == [(r['step'], r['value'])
-                                                           for r in losses[1]]
+  assert [(r['step'], r['value']) for r in losses[0]] == [(r['step'], r['value']) for r in losses[1]
+                                                         ]
   assert resumed.history == straight.history
 
 
@@ -110,17 +112,19 @@ def test_has_weights_must_match_the_batches(tmp_path):
 
 def _nan_at(bad_index):
   """Float batches; batch `bad_index` holds a NaN."""
+
   def batch(i, _):
     x = np.full((4, 3), 0.5, np.float32)
     if i == bad_index:
       x[1, 2] = np.nan
     return x, np.array([0, 1, 2, 1], np.int32)
+
   return Inputs(Stream(batch))
 
 
 def test_nan_loss_stops_training_and_nothing_is_saved(tmp_path, capsys):
-  trainer = Trainer(lambda mode: Serial(Dense(3), LogSoftmax()), CrossEntropyLoss, SGD,
-                    None, _nan_at(4), str(tmp_path))
+  trainer = Trainer(lambda mode: Serial(Dense(3), LogSoftmax()), CrossEntropyLoss, SGD, None,
+                    _nan_at(4), str(tmp_path))
   trainer.train_epoch(2, 0)
   capsys.readouterr()
   with pytest.raises(TrainingError, match=r'^Step 5: the loss is nan\. Training stopped'):
@@ -134,15 +138,18 @@ def test_nan_loss_stops_training_and_nothing_is_saved(tmp_path, capsys):
 
 
 def test_a_batch_without_weight_stops_training():
+
   def batch(i, _):
     x = np.zeros((4, 6), np.int32)
     return x, x, np.full((4, 6), 0.0 if i == 2 else 1.0, np.float32)
+
   trainer = make(None, inputs=Inputs(Stream(batch)))
   with pytest.raises(TrainingError, match=r'^Step 3: the loss is nan'):
     trainer.train_epoch(4, 0)
 
 
 def test_an_out_of_range_target_names_the_step_and_the_id_check():
+
   def batches(_):  # a plain generator (re-read from its start to diagnose)
     rng = np.random.RandomState(0)
     for i in range(100):
@@ -151,10 +158,12 @@ def test_an_out_of_range_target_names_the_step_and_the_id_check():
       if i == 3:
         y[2, 4] = VOCAB + 1
       yield x, y, np.ones((4, 6), np.float32)
+
   trainer = make(None, inputs=Inputs(batches))
-  with pytest.raises(TrainingError, match=r'(?s)^Step 4: the loss is nan because the model fails '
-                     r'on this step\'s batch.*CrossEntropyLoss targets: ids must lie in '
-                     r'\[0, 8\), got values from 1 to 9') as info:
+  with pytest.raises(
+      TrainingError, match=r'(?s)^Step 4: the loss is nan because the model fails '
+      r'on this step\'s batch.*CrossEntropyLoss targets: ids must lie in '
+      r'\[0, 8\), got values from 1 to 9') as info:
     trainer.train_epoch(6, 0)
   assert isinstance(info.value.__cause__, LayerError)
 
@@ -195,9 +204,11 @@ def test_model_pkl_loads_with_init_from_file(tmp_path):
 
 def test_schedule_is_evaluated_at_the_step_being_taken():
   seen = []
+
   def schedule(step):
     seen.append(int(step))
     return 0.0 if step == 0 else 0.5
+
   trainer = Trainer(tiny, CrossEntropyLoss, SGD, schedule, copy_inputs(4, VOCAB, 6),
                     has_weights=True)
   before = trainer.model_weights
@@ -211,10 +222,12 @@ def test_schedule_is_evaluated_at_the_step_being_taken():
 
 def test_schedule_factories_see_the_history_after_each_epoch():
   seen = []
+
   @lr.takes_history
   def factory(history):
     seen.append([step for step, _ in history.get('eval', 'metrics/accuracy')])
     return lambda step: {'learning_rate': 0.01}
+
   trainer = Trainer(tiny, CrossEntropyLoss, Adam, factory, copy_inputs(4, VOCAB, 6),
                     has_weights=True)
   trainer.train_epoch(1, 1)
@@ -239,8 +252,9 @@ def test_summaries_are_written(tmp_path):
   trainer.close()
   train = EventAccumulator(str(tmp_path / 'train'))
   train.Reload()
-  assert {'metrics/accuracy', 'training/learning_rate', 'training/loss',
-          'training/steps per second'} <= set(train.Tags()['scalars'])
+  assert {
+      'metrics/accuracy', 'training/learning_rate', 'training/loss', 'training/steps per second'
+  } <= set(train.Tags()['scalars'])
   assert [e.step for e in train.Scalars('training/learning_rate')] == [1, 10]
   evals = EventAccumulator(str(tmp_path / 'eval'))
   evals.Reload()
@@ -253,7 +267,8 @@ def test_long_epochs_log_progress(monkeypatch, capsys):
   trainer = make(None, checkpoints_at=[1, 2])  # calls end at steps 1, 2 and 3
   trainer.train_epoch(3, 0)
   lines = capsys.readouterr().out.splitlines()
-  assert [l[:37] for l in lines[1:4]] == [
+  assert [line[:37] for line in lines[1:4]] == [
       'Step      1: Ran 1 of 3 train steps (', 'Step      2: Ran 2 of 3 train steps (',
-      'Step      3: Ran 3 of 3 train steps (']
+      'Step      3: Ran 3 of 3 train steps ('
+  ]
   assert re.fullmatch(r'Step {6}3: Ran 3 train steps in \d+\.\d\d secs', lines[4])
