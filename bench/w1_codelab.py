@@ -22,6 +22,7 @@ import tempfile
 import numpy as np
 
 from bench import common
+from minitrax.data.device import steps_per_call
 from minitrax.data.inputs import Inputs, Stream
 from minitrax.layers.metrics import CrossEntropyLoss
 from minitrax.lr import MultifactorSchedule
@@ -73,9 +74,9 @@ def main(argv=None):
   timer = common.CompileTimer()
   try:
     t = common.now()
-    trainer = Trainer(model_fn, CrossEntropyLoss, Adafactor, MultifactorSchedule,
-                      copy_inputs_5_5(args.seed), output_dir=out_dir, random_seed=args.seed,
-                      has_weights=True)
+    inputs = copy_inputs_5_5(args.seed)
+    trainer = Trainer(model_fn, CrossEntropyLoss, Adafactor, MultifactorSchedule, inputs,
+                      output_dir=out_dir, random_seed=args.seed, has_weights=True)
     init_s = common.now() - t
     train_s, epoch_s, phases = [], [], None
     for _ in range(args.steps // args.block):
@@ -95,12 +96,9 @@ def main(argv=None):
     shutil.rmtree(out_dir, ignore_errors=True)
   later = train_s[1:]
   common.emit(
-      'W1_codelab',
-      'minitrax Trainer.train_epoch',
-      args,
-      {
+      'W1_codelab', 'minitrax Trainer.train_epoch', args, {
           'n_params': n_params,
-          'steps_per_call': trainer._steps_per_call,  # pylint: disable=protected-access
+          'steps_per_call': steps_per_call(inputs.example_signature),
           'trainer_init_s': init_s,
           'first_epoch_phases': phases,
           'first_block_s': train_s[0],
@@ -116,8 +114,7 @@ def main(argv=None):
           'final_eval_loss': float(loss[-1][1]),
           'final_eval_acc': float(acc[-1][1]),
           'peak_rss_mib': common.peak_rss_mib(),
-      },
-      calib)
+      }, calib)
 
 
 if __name__ == '__main__':
