@@ -238,12 +238,8 @@ def ceiling_main(argv=None):
   med, flops = median(times), 2.0 * args.n**3
   emit(
       'matmul_ceiling', 'jax.jit(jnp.matmul)', args, {
-          'flops_formula': '2*n^3',
-          'first_call_s': first_s,
-          'median_s': med,
-          'min_s': min(times),
-          'gflops_median': flops / med / 1e9,
-          'gflops_best': flops / min(times) / 1e9,
+          'flops_formula': '2*n^3', 'first_call_s': first_s, 'median_s': med, 'min_s': min(times),
+          'gflops_median': flops / med / 1e9, 'gflops_best': flops / min(times) / 1e9,
           'spread': spread(times)
       })
 

@@ -61,16 +61,9 @@ def measure(name, make, steps):
   print(
       json.dumps({
           'ts': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-          'workload': f'data_pipeline/{name}',
-          'impl': 'minitrax',
-          'args': {
-              'batch_size': 128,
-              'steps': steps
-          },
-          'figures': figures,
-          'machine': {
-              'nproc': os.cpu_count()
-          }
+          'workload': f'data_pipeline/{name}', 'impl': 'minitrax',
+          'args': {'batch_size': 128,
+                   'steps': steps}, 'figures': figures, 'machine': {'nproc': os.cpu_count()}
       }), flush=True)
 
 

@@ -48,10 +48,8 @@ def _w1(text):
   accs = re.findall(r'eval\s+accuracy \|\s+' + _NUMBER, text)
   later = blocks[1:]
   return {
-      'first_block_s': blocks[0],
-      'later_block_s': later,
-      'steady_steps_per_s': 500 / common.median(later),
-      'final_eval_acc': float(accs[-1]),
+      'first_block_s': blocks[0], 'later_block_s': later,
+      'steady_steps_per_s': 500 / common.median(later), 'final_eval_acc': float(accs[-1]),
       'loss_weights': '4+6 (codelab copy_inputs)'
   }
 
@@ -78,8 +76,7 @@ def _w4(text):
   return {
       'batch1': {
           'loop_tokens_per_s': float(stream.group(1)),
-          'codelab_tokens_per_s': float(codelab.group(1)),
-          'cache_len': 2048
+          'codelab_tokens_per_s': float(codelab.group(1)), 'cache_len': 2048
       }
   }
 

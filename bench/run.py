@@ -123,10 +123,7 @@ def table(records, other='peer'):
 def load(path, run_prefix):
   """Records of `path` whose run_id starts with `run_prefix`, sides told apart by impl."""
   names = {
-      'matmul_ceiling': 'ceiling',
-      'W1_codelab': 'W1',
-      'W2_mlp_mnist': 'W2',
-      'W3_lm_medium': 'W3',
+      'matmul_ceiling': 'ceiling', 'W1_codelab': 'W1', 'W2_mlp_mnist': 'W2', 'W3_lm_medium': 'W3',
       'W4_decode': 'W4'
   }
   out = []

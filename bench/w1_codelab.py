@@ -106,11 +106,8 @@ def main(argv=None):
           'steady_steps_per_s': args.block / common.median(later) if later else None,
           'steady_block_spread': common.spread(later) if later else None,
           'epoch_s': epoch_s,
-          'evals': [{
-              'step': step,
-              'eval_loss': float(value),
-              'eval_acc': float(accuracy)
-          } for (step, value), (_, accuracy) in zip(loss, acc)],
+          'evals': [{'step': step, 'eval_loss': float(value), 'eval_acc': float(accuracy)}
+                    for (step, value), (_, accuracy) in zip(loss, acc)],
           'final_eval_loss': float(loss[-1][1]),
           'final_eval_acc': float(acc[-1][1]),
           'peak_rss_mib': common.peak_rss_mib(),

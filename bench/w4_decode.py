@@ -134,9 +134,7 @@ def main(argv=None):
     r['scan_share_of_stream_limit'] = r['scan_tokens_per_s'] / limit
   common.emit(
       'W4_decode', 'minitrax decoding', args, {
-          'cache_len': cache_len,
-          'weight_mib': weight_bytes / 2**20,
-          'memory_gb_per_s': bandwidth,
+          'cache_len': cache_len, 'weight_mib': weight_bytes / 2**20, 'memory_gb_per_s': bandwidth,
           **results, 'peak_rss_mib': common.peak_rss_mib()
       }, calib)
 

@@ -119,8 +119,7 @@ def dumps(tree):
   """Serialises `tree` to bytes in the checkpoint format (header included)."""
   payload = msgpack.packb(_encode(tree, ()), use_bin_type=True)
   header = msgpack.packb({
-      'format_version': FORMAT_VERSION,
-      'payload_size': len(payload),
+      'format_version': FORMAT_VERSION, 'payload_size': len(payload),
       'sha256': hashlib.sha256(payload).hexdigest()
   })
   return MAGIC + struct.pack('<I', len(header)) + header + payload

@@ -55,14 +55,10 @@ _SCHEDULES = [
     lr.warmup_and_rsqrt_decay, lr.cosine
 ]
 _INPUTS = {
-    'inputs': data.tfds_inputs,
-    'copy_inputs': data.copy_inputs,
-    'reverse_inputs': data.reverse_inputs,
-    'addition_inputs': data.addition_inputs,
-    'random_inputs': data.random_inputs,
-    'array_inputs': data.array_inputs,
-    'idx_inputs': data.idx_inputs,
-    'text_inputs': data.text_inputs
+    'inputs': data.tfds_inputs, 'copy_inputs': data.copy_inputs,
+    'reverse_inputs': data.reverse_inputs, 'addition_inputs': data.addition_inputs,
+    'random_inputs': data.random_inputs, 'array_inputs': data.array_inputs,
+    'idx_inputs': data.idx_inputs, 'text_inputs': data.text_inputs
 }
 
 

@@ -28,7 +28,7 @@ same schedule runs on the host each step or inside a compiled step.
 
 >>> MultifactorSchedule()(400)
 {'learning_rate': np.float32(0.005)}
->>> bind(warmup(10, 0.5), history=None)(5)
+>>> bind(warmup(9, 0.5), history=None)(5)
 {'learning_rate': np.float32(0.25)}
 """
 
@@ -45,7 +45,7 @@ from minitrax.errors import OptimizerError
 _TAKES_HISTORY = 'minitrax_takes_history'  # the function attribute set by `takes_history`
 
 FACTORS = ('constant', 'linear_warmup', 'rsqrt_decay', 'rsqrt_normalized_decay', 'decay_every',
-           'cosine_decay')
+           'cosine_decay', 'two_constants')
 
 
 def takes_history(factory):
@@ -127,7 +127,8 @@ def _as_float32(value):
 
 
 def multifactor(factors='constant * linear_warmup * rsqrt_decay', constant=0.1, warmup_steps=400,
-                decay_factor=0.5, steps_per_decay=20000, steps_per_cycle=100000, minimum=None):
+                decay_factor=0.5, steps_per_decay=20000, steps_per_cycle=100000,
+                second_constant=0.01, second_constant_step=10000, minimum=None):
   r"""A schedule that is the product of named factors, as in Trax.
 
   With step s, warmup steps n:
@@ -141,6 +142,8 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay', constant=0.1, 
   * `cosine_decay`: :math:`\frac12 (1 + \cos(\pi\, \mathrm{frac}(p)))`,
     :math:`p = \max(0, (s - n) / \text{steps\_per\_cycle})` (restarts each
     cycle; Loshchilov and Hutter, 2017, https://arxiv.org/abs/1608.03983).
+  * `two_constants`: `constant` before step `second_constant_step`, then
+    `second_constant` (Trax 1.4).
 
   If `minimum` is given, the result is raised to at least `minimum`.
 
@@ -151,6 +154,7 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay', constant=0.1, 
     decay_factor: Base of `decay_every`.
     steps_per_decay: Period of `decay_every` (int >= 1).
     steps_per_cycle: Period of `cosine_decay` (> 0).
+    second_constant, second_constant_step: of `two_constants`.
     minimum: None, or the least value returned.
 
   Returns:
@@ -160,12 +164,16 @@ def multifactor(factors='constant * linear_warmup * rsqrt_decay', constant=0.1, 
     OptimizerError: for an unknown factor (naming it and the valid ones) or
       an argument out of range.
   """
+  check_real('multifactor', 'second_constant', second_constant, finite=True, error=OptimizerError)
+  check_int('multifactor', 'second_constant_step', second_constant_step, 0, error=OptimizerError)
   return _multifactor('multifactor', factors, constant, warmup_steps, decay_factor, steps_per_decay,
-                      steps_per_cycle, minimum)
+                      steps_per_cycle, minimum, (second_constant, second_constant_step))
 
 
 def constant(value):
-  """A schedule that returns `value` at every step (even step 0).
+  """`value` from step 1 on; 0 at step 0 (Trax 1.4's numbers: a ramp from (0, 0) to (1, value)).
+
+  Trax's step functions count steps from 1, as its `Loop` does.
 
   Args:
     value: The learning rate.
@@ -173,36 +181,63 @@ def constant(value):
   Returns:
     A function `step -> value`, value a float32 scalar.
   """
-  return multifactor('constant', constant=value)
+  return _body_and_tail('constant', value, body_start=1)
 
 
 def warmup(n_warmup_steps, max_value):
-  """Linear warm-up from 0 at step 0 to `max_value` at step n, then flat.
+  """Linear warm-up on the line from (0, 0) to (n + 1, max_value), then `max_value` from n + 1.
+
+  Trax 1.4's numbers: `warmup(9, 0.01)(1) == 0.001`.
 
   Args:
     n_warmup_steps: n, the steps of warm-up (>= 0).
-    max_value: The value from step n on.
+    max_value: The value from step n + 1 on.
 
   Returns:
     A function `step -> value`, value a float32 scalar.
   """
-  return multifactor('constant * linear_warmup', constant=max_value, warmup_steps=n_warmup_steps)
+  check_int('warmup', 'n_warmup_steps', n_warmup_steps, 0, error=OptimizerError)
+  return _body_and_tail('warmup', max_value, body_start=n_warmup_steps + 1)
 
 
 def warmup_and_rsqrt_decay(n_warmup_steps, max_value):
-  r"""Linear warm-up to `max_value` at step n, then reciprocal square root.
+  r"""Linear warm-up to `max_value` at step n + 1, then reciprocal square root.
 
-  From step n on the value is :math:`\text{max\_value} \sqrt{n / s}`.
+  Up to step n the value is on the line from (0, 0) to (n + 1, max_value);
+  from step n + 1 on it is :math:`\text{max\_value} \sqrt{(n + 1) / s}`
+  (Trax 1.4's numbers: `warmup_and_rsqrt_decay(24, 0.25)(25) == 0.25`).
 
   Args:
-    n_warmup_steps: n, the steps of warm-up (>= 1).
-    max_value: The value at step n.
+    n_warmup_steps: n, the steps of warm-up (>= 0).
+    max_value: The value at step n + 1.
 
   Returns:
     A function `step -> value`, value a float32 scalar.
   """
-  return multifactor('constant * linear_warmup * rsqrt_normalized_decay', constant=max_value,
-                     warmup_steps=n_warmup_steps)
+  check_int('warmup_and_rsqrt_decay', 'n_warmup_steps', n_warmup_steps, 0, error=OptimizerError)
+  return _body_and_tail('warmup_and_rsqrt_decay', max_value, tail_start=n_warmup_steps + 1)
+
+
+def _body_and_tail(owner, value, body_start=None, tail_start=None):
+  """A ramp from (0, 0) to (start, value), `value` (the body), then an rsqrt tail if any.
+
+  `start` is `body_start`, or `tail_start` when there is no body; the tail
+  from `tail_start` on is `value * sqrt(tail_start / step)`.
+  """
+  check_real(owner, 'value' if owner == 'constant' else 'max_value', value, finite=True,
+             error=OptimizerError)
+  start = body_start or tail_start
+
+  def schedule(step):
+    """The value at `step` (int or int array)."""
+    xp, _, s = _numeric_step(step)
+    out = xp.where(s < start, s / start * value, value)
+    if tail_start is not None:
+      tail = value * xp.sqrt(tail_start / xp.maximum(s, 1.0))
+      out = xp.where(s >= tail_start, tail, out)
+    return _float32(xp, out)
+
+  return schedule
 
 
 def cosine(n_warmup_steps, max_value, steps_per_cycle):
@@ -330,7 +365,7 @@ def _n_decreases(values, steps_to_decrease, improvement_margin):
 
 
 def _multifactor(owner, factors, constant, warmup_steps, decay_factor, steps_per_decay,
-                 steps_per_cycle, minimum):
+                 steps_per_cycle, minimum, two_constants=(0.01, 10000)):
   """`multifactor`, with errors naming `owner`."""
   names = _parse_factors(factors, owner)
   _check_multifactor_args(owner, names, constant, warmup_steps, decay_factor, steps_per_decay,
@@ -352,6 +387,8 @@ def _multifactor(owner, factors, constant, warmup_steps, decay_factor, steps_per
         value = value * xp.sqrt(n / xp.maximum(s, n))
       elif name == 'decay_every':
         value = value * decay_factor**(step // steps_per_decay)
+      elif name == 'two_constants':
+        value = value * xp.where(step < two_constants[1], constant, two_constants[0])
       else:  # cosine_decay
         progress = xp.maximum(0.0, (s - n) / steps_per_cycle)
         value = value * 0.5 * (1.0 + xp.cos(math.pi * (progress % 1.0)))

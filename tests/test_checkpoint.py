@@ -28,9 +28,7 @@ def _tree():
       'rank0': np.array(7, np.int32),
       'empty': np.zeros((0, 4), np.float32),
       'jax': jnp.arange(6, dtype=jnp.bfloat16).reshape(2, 3),
-      'nested': ((), [1, 2.5, None, True, 'text', b'raw'], {
-          3: (np.ones(2),)
-      }),
+      'nested': ((), [1, 2.5, None, True, 'text', b'raw'], {3: (np.ones(2),)}),
       'list_of_tuples': [(1, 2), ()],
   }
 
@@ -135,8 +133,7 @@ def test_truncated_and_corrupted_files(tmp_path):
 def _with_header(payload, version=checkpoint.FORMAT_VERSION):
   import hashlib  # pylint: disable=import-outside-toplevel
   header = msgpack.packb({
-      'format_version': version,
-      'payload_size': len(payload),
+      'format_version': version, 'payload_size': len(payload),
       'sha256': hashlib.sha256(payload).hexdigest()
   })
   return checkpoint.MAGIC + struct.pack('<I', len(header)) + header + payload

@@ -52,12 +52,9 @@ MOCK = {
     ],
 }
 MODELS = {
-    'mlp_mnist': 'MLP',
-    'resnet50_imagenet_8gb': 'Resnet50',
-    'wide_resnet_cifar10_8gb': 'WideResnet',
-    'transformer_lm1b_8gb': 'TransformerLM',
-    'transformer_imdb_8gb': 'TransformerEncoder',
-    'transformer_copy': 'TransformerLM',
+    'mlp_mnist': 'MLP', 'resnet50_imagenet_8gb': 'Resnet50',
+    'wide_resnet_cifar10_8gb': 'WideResnet', 'transformer_lm1b_8gb': 'TransformerLM',
+    'transformer_imdb_8gb': 'TransformerEncoder', 'transformer_copy': 'TransformerLM',
     'lstm_lm1b': 'RNNLM'
 }
 

@@ -13,74 +13,22 @@ from minitrax.errors import OptimizerError
 
 # (factors, keyword arguments, {step: value}), values worked out by hand.
 FACTOR_CASES = {
-    'constant': ('constant', {
-        'constant': 0.3
-    }, {
-        0: 0.3,
-        7: 0.3,
-        10**6: 0.3
+    'constant': ('constant', {'constant': 0.3}, {0: 0.3, 7: 0.3, 10**6: 0.3}),
+    'linear_warmup': ('linear_warmup', {'warmup_steps': 10}, {0: 0.0, 5: 0.5, 10: 1.0, 20: 1.0}),
+    'rsqrt_decay': ('rsqrt_decay', {'warmup_steps': 4}, {0: 0.5, 4: 0.5, 16: 0.25, 100: 0.1}),
+    'rsqrt_normalized_decay':
+        ('rsqrt_normalized_decay', {'warmup_steps': 4}, {0: 1.0, 4: 1.0, 16: 0.5, 64: 0.25}),
+    'decay_every': ('decay_every', {'decay_factor': 0.5, 'steps_per_decay': 10},
+                    {0: 1.0, 9: 1.0, 10: 0.5, 25: 0.25, 30: 0.125}),
+    'cosine_decay': ('cosine_decay', {'warmup_steps': 10, 'steps_per_cycle': 100}, {
+        0: 1.0, 10: 1.0, 35: 0.5 * (1 + math.cos(math.pi / 4)), 60: 0.5,
+        109: 0.5 * (1 + math.cos(0.99 * math.pi)), 110: 1.0
     }),
-    'linear_warmup': ('linear_warmup', {
-        'warmup_steps': 10
-    }, {
-        0: 0.0,
-        5: 0.5,
-        10: 1.0,
-        20: 1.0
-    }),
-    'rsqrt_decay': ('rsqrt_decay', {
-        'warmup_steps': 4
-    }, {
-        0: 0.5,
-        4: 0.5,
-        16: 0.25,
-        100: 0.1
-    }),
-    'rsqrt_normalized_decay': ('rsqrt_normalized_decay', {
-        'warmup_steps': 4
-    }, {
-        0: 1.0,
-        4: 1.0,
-        16: 0.5,
-        64: 0.25
-    }),
-    'decay_every': ('decay_every', {
-        'decay_factor': 0.5,
-        'steps_per_decay': 10
-    }, {
-        0: 1.0,
-        9: 1.0,
-        10: 0.5,
-        25: 0.25,
-        30: 0.125
-    }),
-    'cosine_decay': ('cosine_decay', {
-        'warmup_steps': 10,
-        'steps_per_cycle': 100
-    }, {
-        0: 1.0,
-        10: 1.0,
-        35: 0.5 * (1 + math.cos(math.pi / 4)),
-        60: 0.5,
-        109: 0.5 * (1 + math.cos(0.99 * math.pi)),
-        110: 1.0
-    }),
-    'trax_default': ('constant * linear_warmup * rsqrt_decay', {}, {
-        0: 0.0,
-        100: 0.1 * 0.25 / 20,
-        400: 0.005,
-        1600: 0.1 / 40
-    }),
-    'minimum': ('constant * decay_every', {
-        'constant': 1.0,
-        'decay_factor': 0.1,
-        'steps_per_decay': 1,
-        'minimum': 1e-3
-    }, {
-        0: 1.0,
-        1: 0.1,
-        5: 1e-3
-    }),
+    'trax_default': ('constant * linear_warmup * rsqrt_decay', {},
+                     {0: 0.0, 100: 0.1 * 0.25 / 20, 400: 0.005, 1600: 0.1 / 40}),
+    'minimum': ('constant * decay_every',
+                {'constant': 1.0, 'decay_factor': 0.1, 'steps_per_decay': 1,
+                 'minimum': 1e-3}, {0: 1.0, 1: 0.1, 5: 1e-3}),
 }
 
 
@@ -102,6 +50,37 @@ def test_multifactor_values(case):
   _check(lr.multifactor(factors, **kwargs), expected)
 
 
+# Real Trax 1.4.1's values (trax.supervised.lr_schedules) at these steps, printed by it.
+TRAX_STEPS = [0, 1, 2, 5, 9, 10, 11, 24, 25, 26, 100, 1000]
+TRAX_141 = {
+    'constant(0.3)': (lr.constant(0.3), [0.0] + [0.3] * 11),
+    'warmup(9, 0.01)':
+        (lr.warmup(9, 0.01),
+         [0.0, 0.001, 0.002, 0.005, 0.009000000000000001, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01,
+          0.01]),
+    'warmup_and_rsqrt_decay(24, 0.25)': (lr.warmup_and_rsqrt_decay(24, 0.25), [
+        0.0, 0.01, 0.02, 0.05, 0.09, 0.1, 0.11, 0.24, 0.25, 0.24514516892273006, 0.125,
+        0.03952847075210474
+    ]),
+    'multifactor two_constants': (lr.multifactor('constant * two_constants', constant=0.5,
+                                                 second_constant=0.1,
+                                                 second_constant_step=10), [0.25] * 5 + [0.05] * 7),
+}
+
+
+@pytest.mark.parametrize('name', list(TRAX_141))
+def test_step_functions_give_trax_141_numbers(name):
+  schedule, expected = TRAX_141[name]
+  np.testing.assert_allclose([schedule(s) for s in TRAX_STEPS], expected, rtol=1e-6)
+  traced = jax.jit(jax.vmap(schedule))(jnp.asarray(TRAX_STEPS, jnp.int32))
+  np.testing.assert_allclose(traced, expected, rtol=1e-6)
+
+
+def test_the_issues_two_numbers():
+  assert lr.warmup(9, .01)(1) == np.float32(0.001)
+  assert lr.warmup_and_rsqrt_decay(24, .25)(25) == np.float32(0.25)
+
+
 def test_multifactor_schedule_trax_form():
   schedule = lr.MultifactorSchedule()
   assert schedule(400) == {'learning_rate': np.float32(0.005)}
@@ -113,28 +92,10 @@ def test_multifactor_schedule_trax_form():
 
 
 @pytest.mark.parametrize('schedule, expected', [
-    (lr.constant(0.1), {
-        0: 0.1,
-        1000: 0.1
-    }),
-    (lr.warmup(10, 0.5), {
-        0: 0.0,
-        5: 0.25,
-        10: 0.5,
-        100: 0.5
-    }),
-    (lr.warmup_and_rsqrt_decay(100, 0.01), {
-        50: 0.005,
-        100: 0.01,
-        400: 0.005,
-        10000: 0.001
-    }),
-    (lr.cosine(10, 1.0, 100), {
-        5: 0.5,
-        10: 1.0,
-        60: 0.5,
-        110: 1.0
-    }),
+    (lr.constant(0.1), {0: 0.0, 1: 0.1, 1000: 0.1}),
+    (lr.warmup(9, 0.5), {0: 0.0, 5: 0.25, 10: 0.5, 100: 0.5}),
+    (lr.warmup_and_rsqrt_decay(99, 0.01), {50: 0.005, 100: 0.01, 400: 0.005, 10000: 0.001}),
+    (lr.cosine(10, 1.0, 100), {5: 0.5, 10: 1.0, 60: 0.5, 110: 1.0}),
 ], ids=['constant', 'warmup', 'warmup_and_rsqrt_decay', 'cosine'])
 def test_step_functions(schedule, expected):
   _check(schedule, expected)
@@ -146,28 +107,16 @@ def test_unknown_factor_names_it_and_the_valid_ones():
   assert str(e.value) == ("MultifactorSchedule: unknown factor 'linear_warmpu' in "
                           "factors='constant * linear_warmpu'; valid factors are: constant, "
                           'linear_warmup, rsqrt_decay, rsqrt_normalized_decay, decay_every, '
-                          'cosine_decay')
+                          'cosine_decay, two_constants')
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    ({
-        'factors': ''
-    }, "unknown factor ''"),
-    ({
-        'factors': ['constant']
-    }, 'factors must be a string'),
-    ({
-        'warmup_steps': 0
-    }, 'multifactor: rsqrt_decay divides by sqrt'),
-    ({
-        'steps_per_decay': 0
-    }, 'steps_per_decay must be an int >= 1, got 0'),
-    ({
-        'steps_per_cycle': 0
-    }, 'steps_per_cycle must be > 0'),
-    ({
-        'constant': 'big'
-    }, "constant must be a finite real number, got 'big'"),
+    ({'factors': ''}, "unknown factor ''"),
+    ({'factors': ['constant']}, 'factors must be a string'),
+    ({'warmup_steps': 0}, 'multifactor: rsqrt_decay divides by sqrt'),
+    ({'steps_per_decay': 0}, 'steps_per_decay must be an int >= 1, got 0'),
+    ({'steps_per_cycle': 0}, 'steps_per_cycle must be > 0'),
+    ({'constant': 'big'}, "constant must be a finite real number, got 'big'"),
 ])
 def test_bad_arguments(kwargs, message):
   with pytest.raises(OptimizerError, match=message):
@@ -254,21 +203,11 @@ def test_bind_marks_the_trax_1_2_factories():
 @pytest.mark.parametrize(
     'schedule, expected',
     [
-        (lambda step: 0.5, {
-            'learning_rate': 0.5
-        }),  # a bare value
-        (lr.warmup(10, 0.5), {
-            'learning_rate': 0.25
-        }),
+        (lambda step: 0.5, {'learning_rate': 0.5}),  # a bare value
+        (lr.warmup(9, 0.5), {'learning_rate': 0.25}),
         (
-            lambda step: {
-                'learning_rate': 0.5,
-                'weight_decay_rate': 1e-3
-            },  # a dict is kept
-            {
-                'learning_rate': 0.5,
-                'weight_decay_rate': 1e-3
-            }),
+            lambda step: {'learning_rate': 0.5, 'weight_decay_rate': 1e-3},  # a dict is kept
+            {'learning_rate': 0.5, 'weight_decay_rate': 1e-3}),
     ])
 def test_bind_step_functions(schedule, expected):
   values = lr.bind(schedule, FakeHistory([]))(5)
@@ -277,7 +216,7 @@ def test_bind_step_functions(schedule, expected):
 
 
 def test_bind_keeps_traced_steps_traced():
-  values = jax.jit(lr.bind(lr.warmup(10, 0.5), None))(jnp.int32(5))
+  values = jax.jit(lr.bind(lr.warmup(9, 0.5), None))(jnp.int32(5))
   assert values['learning_rate'].dtype == jnp.float32
   np.testing.assert_allclose(values['learning_rate'], 0.25)
 

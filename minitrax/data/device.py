@@ -166,8 +166,8 @@ def inputs_batches(inputs, mesh, train_start=0, eval_start=0, steps_per_call=1):
     return DeviceBatches(stream, mesh, start, **kwargs)
 
   return {
-      'train': open_batches('train', train_start, steps_per_call=steps_per_call, ahead=0),
-      'train_eval': open_batches('train_eval', eval_start),
+      'train': open_batches('train', train_start, steps_per_call=steps_per_call,
+                            ahead=0), 'train_eval': open_batches('train_eval', eval_start),
       'eval': open_batches('eval', eval_start)
   }
 

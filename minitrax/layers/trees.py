@@ -235,10 +235,8 @@ def clear_shared(root, kind, tree):
 
 def save(root, file_name):
   """Writes the weights and state trees of `root` to a minitrax checkpoint file."""
-  checkpoint.save(file_name, {
-      'weights': cached_gather(root, 'weights'),
-      'state': cached_gather(root, 'state')
-  })
+  checkpoint.save(
+      file_name, {'weights': cached_gather(root, 'weights'), 'state': cached_gather(root, 'state')})
 
 
 def load(root, file_name, weights_only=False):

@@ -83,8 +83,7 @@ def MLP(d_hidden=512, n_hidden_layers=2, activation_fn=Relu, n_output_classes=10
   head = [Flatten()] if flatten else []
   if layer_widths is not None:
     widths = _check_1_4_form(layer_widths, {
-        'd_hidden': d_hidden,
-        'n_hidden_layers': n_hidden_layers,
+        'd_hidden': d_hidden, 'n_hidden_layers': n_hidden_layers,
         'n_output_classes': n_output_classes
     })
     layers = []

@@ -48,9 +48,8 @@ class History:
   def to_dict(self):
     """The history as plain data: `{mode: {metric: [[step, value], ...]}}`."""
     return {
-        mode: {
-            name: [[s, v] for s, v in pairs] for name, pairs in metrics.items()
-        } for mode, metrics in self._values.items()
+        mode: {name: [[s, v] for s, v in pairs] for name, pairs in metrics.items()}
+        for mode, metrics in self._values.items()
     }
 
   @classmethod

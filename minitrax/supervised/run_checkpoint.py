@@ -40,17 +40,11 @@ from minitrax.supervised.summaries import log
 
 FORMAT = 'minitrax.trainer'
 _TREES = {
-    'weights': 'model_weights',
-    'state': 'model_state',
-    'loss_weights': 'loss_weights',
-    'loss_state': 'loss_state',
-    'slots': 'slots',
-    'opt_params': 'opt_params'
+    'weights': 'model_weights', 'state': 'model_state', 'loss_weights': 'loss_weights',
+    'loss_state': 'loss_state', 'slots': 'slots', 'opt_params': 'opt_params'
 }
 _COUNTS = {
-    'step': 'step',
-    'input_position': 'input_position',
-    'eval_position': 'eval_position',
+    'step': 'step', 'input_position': 'input_position', 'eval_position': 'eval_position',
     'random_seed': 'seed'
 }
 
@@ -59,13 +53,9 @@ def to_tree(run):
   """The checkpoint dict of `run` (arrays fetched to the host)."""
   trees = jax.device_get({key: getattr(run, field) for key, field in _TREES.items()})
   return {
-      'format': FORMAT,
-      **trees, 'step': run.step,
-      'history': run.history.to_dict(),
-      'input_position': run.input_position,
-      'eval_position': run.eval_position,
-      'random_seed': run.seed,
-      'rng_impl': RNG_IMPL
+      'format': FORMAT, **trees, 'step': run.step, 'history': run.history.to_dict(),
+      'input_position': run.input_position, 'eval_position': run.eval_position,
+      'random_seed': run.seed, 'rng_impl': RNG_IMPL
   }
 
 

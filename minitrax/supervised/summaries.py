@@ -138,11 +138,8 @@ class MetricsLog:
     """Appends one record; non-finite values are written as null."""
     self._file.write(
         _line({
-            'step': int(step),
-            'mode': mode,
-            'metric': metric,
-            'value': float(value) if math.isfinite(value) else None,
-            'time': round(time.time(), 3)
+            'step': int(step), 'mode': mode, 'metric': metric,
+            'value': float(value) if math.isfinite(value) else None, 'time': round(time.time(), 3)
         }))
 
   def flush(self):

@@ -31,16 +31,13 @@ class MinitraxTestText(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self, supervised_keys=('text', 'label'), features=tfds.features.FeaturesDict({
-            'text': tfds.features.Text(),
-            'label': tfds.features.ClassLabel(num_classes=3)
-        }))
+        builder=self, supervised_keys=('text', 'label'), features=tfds.features.FeaturesDict(
+            {'text': tfds.features.Text(), 'label': tfds.features.ClassLabel(num_classes=3)}))
 
   def _split_generators(self, dl_manager):
     del dl_manager
     return {
-        'train': self._generate_examples('ab', 40),
-        'validation': self._generate_examples('v', 8),
+        'train': self._generate_examples('ab', 40), 'validation': self._generate_examples('v', 8),
         'test': self._generate_examples('t', 6)
     }
 

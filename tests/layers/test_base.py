@@ -293,13 +293,9 @@ def test_init_from_file_reads_a_trainer_checkpoint(tmp_path):
   model = Linear(2)
   model.init(ShapeDtype((1, 3)))
   path = tmp_path / 'model.pkl'
-  checkpoint.save(path, {
-      'step': 500,
-      'weights': model.weights,
-      'state': model.state,
-      'slots': (),
-      'history': {}
-  })
+  checkpoint.save(
+      path,
+      {'step': 500, 'weights': model.weights, 'state': model.state, 'slots': (), 'history': {}})
   other = Linear(2)
   other.init_from_file(path, weights_only=True, input_signature=ShapeDtype((1, 3)))
   np.testing.assert_array_equal(other.weights[0], model.weights[0])

@@ -24,13 +24,8 @@ def _stats(a):
     ((7,), {}, (7, 7)),
     ((3, 4), {}, (3, 4)),
     ((2, 3, 4, 5), {}, (2 * 3 * 4, 2 * 3 * 5)),
-    ((2, 3, 4, 5), {
-        'nonreceptive_dims': [0]
-    }, (3 * 4, 3 * 5)),
-    ((4, 5, 3), {
-        'in_dim': 0,
-        'out_dim': 1
-    }, (4 * 3, 5 * 3)),
+    ((2, 3, 4, 5), {'nonreceptive_dims': [0]}, (3 * 4, 3 * 5)),
+    ((4, 5, 3), {'in_dim': 0, 'out_dim': 1}, (4 * 3, 5 * 3)),
 ])
 def test_get_fans(shape, kwargs, expected):
   assert init.get_fans(shape, **kwargs) == expected

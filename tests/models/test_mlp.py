@@ -73,33 +73,17 @@ def test_same_shapes_and_weights_in_every_mode(mode):
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    ({
-        'mode': 'test'
-    }, r"MLP: mode must be one of \('train', 'eval', 'predict'\), got 'test'"),
-    ({
-        'd_hidden': 0
-    }, r'MLP: d_hidden must be an int >= 1, got 0'),
-    ({
-        'n_hidden_layers': -1
-    }, r'MLP: n_hidden_layers must be an int >= 0, got -1'),
-    ({
-        'n_output_classes': 2.0
-    }, r'MLP: n_output_classes must be an int >= 1, got 2.0'),
-    ({
-        'layer_widths': (8,),
-        'd_hidden': 16
-    }, r"MLP: pass either layer_widths \(Trax 1.4 form\) or d_hidden, n_hidden_layers and "
+    ({'mode': 'test'}, r"MLP: mode must be one of \('train', 'eval', 'predict'\), got 'test'"),
+    ({'d_hidden': 0}, r'MLP: d_hidden must be an int >= 1, got 0'),
+    ({'n_hidden_layers': -1}, r'MLP: n_hidden_layers must be an int >= 0, got -1'),
+    ({'n_output_classes': 2.0}, r'MLP: n_output_classes must be an int >= 1, got 2.0'),
+    ({'layer_widths': (8,), 'd_hidden': 16
+     }, r"MLP: pass either layer_widths \(Trax 1.4 form\) or d_hidden, n_hidden_layers and "
      r"n_output_classes \(Trax 1.2 form\), not both; got layer_widths=\(8,\) and "
      r"\{'d_hidden': 16\}"),
-    ({
-        'layer_widths': ()
-    }, r'MLP: layer_widths must be a non-empty tuple of ints >= 1, got \(\)'),
-    ({
-        'layer_widths': (4, 0)
-    }, r'MLP: every entry of layer_widths must be an int >= 1, got 0'),
-    ({
-        'out_activation': True
-    }, r'MLP: out_activation belongs to the Trax 1.4 form'),
+    ({'layer_widths': ()}, r'MLP: layer_widths must be a non-empty tuple of ints >= 1, got \(\)'),
+    ({'layer_widths': (4, 0)}, r'MLP: every entry of layer_widths must be an int >= 1, got 0'),
+    ({'out_activation': True}, r'MLP: out_activation belongs to the Trax 1.4 form'),
 ])
 def test_bad_arguments_fail_at_construction(kwargs, message):
   with pytest.raises(ValueError, match=message):

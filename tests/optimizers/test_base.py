@@ -40,26 +40,15 @@ def test_constructible_without_arguments(cls):
 def test_trax_defaults():
   assert optimizers.SGD().hyperparameters == {'learning_rate': 0.01}
   assert optimizers.Momentum().hyperparameters == {
-      'learning_rate': 0.01,
-      'mass': 0.9,
-      'weight_decay_rate': 1e-5
+      'learning_rate': 0.01, 'mass': 0.9, 'weight_decay_rate': 1e-5
   }
   assert optimizers.RMSProp().hyperparameters == {'learning_rate': 0.001, 'gamma': 0.9, 'eps': 1e-8}
   assert optimizers.Adam().hyperparameters == {
-      'learning_rate': 0.01,
-      'weight_decay_rate': 1e-5,
-      'b1': 0.9,
-      'b2': 0.999,
-      'eps': 1e-5
+      'learning_rate': 0.01, 'weight_decay_rate': 1e-5, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-5
   }
   assert optimizers.Adafactor().hyperparameters == {
-      'learning_rate': 0.05,
-      'beta1': 0.0,
-      'decay_rate': 0.8,
-      'clipping_threshold': 1.0,
-      'weight_decay_rate': 1e-5,
-      'epsilon1': 1e-30,
-      'epsilon2': 1e-3
+      'learning_rate': 0.05, 'beta1': 0.0, 'decay_rate': 0.8, 'clipping_threshold': 1.0,
+      'weight_decay_rate': 1e-5, 'epsilon1': 1e-30, 'epsilon2': 1e-3
   }
   assert optimizers.SM3().hyperparameters == {'learning_rate': 0.01, 'momentum': 0.9}
   assert repr(optimizers.Adam(
@@ -102,10 +91,8 @@ def test_ten_learning_rates_compile_once():
 
 def test_with_schedule_merges_values_and_names_bad_keys():
   _, opt_params = optimizers.Momentum().tree_init(())
-  merged = optimizers.Optimizer.with_schedule(opt_params, {
-      'learning_rate': 0.5,
-      'mass': np.float32(0.8)
-  })
+  merged = optimizers.Optimizer.with_schedule(opt_params,
+                                              {'learning_rate': 0.5, 'mass': np.float32(0.8)})
   assert float(merged['learning_rate']) == 0.5
   assert merged['mass'].dtype == jnp.float32 and merged['mass'].shape == ()
   assert opt_params['learning_rate'] == np.float32(0.01)  # Not changed.
@@ -178,24 +165,17 @@ def test_custom_optimizer_from_the_docstring():
   optimizer = SignSGD(learning_rate=0.5)
   weights = {'w': jnp.zeros(2), 'b': ()}
   slots, opt_params = optimizer.tree_init(weights)
-  new, _, _ = optimizer.tree_update(0, {
-      'w': jnp.array([3.0, -1.0]),
-      'b': ()
-  }, weights, slots, opt_params)
+  new, _, _ = optimizer.tree_update(0, {'w': jnp.array([3.0, -1.0]), 'b': ()}, weights, slots,
+                                    opt_params)
   np.testing.assert_array_equal(new['w'], [-0.5, 0.5])
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    ({
-        'learning_rate': 'fast'
-    }, "SGD: hyperparameter learning_rate must be a finite real number, got "
+    ({'learning_rate': 'fast'
+     }, "SGD: hyperparameter learning_rate must be a finite real number, got "
      "'fast'"),
-    ({
-        'learning_rate': float('nan')
-    }, 'must be a finite real number'),
-    ({
-        'clip_grad_norm': 0.0
-    }, 'SGD: clip_grad_norm must be None or > 0, got 0.0'),
+    ({'learning_rate': float('nan')}, 'must be a finite real number'),
+    ({'clip_grad_norm': 0.0}, 'SGD: clip_grad_norm must be None or > 0, got 0.0'),
 ])
 def test_bad_hyperparameters(kwargs, message):
   with pytest.raises(OptimizerError, match=message):

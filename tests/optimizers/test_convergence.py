@@ -45,12 +45,8 @@ def rosenbrock(weights):
 
 
 PROBLEMS = {
-    'quadratic': (quadratic, {
-        'w': jnp.ones((2, 3))
-    }, 1),
-    'rosenbrock': (rosenbrock, {
-        'xy': (jnp.float32(-1.2), jnp.float32(1.0))
-    }, 2),
+    'quadratic': (quadratic, {'w': jnp.ones((2, 3))}, 1),
+    'rosenbrock': (rosenbrock, {'xy': (jnp.float32(-1.2), jnp.float32(1.0))}, 2),
 }
 
 

@@ -54,11 +54,9 @@ def main():
                                                    jax.tree.leaves(four.state.opt_state.weights))
   ]
   report = {
-      'n_devices': [one.n_devices, four.n_devices],
-      'weight_diff': max(diffs),
-      'losses': [losses_1, losses_4],
-      'metrics': [metrics_1, metrics_4],
-      'tensorflow_imported': 'tensorflow' in sys.modules
+      'n_devices': [one.n_devices,
+                    four.n_devices], 'weight_diff': max(diffs), 'losses': [losses_1, losses_4],
+      'metrics': [metrics_1, metrics_4], 'tensorflow_imported': 'tensorflow' in sys.modules
   }
   print('REPORT ' + json.dumps(report))
 

@@ -223,9 +223,8 @@ def test_decoding_rejects_bad_models_and_arguments(lms):
     decoding.autoregressive_sample_stream(predictor, temperature=-1)
   with pytest.raises(ValueError, match='n_beams must be an int >= 1, got 0'):
     decoding.beam_search(predictor, n_beams=0)
-  seq2seq = Transformer(V, n_encoder_layers=1, n_decoder_layers=1, mode='predict', **{
-      k: v for k, v in SIZES.items() if k != 'n_layers'
-  })
+  seq2seq = Transformer(V, n_encoder_layers=1, n_decoder_layers=1, mode='predict',
+                        **{k: v for k, v in SIZES.items() if k != 'n_layers'})
   with pytest.raises(ValueError, match='decoding: model Transformer is not initialised'):
     decoding.autoregressive_sample(seq2seq)
   seq2seq.init((ShapeDtype((1, 3), np.int32), ShapeDtype((1, 1), np.int32)))

@@ -29,11 +29,8 @@ def test_notebook_runs(tmp_path, monkeypatch):
     cell.source = cell.source.replace('train_steps = 500', 'train_steps = 60')
   for name, value in subprocess_env(HOME=str(tmp_path)).items():
     monkeypatch.setenv(name, value)
-  NotebookClient(nb, timeout=600, kernel_name='python3', resources={
-      'metadata': {
-          'path': str(tmp_path)
-      }
-  }).execute()
+  NotebookClient(nb, timeout=600, kernel_name='python3',
+                 resources={'metadata': {'path': str(tmp_path)}}).execute()
   outputs = [
       ''.join(o.get('text', '')
               for o in cell.outputs)
