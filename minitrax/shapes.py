@@ -61,9 +61,10 @@ def signature(obj):
   """The `ShapeDtype` of an array, or a tuple/list of signatures for a tuple/list.
 
   Works on NumPy and JAX arrays, tracers, `jax.ShapeDtypeStruct` and anything
-  with `.shape` and `.dtype`; Python scalars become rank-0 signatures.
+  with `.shape` and `.dtype`; Python scalars become rank-0 signatures; None
+  stays None (as in `Embedding(...).init(None)`: a signature a layer ignores).
   """
-  if isinstance(obj, ShapeDtype):
+  if isinstance(obj, ShapeDtype) or obj is None:  # None: an input a layer does not look at
     return obj
   if isinstance(obj, (list, tuple)):
     return type(obj)(signature(x) for x in obj)
@@ -87,3 +88,21 @@ def splice_signatures(*sigs):
   for s in sigs:
     out.extend(s if isinstance(s, (list, tuple)) else [s])
   return tuple(out)
+
+
+def signature_to_data(sig):
+  """A signature as plain data for checkpoints: `{'shape': [...], 'dtype': name}`, or a list."""
+  if isinstance(sig, (list, tuple)):
+    return [signature_to_data(s) for s in sig]
+  sig = signature(sig)
+  return {'shape': list(sig.shape), 'dtype': sig.dtype.name}
+
+
+def signature_from_data(data, source='<data>'):
+  """The inverse of `signature_to_data` (a list becomes a tuple); `ShapeError` naming `source`."""
+  if isinstance(data, (list, tuple)):
+    return tuple(signature_from_data(d, source) for d in data)
+  try:
+    return ShapeDtype(tuple(data['shape']), data['dtype'])
+  except (KeyError, TypeError, ValueError) as e:
+    raise ShapeError(f'{source}: malformed input signature {data!r:.80} ({e})') from e

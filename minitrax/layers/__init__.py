@@ -1,67 +1,74 @@
-"""Layers: the `Layer` contract, combinators, core layers, losses and metrics.
+"""Layers: the `Layer` contract, combinators, core layers, attention, losses and metrics.
 
-Every name here is defined in one of the modules below; see their docstrings.
+Every name here is defined in one of the modules imported below (each lists
+its public names in `__all__`); see their docstrings. The names are Trax's
+(`trax.layers`, imported as `tl`), with Trax 1.2's meaning where the two
+generations differ; `minitrax.trax14.layers` gives Trax 1.4's.
 """
 
-from minitrax.layers.base import (EMPTY, Fn, Layer, as_signature, as_stack, from_stack,
-                                  push_outputs, split_rng, stack_inputs)
-from minitrax.layers.combinators import (Add, Branch, Cache, Chunk, Concatenate, Cond, Drop, Dup,
-                                         Multiply, Parallel, Residual, Scan, Select, Serial, Split,
-                                         SubtractTop, Swap)
-from minitrax.layers.core import (ArgMax, Dense, Dropout, Embedding, Flatten, LogSoftmax, Mean,
-                                  Negate, Softmax, StopGradient, Sum, ToFloat, check_ids,
-                                  log_softmax, one_hot, poison)
-from minitrax.layers.activation_fns import (Elu, Exp, FastGelu, Gelu, Glu, HardSigmoid, HardTanh,
-                                            LeakyRelu, Log, ParametricRelu, Relu, Selu, Sigmoid,
-                                            Softplus, Swish, Tanh)
-from minitrax.layers.initializers import (GlorotNormalInitializer, GlorotUniformInitializer,
-                                          KaimingNormalInitializer, KaimingUniformInitializer,
-                                          LeCunNormalInitializer, LeCunUniformInitializer,
-                                          OrthogonalInitializer, RandomNormalInitializer,
-                                          RandomUniformInitializer, ScaledInitializer, get_fans)
-from minitrax.layers.normalization import (BatchNorm, FilterResponseNorm, LayerNorm)
-from minitrax.layers.convolution import (CausalConv, Conv, Conv1d)
-from minitrax.layers.pooling import (AvgPool, MaxPool, SumPool)
-from minitrax.layers.rnn import (GRU, GRUCell, LSTM, LSTMCell, MakeZeroState)
-from minitrax.layers.attention import (Attention, AttentionQKV, CausalAttention,
-                                       DotProductCausalAttention, EncoderDecoderMask, PaddingMask,
-                                       PositionalEncoding, PureAttention, ShiftRight,
-                                       check_positions, dot_product_attention, sinusoidal_encoding)
-from minitrax.layers.metrics import (Accuracy, AccuracyScalar, BinaryCrossEntropy, CrossEntropyLoss,
-                                     L2Loss, METRICS, NegLogPerplexity, NegLogPerplexityScalar,
-                                     SequenceAccuracy, SequenceAccuracyScalar, SmoothL1Loss,
-                                     SumOfWeights, WeightedCategoryAccuracy,
-                                     WeightedCategoryCrossEntropy)
-from minitrax.layers.reversible import (ReversibleHalfResidual, ReversibleLayer, ReversibleSerial,
-                                        ReversibleSwap)
-from minitrax.layers.attention_kernels import (auto_n_buckets, bucketed_attention, cached_attention,
-                                               chunked_attention, hash_vectors, hash_with_rotations,
-                                               random_rotations)
-from minitrax.layers.lsh_attention import LSHSelfAttention, SelfAttention
-from minitrax.layers.axial import (AxialPositionalEncoding)
+# pylint: disable=wildcard-import,unused-wildcard-import
+import minitrax.layers.assert_shape as _shape_checks
+from minitrax.layers import (acceleration, activation_fns, attention, attention12,
+                             attention_kernels, axial, base, combinators, combinators_more,
+                             convolution, core, core_more, deconvolution, efficient_attention, fn,
+                             fscores, heads, initializers, locally_connected, lsh_attention,
+                             lsh_causal_attention, metrics, normalization, pooling, positions,
+                             research, reversible, rnn)
+from minitrax.layers.acceleration import *
+from minitrax.layers.activation_fns import *
+from minitrax.layers.assert_shape import *  # `assert_shape` becomes the decorator
+from minitrax.layers.attention import *
+from minitrax.layers.attention12 import *
+from minitrax.layers.attention_kernels import *
+from minitrax.layers.axial import *
+from minitrax.layers.base import *
+from minitrax.layers.combinators import *
+from minitrax.layers.combinators_more import *
+from minitrax.layers.convolution import *
+from minitrax.layers.core import *
+from minitrax.layers.core_more import *
+from minitrax.layers.deconvolution import *
+from minitrax.layers.efficient_attention import *
+from minitrax.layers.efficient_base import EfficientAttention
+from minitrax.layers.fn import *
+from minitrax.layers.fscores import *
+from minitrax.layers.heads import *
+from minitrax.layers.initializers import *
+from minitrax.layers.locally_connected import *
+from minitrax.layers.lsh_attention import *
+from minitrax.layers.lsh_causal_attention import *
+from minitrax.layers.metrics import *
+from minitrax.layers.metrics14 import (BinaryCrossEntropyLoss, BinaryCrossEntropySum,
+                                       CategoryAccuracy, CategoryCrossEntropy,
+                                       CrossEntropyLossWithLogSoftmax, CrossEntropySum,
+                                       MaskedSequenceAccuracy, WeightedSum)
+from minitrax.layers.normalization import *
+from minitrax.layers.pooling import *
+from minitrax.layers.positions import *
+from minitrax.layers.research import *
+from minitrax.layers.reversible import *
+from minitrax.layers.rnn import *
+from minitrax.layers.stack import to_list
+from minitrax.layers.trees import flatten_weights_and_state, unflatten_weights_and_state
 from minitrax.errors import LayerError
+from minitrax.shapes import ShapeDtype, signature
+from minitrax import fastmath
 
-__all__ = [
-    'Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs', 'as_stack',
-    'from_stack', 'Serial', 'Parallel', 'Select', 'Branch', 'Residual', 'Dup', 'Drop', 'Swap',
-    'Add', 'SubtractTop', 'Multiply', 'Concatenate', 'Split', 'Scan', 'Chunk', 'Cond', 'Cache',
-    'Dense', 'Embedding', 'Dropout', 'Flatten', 'Mean', 'Sum', 'LogSoftmax', 'Softmax', 'ToFloat',
-    'Negate', 'StopGradient', 'ArgMax', 'one_hot', 'log_softmax', 'check_ids', 'poison', 'Relu',
-    'ParametricRelu', 'LeakyRelu', 'Elu', 'Selu', 'Gelu', 'FastGelu', 'Sigmoid', 'Tanh',
-    'HardSigmoid', 'HardTanh', 'Softplus', 'Swish', 'Glu', 'Exp', 'Log', 'RandomNormalInitializer',
-    'RandomUniformInitializer', 'ScaledInitializer', 'GlorotNormalInitializer',
-    'GlorotUniformInitializer', 'LeCunNormalInitializer', 'LeCunUniformInitializer',
-    'KaimingNormalInitializer', 'KaimingUniformInitializer', 'OrthogonalInitializer', 'get_fans',
-    'LayerNorm', 'BatchNorm', 'FilterResponseNorm', 'Conv', 'Conv1d', 'CausalConv', 'MaxPool',
-    'AvgPool', 'SumPool', 'LSTMCell', 'GRUCell', 'LSTM', 'GRU', 'MakeZeroState', 'Attention',
-    'AttentionQKV', 'PureAttention', 'CausalAttention', 'DotProductCausalAttention',
-    'PositionalEncoding', 'ShiftRight', 'PaddingMask', 'EncoderDecoderMask',
-    'dot_product_attention', 'sinusoidal_encoding', 'check_positions', 'CrossEntropyLoss',
-    'NegLogPerplexity', 'Accuracy', 'SequenceAccuracy', 'SumOfWeights', 'L2Loss', 'SmoothL1Loss',
-    'BinaryCrossEntropy', 'WeightedCategoryCrossEntropy', 'WeightedCategoryAccuracy',
-    'AccuracyScalar', 'SequenceAccuracyScalar', 'NegLogPerplexityScalar', 'METRICS',
-    'ReversibleLayer', 'ReversibleSwap', 'ReversibleHalfResidual', 'ReversibleSerial',
-    'SelfAttention', 'LSHSelfAttention', 'hash_vectors', 'random_rotations', 'hash_with_rotations',
-    'auto_n_buckets', 'bucketed_attention', 'chunked_attention', 'cached_attention',
-    'AxialPositionalEncoding', 'LayerError'
+EMPTY_WEIGHTS = EMPTY_STATE = EMPTY  # (Trax's names for a layer's "no weights")
+EfficientAttentionBase = EfficientAttention  # Trax 1.4's name
+
+_METRICS14 = [
+    'CategoryAccuracy', 'CategoryCrossEntropy', 'MaskedSequenceAccuracy',
+    'CrossEntropyLossWithLogSoftmax', 'CrossEntropySum', 'WeightedSum', 'BinaryCrossEntropyLoss',
+    'BinaryCrossEntropySum'
 ]
+_MODULES = (acceleration, activation_fns, _shape_checks, attention, attention12, attention_kernels,
+            axial, base, combinators, combinators_more, convolution, core, core_more, deconvolution,
+            efficient_attention, fn, fscores, heads, initializers, locally_connected, lsh_attention,
+            lsh_causal_attention, metrics, normalization, pooling, positions, research, reversible,
+            rnn)
+__all__ = sorted({name for module in _MODULES for name in module.__all__} | set(_METRICS14) | {
+    'EfficientAttention', 'EfficientAttentionBase', 'EMPTY_WEIGHTS', 'EMPTY_STATE', 'to_list',
+    'flatten_weights_and_state', 'unflatten_weights_and_state', 'LayerError', 'ShapeDtype',
+    'signature', 'fastmath'
+})

@@ -4,7 +4,7 @@ Each function returns an `Fn` layer without weights, n_in = n_out = 1, that
 acts elementwise, `(...) -> (...)` with the input's shape and dtype; `Glu`
 alone halves one axis. Names, arguments and formulas follow Trax
 (`trax/layers/activation_fns.py`); `Swish` and `Glu` are additions with the
-usual formulas.
+usual formulas. `ThresholdedLinearUnit` alone has a weight.
 
 >>> LeakyRelu(a=0.1)(jnp.array([-2., 3.]))
 Array([-0.2,  3. ], dtype=float32)
@@ -16,7 +16,7 @@ from jax.scipy.special import erf
 
 from minitrax.checks import check_real
 from minitrax.errors import ArgumentError, ArgumentTypeError
-from minitrax.layers.base import Fn
+from minitrax.layers.base import Fn, Layer
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_LAMBDA = 1.0507009873554804934193349852946
@@ -130,7 +130,26 @@ def Log():  # pylint: disable=invalid-name
   return Fn('Log', lambda x: jnp.log(x))  # pylint: disable=unnecessary-lambda
 
 
+class ThresholdedLinearUnit(Layer):
+  """`max(x, tau)` with a learned scalar threshold `tau` (weights: `tau`, initially 0).
+
+  Any shape in, the same shape out (arXiv:1911.09737; used with
+  `FilterResponseNorm`).
+  """
+
+  def __init__(self):
+    super().__init__(name='ThresholdedLinearUnit')
+
+  def init_weights_and_state(self, input_signature, rng):
+    del input_signature, rng
+    return jnp.zeros((), jnp.float32), ()
+
+  def forward(self, x, weights):
+    return jnp.maximum(x, weights.astype(x.dtype))
+
+
 __all__ = [
-    'Relu', 'ParametricRelu', 'LeakyRelu', 'Elu', 'Selu', 'Gelu', 'FastGelu', 'Sigmoid', 'Tanh',
-    'HardSigmoid', 'HardTanh', 'Softplus', 'Swish', 'Glu', 'Exp', 'Log'
+    'ThresholdedLinearUnit', 'Relu', 'ParametricRelu', 'LeakyRelu', 'Elu', 'Selu', 'Gelu',
+    'FastGelu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'HardTanh', 'Softplus', 'Swish', 'Glu', 'Exp',
+    'Log'
 ]

@@ -8,8 +8,11 @@ Names and arities follow Trax (`trax/layers/attention.py`):
   attention; `PureAttention` is its core without the dense projections.
 * `CausalAttention(d_feature, n_heads)`: `x -> y`, each position sees only
   itself and earlier positions; `DotProductCausalAttention` is its core on
-  per-head arrays.
-* `PositionalEncoding`, `ShiftRight`, `PaddingMask`, `EncoderDecoderMask`.
+  per-head arrays. Trax 1.2's form (the default: projections without biases)
+  and Trax 1.4's (`CausalAttention14`: with biases) hold the weights of their
+  generation one to one.
+* `ShiftRight`, `PaddingMask`, `EncoderDecoderMask`; `PositionalEncoding`
+  (a trained table) lives in `positions.py` and is re-exported here.
 
 Predict mode (fast autoregressive decoding): `DotProductCausalAttention` and
 `PositionalEncoding` keep an int32 position counter in their state, and the
@@ -30,12 +33,14 @@ import math
 import jax
 import jax.numpy as jnp
 
-from minitrax.checks import check_int, check_mode, check_rate
+from minitrax.checks import check_flag, check_int, check_mode, check_rate
 from minitrax.errors import ArgumentError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Parallel, Select, Serial
 from minitrax.layers.core import Dense, poison
 from minitrax.layers.masks import keep_mask
+from minitrax.layers.positions import (PositionalEncoding, PositionalEncoding14, check_positions,
+                                       overflow_message, sinusoidal_encoding)
 
 _MASKED = -1e9
 
@@ -45,31 +50,6 @@ _MASKED = -1e9
 def _check_heads(who, d_feature, n_heads):
   if d_feature % n_heads:
     raise ArgumentError(f'{who}: d_feature={d_feature} is not a multiple of n_heads={n_heads}')
-
-
-# ------------------------------------------------------------------ position checks
-
-
-def _overflow_message(who, start, n, max_len):
-  return (f'{who}: predict mode ran past max_len={max_len}: {n} new position(s) at position '
-          f'{start} need {start + n} cache slots; build the model with a larger max_len, or '
-          f're-initialise its state to start a new sequence')
-
-
-def check_positions(start, n, max_len, who):
-  """Checks that positions `[start, start + n)` fit a cache of `max_len`.
-
-  The same pattern as `core.check_ids`: for a concrete `start`, raises
-  `ValueError` or returns None; for a traced one, returns only a traced
-  boolean `bad` (no host callback in the compiled program), and the caller
-  poisons its outputs with `core.poison(y, bad)`.
-  """
-  if not isinstance(start, jax.core.Tracer):
-    start = int(start)
-    if start + n > max_len:
-      raise ArgumentError(_overflow_message(who, start, n, max_len))
-    return None
-  return start + n > max_len
 
 
 # ------------------------------------------------------------------ the attention function
@@ -159,30 +139,34 @@ class PureAttention(Layer):
     return (_merge_heads(y), mask), state
 
 
-def AttentionQKV(d_feature, n_heads=1, dropout=0.0, mode='train'):  # pylint: disable=invalid-name
+def AttentionQKV(d_feature, n_heads=1, dropout=0.0, mode='train', *, use_bias=True):  # pylint: disable=invalid-name
   """Multi-head attention of given queries, keys, values: (q, k, v, mask) -> (y, mask).
 
   n_in = 4, n_out = 2. Dense projections of q, k and v to `d_feature`, then
   `PureAttention`, then a Dense output projection: `y` is (batch, n_q,
-  d_feature). Weights: four `Dense(d_feature)`.
+  d_feature). Weights: four `Dense(d_feature)`, with biases (as in Trax 1.2
+  and 1.4) unless `use_bias=False`.
   """
   check_int('AttentionQKV', 'd_feature', d_feature, 1)
   check_int('AttentionQKV', 'n_heads', n_heads, 1)
   _check_heads('AttentionQKV', d_feature, n_heads)
-  return Serial(Parallel(Dense(d_feature), Dense(d_feature), Dense(d_feature)),
-                PureAttention(n_heads=n_heads, dropout=dropout, mode=mode), Dense(d_feature),
+  check_flag('AttentionQKV', 'use_bias', use_bias)
+  dense = lambda: Dense(d_feature, use_bias=use_bias)
+  return Serial(Parallel(dense(), dense(), dense()),
+                PureAttention(n_heads=n_heads, dropout=dropout, mode=mode), dense(),
                 name='AttentionQKV')
 
 
-def Attention(d_feature, n_heads=1, dropout=0.0, mode='train'):  # pylint: disable=invalid-name
+def Attention(d_feature, n_heads=1, dropout=0.0, mode='train', *, use_bias=True):  # pylint: disable=invalid-name
   """Multi-head self-attention with a mask: (x, mask) -> (y, mask).
 
   n_in = 2, n_out = 2; (batch, n, d) -> (batch, n, d_feature). `mask` is a
   boolean array broadcastable to (batch, n_heads, n, n), e.g. from
-  `PaddingMask`. The same in every mode (no cache).
+  `PaddingMask`. The same in every mode (no cache). Weights: those of
+  `AttentionQKV` (biases unless `use_bias=False`).
   """
-  return Serial(Select([0, 0, 0]), AttentionQKV(d_feature, n_heads, dropout, mode),
-                name='Attention')
+  return Serial(Select([0, 0, 0]), AttentionQKV(d_feature, n_heads, dropout, mode,
+                                                use_bias=use_bias), name='Attention')
 
 
 # ------------------------------------------------------------------ causal attention
@@ -205,10 +189,16 @@ class DotProductCausalAttention(Layer):
     dropout: dropout rate on the attention weights (training only).
     max_len: cache length in predict mode.
     mode: 'train', 'eval' or 'predict'.
+    max_inference_length: Trax 1.4's name for `max_len` (give one of the two).
   """
 
-  def __init__(self, dropout=0.0, max_len=2048, mode='train'):
+  def __init__(self, dropout=0.0, max_len=2048, mode='train', max_inference_length=None):
     check_rate('DotProductCausalAttention', 'dropout', dropout)
+    if max_inference_length is not None:
+      if max_len not in (2048, max_inference_length):
+        raise ArgumentError(f'DotProductCausalAttention: give max_len or max_inference_length, '
+                            f'not both (got {max_len} and {max_inference_length})')
+      max_len = max_inference_length
     check_int('DotProductCausalAttention', 'max_len', max_len, 1)
     check_mode('DotProductCausalAttention', 'mode', mode)
     super().__init__(n_in=3, n_out=1, name='DotProductCausalAttention')
@@ -259,7 +249,7 @@ class DotProductCausalAttention(Layer):
     keys, values, pos = state
     n = q.shape[-2]
     if n > self._max_len:
-      raise ArgumentError(_overflow_message(self.name, 0, n, self._max_len))
+      raise ArgumentError(overflow_message(self.name, 0, n, self._max_len))
     if keys.shape[:-2] != k.shape[:-2]:
       raise ArgumentError(f'{self.name}: the predict cache was made for leading axes '
                           f'{keys.shape[:-2]} (batch x heads), got inputs of shape {k.shape}; '
@@ -274,124 +264,92 @@ class DotProductCausalAttention(Layer):
     return poison(y, bad), (keys, values, pos + n)
 
 
-def CausalAttention(
-    d_feature,
-    n_heads=1,
-    dropout=0.0,
-    max_len=2048,  # pylint: disable=invalid-name
-    mode='train'):
-  """Multi-head causal self-attention: (batch, n, d) -> (batch, n, d_feature).
+def _heads_fns(n_heads):
+  """(split, merge): (batch, n, h * d) <-> (batch * n_heads, n, d)."""
 
-  n_in = n_out = 1. Dense projections to queries, keys and values, split into
-  `n_heads` heads, `DotProductCausalAttention`, heads merged, a Dense output
-  projection. Weights: four `Dense(d_feature)`, the same in every mode; in
-  predict mode the state holds the key/value cache of `max_len` positions.
-  (Trax hard-coded the cache length to 2048; here it is an argument.)
+  def split(x):
+    heads = _split_heads(x, n_heads)
+    return heads.reshape((-1,) + heads.shape[2:])
+
+  def merge(x):
+    return _merge_heads(x.reshape((-1, n_heads) + x.shape[1:]))
+
+  return split, merge
+
+
+def _causal_attention(d_feature, n_heads, d_key, d_value, core, share_qk, use_bias):
+  """Projections to heads, the causal core, heads merged, the output projection."""
+  split, merge = _heads_fns(n_heads)
+
+  def projection(width):
+    return Serial(Dense(width, use_bias=use_bias), Fn('SplitIntoHeads', split))
+
+  if share_qk:
+    heads = [Branch(projection(n_heads * d_key), projection(n_heads * d_value)), Select([0, 0, 1])]
+  else:
+    heads = Branch(projection(n_heads * d_key), projection(n_heads * d_key),
+                   projection(n_heads * d_value))
+  return Serial(heads, core, Fn('MergeHeads', merge), Dense(d_feature, use_bias=use_bias),
+                name='CausalAttention')
+
+
+def CausalAttention(  # pylint: disable=invalid-name
+    d_feature, n_heads=1, d_attention_key=None, d_attention_value=None,
+    attention_type=DotProductCausalAttention, share_qk=False, mode='train', *, dropout=0.0,
+    max_len=2048, use_bias=False):
+  """Multi-head causal self-attention (Trax 1.2's form): (batch, n, d) -> (batch, n, d_feature).
+
+  n_in = n_out = 1. Projections of the input to queries, keys and values
+  (`n_heads` heads of `d_attention_key`, `d_attention_key` and
+  `d_attention_value` features; default `d_feature // n_heads`), the causal
+  core `attention_type(mode=mode)` per head, heads merged, an output projection
+  to `d_feature`. With `share_qk` the queries are the keys. Weights: the
+  projections' kernels, q, k (unless shared), v, output; as in Trax 1.2 they
+  have no biases unless `use_bias=True` (Trax 1.4's form: `CausalAttention14`).
+  The core `DotProductCausalAttention` also gets `dropout` (0 in Trax 1.2) and
+  `max_len`, its predict-mode cache length (Trax 1.2 hard-coded 2048).
+  """
+  who = 'CausalAttention'
+  check_int(who, 'd_feature', d_feature, 1)
+  check_int(who, 'n_heads', n_heads, 1)
+  check_flag(who, 'share_qk', share_qk)
+  check_flag(who, 'use_bias', use_bias)
+  if d_attention_key is None or d_attention_value is None:
+    _check_heads(who, d_feature, n_heads)
+  d_key = check_int(who, 'd_attention_key', d_attention_key or d_feature // n_heads, 1)
+  d_value = check_int(who, 'd_attention_value', d_attention_value or d_feature // n_heads, 1)
+  if not callable(attention_type):
+    raise ArgumentError(f'{who}: attention_type must be a layer class such as '
+                        f'DotProductCausalAttention, got {attention_type!r}')
+  if isinstance(attention_type, type) and issubclass(attention_type, DotProductCausalAttention):
+    core = attention_type(dropout=dropout, max_len=max_len, mode=mode)
+  else:
+    core = attention_type(mode=mode)
+  return _causal_attention(d_feature, n_heads, d_key, d_value, core, share_qk, use_bias)
+
+
+def CausalAttention14(  # pylint: disable=invalid-name
+    d_feature, n_heads=1, dropout=0.0, max_inference_length=2048, use_dconv=False, mode='train'):
+  """Trax 1.4's `CausalAttention` (its signature): (batch, n, d) -> (batch, n, d_feature).
+
+  n_in = n_out = 1. As `CausalAttention`, with biases on the four projections
+  (Trax 1.4's weights: `(w, b)` each) and attention `dropout`;
+  `max_inference_length` is the predict-mode cache length. `use_dconv` (a
+  depthwise convolution after each projection) is not supported.
   """
   check_int('CausalAttention', 'd_feature', d_feature, 1)
   check_int('CausalAttention', 'n_heads', n_heads, 1)
   _check_heads('CausalAttention', d_feature, n_heads)
-
-  def split(x):  # (batch, n, d) -> (batch * n_heads, n, d // n_heads)
-    heads = _split_heads(x, n_heads)
-    return heads.reshape((-1,) + heads.shape[2:])
-
-  def merge(x):  # (batch * n_heads, n, d_head) -> (batch, n, d)
-    return _merge_heads(x.reshape((-1, n_heads) + x.shape[1:]))
-
-  def projection():
-    return Serial(Dense(d_feature), Fn('SplitIntoHeads', split))
-
-  return Serial(Branch(projection(), projection(), projection()),
-                DotProductCausalAttention(dropout=dropout, max_len=max_len, mode=mode),
-                Fn('MergeHeads', merge), Dense(d_feature), name='CausalAttention')
+  if use_dconv:
+    raise ArgumentError('CausalAttention: use_dconv=True is not supported by minitrax; pass '
+                        'use_dconv=False')
+  check_int('CausalAttention', 'max_inference_length', max_inference_length, 1)
+  core = DotProductCausalAttention(dropout=dropout, max_len=max_inference_length, mode=mode)
+  d_head = d_feature // n_heads
+  return _causal_attention(d_feature, n_heads, d_head, d_head, core, False, True)
 
 
 # ------------------------------------------------------------------ positions and masks
-
-
-def sinusoidal_encoding(positions, d_feature):
-  """Sine/cosine position signals: (n,) int -> (n, d_feature) float32.
-
-  Column 2i is `sin(p / 10000^(2i / d))`, column 2i + 1 is
-  `cos(p / 10000^(2i / d))` (Vaswani et al., 2017).
-  """
-  freqs = jnp.exp(
-      jnp.arange(0, d_feature, 2, dtype=jnp.float32) * jnp.float32(-math.log(10000.0) / d_feature))
-  angles = positions.astype(jnp.float32)[:, None] * freqs[None, :]
-  pe = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)
-  return pe.reshape((positions.shape[0], -1))[:, :d_feature]
-
-
-class PositionalEncoding(Layer):
-  """Adds sinusoidal position signals: (batch, n, d) -> (batch, n, d).
-
-  n_in = n_out = 1; the signal for position p is `sinusoidal_encoding`. In
-  training, dropout (rate `dropout`) applies to the signal, with one mask
-  entry shared along `dropout_broadcast_dims`. No weights (Trax stored the
-  table as trainable weights; here it is the fixed sinusoid). In predict mode
-  the state is an int32 counter: a call with n positions adds the signals for
-  `counter .. counter + n - 1` and advances the counter; past `max_len` is an
-  error (see the module docstring). In other modes, n must be <= max_len.
-
-  Args:
-    max_len: the longest sequence (and the predict-mode capacity).
-    dropout: dropout rate on the signal (training only).
-    dropout_broadcast_dims: axes of (1, n, d) sharing one dropout entry.
-    mode: 'train', 'eval' or 'predict'.
-  """
-
-  def __init__(self, max_len=2048, dropout=0.0, dropout_broadcast_dims=(-2,), mode='train'):
-    check_int('PositionalEncoding', 'max_len', max_len, 1)
-    check_rate('PositionalEncoding', 'dropout', dropout)
-    check_mode('PositionalEncoding', 'mode', mode)
-    super().__init__(name='PositionalEncoding')
-    self._max_len, self._mode = max_len, mode
-    self._dropout = float(dropout) if mode == 'train' else 0.0
-    self._broadcast_dims = tuple(dropout_broadcast_dims)
-
-  @property
-  def max_len(self):
-    return self._max_len
-
-  @property
-  def mode(self):
-    return self._mode
-
-  def predict_capacity(self):
-    """`max_len`, the positions the counter may reach, in predict mode; else None."""
-    return self._max_len if self._mode == 'predict' else None
-
-  def init_weights_and_state(self, input_signature, rng):
-    del rng
-    if input_signature.ndim != 3:
-      raise ArgumentError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
-                          f'shape {input_signature.shape}')
-    return (), (jnp.zeros((), jnp.int32) if self._mode == 'predict' else ())
-
-  def forward_with_state(self, x, weights, state, rng):
-    if x.ndim != 3:
-      raise ArgumentError(f'PositionalEncoding: input must be (batch, length, d_feature), got '
-                          f'shape {x.shape}')
-    n, d = x.shape[1], x.shape[2]
-    if self._mode == 'predict':
-      bad = check_positions(state, n, self._max_len, self.name)
-      pe = sinusoidal_encoding(state + jnp.arange(n), d).astype(x.dtype)
-      return poison(x + pe[None], bad), state + n
-    if n > self._max_len:
-      raise ArgumentError(f'PositionalEncoding: sequence length {n} exceeds max_len='
-                          f'{self._max_len}')
-    pe = sinusoidal_encoding(jnp.arange(n), d).astype(x.dtype)[None]
-    if self._dropout > 0.0:
-      if rng is None:
-        raise ArgumentError(f"PositionalEncoding: mode='train' with dropout={self._dropout} "
-                            f"needs an rng, got rng=None")
-      shape = list(pe.shape)
-      for axis in self._broadcast_dims:
-        shape[axis] = 1
-      keep = keep_mask(rng, 1.0 - self._dropout, tuple(shape))
-      pe = jnp.where(keep, pe / (1.0 - self._dropout), 0.0).astype(x.dtype)
-    return x + pe, state
 
 
 def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
@@ -442,6 +400,6 @@ def EncoderDecoderMask():  # pylint: disable=invalid-name
 
 __all__ = [
     'Attention', 'AttentionQKV', 'PureAttention', 'CausalAttention', 'DotProductCausalAttention',
-    'PositionalEncoding', 'ShiftRight', 'PaddingMask', 'EncoderDecoderMask',
-    'dot_product_attention', 'sinusoidal_encoding', 'check_positions'
+    'CausalAttention14', 'PositionalEncoding', 'PositionalEncoding14', 'ShiftRight', 'PaddingMask',
+    'EncoderDecoderMask', 'dot_product_attention', 'sinusoidal_encoding', 'check_positions'
 ]

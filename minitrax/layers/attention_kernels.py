@@ -121,9 +121,10 @@ def _scores(q, k, q_pos, k_pos, k_valid, causal, exclude_self):
   # loop of `chunked_attention` as a loop-invariant buffer.
   if exclude_self:
     dots = jnp.where(q_pos == k_pos, dots - _SELF_PENALTY, dots)
-  hidden = k_pos > q_pos if causal else None
+  hidden = jnp.broadcast_to(k_pos > q_pos, dots.shape) if causal else None
   if k_valid is not None:
-    hidden = ~k_valid[..., None, :] if hidden is None else hidden | ~k_valid[..., None, :]
+    padding = jnp.broadcast_to(~k_valid[..., None, :], dots.shape)
+    hidden = padding if hidden is None else hidden | padding
   return dots if hidden is None else jnp.where(hidden, dots - _MASK_PENALTY, dots)
 
 
@@ -166,11 +167,17 @@ def _permute_rows_bwd(residuals, ct):
 _permute_rows.defvjp(_permute_rows_fwd, _permute_rows_bwd)
 
 
-def _look_adjacent(x, before, after):
-  """(c, L, ...) -> (c, (1 + before + after) L, ...): each chunk with its neighbours (wrapping)."""
-  parts = [jnp.roll(x, i, axis=0) for i in range(before, 0, -1)] + [x]
-  parts += [jnp.roll(x, -i, axis=0) for i in range(1, after + 1)]
-  return jnp.concatenate(parts, axis=1) if len(parts) > 1 else x
+def look_adjacent(x, before, after, axis=0):
+  """Chunks with their neighbours: (..., c, L, ...) -> (..., c, (1 + before + after) L, ...).
+
+  `axis` is the chunk axis and `axis + 1` the within-chunk axis. Chunk i is
+  joined by chunks i - before .. i + after, wrapping around at both ends; as in
+  Trax, nothing is clipped, so a neighbour that is reached twice (`before +
+  after >= c`) appears twice.
+  """
+  parts = [jnp.roll(x, i, axis=axis) for i in range(before, 0, -1)] + [x]
+  parts += [jnp.roll(x, -i, axis=axis) for i in range(1, after + 1)]
+  return jnp.concatenate(parts, axis=axis + 1) if len(parts) > 1 else x
 
 
 def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks_after=0,
@@ -199,8 +206,7 @@ def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks
   undo = jnp.zeros_like(sticker).at[sticker].set(ticker)
   pos = sticker % n
   n_chunks = n_hashes * n // chunk_len
-  before = min(n_chunks_before, n_chunks - 1)
-  after = min(n_chunks_after, n_chunks - 1 - before)
+  before, after = n_chunks_before, n_chunks_after
 
   def chunks(a):
     return a.reshape((n_chunks, chunk_len) + a.shape[1:])
@@ -208,10 +214,10 @@ def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks
   sq, sv = chunks(_permute_rows(qk, sticker, undo)), chunks(_permute_rows(v, sticker, undo))
   spos = chunks(pos)
   sk = length_normalized(sq)
-  k_valid = None if valid is None else _look_adjacent(chunks(valid[pos]), before, after)
-  dots = _scores(sq, _look_adjacent(sk, before, after), spos, _look_adjacent(spos, before, after),
+  k_valid = None if valid is None else look_adjacent(chunks(valid[pos]), before, after)
+  dots = _scores(sq, look_adjacent(sk, before, after), spos, look_adjacent(spos, before, after),
                  k_valid, causal, True)
-  out, lse = _softmax_attend(dots, _look_adjacent(sv, before, after), dropout, rng)
+  out, lse = _softmax_attend(dots, look_adjacent(sv, before, after), dropout, rng)
   out = _permute_rows(out.reshape((n_hashes * n, -1)), undo, sticker).reshape((n_hashes, n, -1))
   lse = _permute_rows(lse.reshape(-1), undo, sticker).reshape((n_hashes, n, 1))
   weights = jax.nn.softmax(lse, axis=0)  # sums to 1 even where lse ~ -1e5
@@ -260,6 +266,42 @@ def chunked_attention(q, k, v, *, causal=False, exclude_self=False, valid=None, 
   return out[..., :n, :]
 
 
+def local_attention(q, k, v, *, chunk_len, n_chunks_before=0, n_chunks_after=0, causal=False,
+                    exclude_self=False, valid=None, dropout=0.0, rng=None):
+  """Chunked attention (Trax's `chunk_len`): each chunk sees itself and its neighbours.
+
+  The sequence is cut into chunks of `chunk_len`; the queries of chunk i
+  attend to the keys of chunks i - n_chunks_before .. i + n_chunks_after,
+  wrapping around at both ends (so, without `causal`, the first chunk sees the
+  last one). Masks are by position, as in `chunked_attention`.
+
+  Args:
+    q: (..., n, d); k: (..., n, d); v: (..., n, d_v); n a multiple of
+      `chunk_len`.
+    chunk_len, n_chunks_before, n_chunks_after: the chunks and neighbours.
+    causal, exclude_self, dropout, rng: as in `chunked_attention`.
+    valid: None or (..., n) bool with the leading axes of q: False hides a
+      key.
+
+  Returns:
+    (..., n, d_v).
+  """
+  n = q.shape[-2]
+  c = n // chunk_len
+
+  def chunks(a):
+    return a.reshape(a.shape[:-2] + (c, chunk_len) + a.shape[-1:])
+
+  def near(a, axis=-3):
+    return look_adjacent(a, n_chunks_before, n_chunks_after, axis=axis)
+
+  pos = jnp.arange(n, dtype=jnp.int32).reshape(c, chunk_len)
+  k_valid = None if valid is None else near(valid.reshape(valid.shape[:-1] + (c, chunk_len)), -2)
+  dots = _scores(chunks(q), near(chunks(k)), pos, near(pos, 0), k_valid, causal, exclude_self)
+  out, _ = _softmax_attend(dots, near(chunks(v)), dropout, rng)
+  return out.reshape(q.shape[:-2] + (n, v.shape[-1]))
+
+
 def cached_attention(q, keys, values, start, *, exclude_self=False):
   """Causal attention of `m` new queries at positions `start..start+m-1` over a cache.
 
@@ -275,5 +317,5 @@ def cached_attention(q, keys, values, start, *, exclude_self=False):
 __all__ = [
     'check_buckets', 'auto_n_buckets', 'random_rotations', 'hash_with_rotations', 'hash_vectors',
     'total_buckets', 'length_normalized', 'bucketed_attention', 'chunked_attention',
-    'cached_attention'
+    'local_attention', 'cached_attention', 'look_adjacent'
 ]

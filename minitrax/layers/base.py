@@ -1,16 +1,13 @@
 """The `Layer` base class: weights and state held on the object, one pure function.
 
-The contract (after Trax):
-
-* A layer is created with output sizes only (`Dense(10)`); it learns its input
-  sizes from an *input signature* (a `ShapeDtype`, or a tuple of them) in
-  `init`.
-* Layers work on a data stack: a layer takes `n_in` inputs and gives `n_out`
-  outputs. One input or output is a bare array, several are a tuple.
-* `pure_fn(x, weights, state, rng) -> (y, new_state)` is the one pure function;
-  it is the only thing `jax.jit` and `jax.grad` ever see. The friendly API
-  (`layer(x)`, `layer.weights`, `layer.state`) sits on top of it and never
-  stores a tracer.
+The contract (after Trax): a layer is created with output sizes only
+(`Dense(10)`) and learns its input sizes from an *input signature* (a
+`ShapeDtype`, or a tuple of them) in `init`. Layers work on a data stack
+(`stack.py`): a layer takes `n_in` inputs and gives `n_out` outputs; one input
+or output is a bare array, several are a tuple. `pure_fn(x, weights, state,
+rng) -> (y, new_state)` is the one pure function, the only thing `jax.jit` and
+`jax.grad` ever see; the friendly API (`layer(x)`, `layer.weights`,
+`layer.state`) sits on top of it and never stores a tracer.
 
 Writing a new layer means overriding two methods::
 
@@ -25,23 +22,24 @@ Writing a new layer means overriding two methods::
 
 Layers with state or randomness (BatchNorm, Dropout) override
 `forward_with_state(x, weights, state, rng) -> (y, new_state)` instead of
-`forward`. Combinators hold `sublayers`; their weights and state are tuples
-with one entry per sublayer.
-
-A layer instance used twice in one model shares its weights (Trax semantics):
-the weights tree holds them at the first use and an empty tuple at the others.
-Gathering, storing, sharing and saving these trees lives in `trees.py`; the
-eager re-run that explains a NaN output of a compiled call in `diagnosis.py`.
+`forward`. The forms Trax 1.2 and 1.4 documented work too (`forms.py`).
+Combinators hold `sublayers`; their weights and state are tuples with one
+entry per sublayer. A layer instance used twice in one model shares its
+weights (Trax semantics): the tree holds them at the first use and `()` at
+the others. Trees are gathered, stored and shared in `trees.py`; a NaN of a
+compiled call is explained by an eager re-run in `diagnosis.py`.
 """
 
 import contextlib
 import difflib
-import inspect
 
 import jax
 
-from minitrax.errors import ArgumentError, LayerAttributeError, LayerError
-from minitrax.layers import diagnosis, trees
+from minitrax.checks import check_int
+from minitrax.errors import LayerAttributeError, LayerError
+from minitrax.layers import diagnosis, forms, trees
+from minitrax.layers import files as layer_files
+from minitrax.layers.stack import as_stack, check_n_inputs, from_stack, push_outputs, stack_inputs
 from minitrax.layers.trees import EMPTY
 from minitrax.shapes import as_structs, signature
 
@@ -87,6 +85,8 @@ class Layer(metaclass=_LayerMeta):
     self._tree_node = trees.TreeNode()  # own weights and state, gathered trees
     self._rng = None
     self._initialized = False
+    self._input_signature = None
+    self._scope = None  # set while a Trax-form method runs (see `forms`)
     self._created_at = diagnosis.created_at(Layer)
     self._jit_pure_fn = None
 
@@ -135,30 +135,67 @@ class Layer(metaclass=_LayerMeta):
 
   @property
   def weights(self):
-    """This layer's weights tree (sublayers' included); settable."""
-    return trees.cached_gather(self, 'weights')
+    """This layer's weights tree (sublayers' included); settable.
+
+    While a method written in a Trax form runs, the weights of that call.
+    """
+    return self._scope.weights if self._scope else trees.cached_gather(self, 'weights')
 
   @weights.setter
   def weights(self, weights):
-    trees.scatter(self, 'weights', weights)
+    if self._scope:
+      self._scope.weights = weights
+    else:
+      trees.scatter(self, 'weights', weights)
 
   @property
   def state(self):
-    """This layer's state tree (sublayers' included); settable."""
-    return trees.cached_gather(self, 'state')
+    """This layer's state tree (sublayers' included); settable (as `weights`)."""
+    return self._scope.state if self._scope else trees.cached_gather(self, 'state')
 
   @state.setter
   def state(self, state):
-    trees.scatter(self, 'state', state)
+    if self._scope:
+      self._scope.state = state
+    else:
+      trees.scatter(self, 'state', state)
 
   @property
   def rng(self):
-    """The key that `init` used; `__call__` uses it when given no rng."""
-    return self._rng
+    """The key that `init` used (`__call__` uses it when given none); in a call, the call's."""
+    return self._scope.rng if self._scope else self._rng
 
   @rng.setter
   def rng(self, rng):
-    self._rng = rng
+    if self._scope:
+      self._scope.rng = rng
+    object.__setattr__(self, '_rng', rng)
+
+  def new_rng(self):
+    """A new key split off `self.rng`, which moves on (Trax's `new_rng`)."""
+    return self.new_rngs(1)[0]
+
+  def new_rngs(self, n):
+    """`n` new keys split off `self.rng`, which moves on (Trax's `new_rngs`)."""
+    check_int(f'{self._name}.new_rngs', 'n', n, 1)
+    rng = jax.random.key(0) if self.rng is None else self.rng
+    keys = jax.random.split(rng, n + 1)
+    self.rng = keys[0]
+    return tuple(keys[1:])
+
+  @property
+  def input_signature(self):
+    """The input signature of the last `init`, or None."""
+    return self._input_signature
+
+  @property
+  def has_backward(self):
+    """True if the layer computes its own gradients with `backward` (Trax's custom VJP)."""
+    return False
+
+  def backward(self, inputs, output, grad, weights, state, new_state, rng=None):
+    """`(gradient of the inputs, gradient of the weights)`, given `grad` of the output."""
+    raise NotImplementedError(f'layer {self._name} has_backward but no backward')
 
   @property
   def initialized(self):
@@ -167,54 +204,71 @@ class Layer(metaclass=_LayerMeta):
 
   # ---------------------------------------------------------------- main API
 
-  def init(self, input_signature, rng=None):
+  def init(self, input_signature, rng=None, use_cache=False):
     """Initialises weights and state from an input signature and stores them.
+
+    This layer's own weights are drawn anew; sublayers that already hold
+    weights keep them (as in Trax, so `Serial(trained_model, LogSoftmax())`
+    keeps the trained model). Every layer's state is made anew.
 
     Args:
       input_signature: `ShapeDtype` (or tuple of them for `n_in > 1`); arrays
         and `jax.ShapeDtypeStruct`s are accepted too.
       rng: JAX key; default `jax.random.key(0)` (deterministic).
+      use_cache: if True and the layer is initialised, change nothing (Trax 1.4).
 
     Returns:
       `(weights, state)`, also stored on the layer (and its sublayers).
     """
+    if use_cache and self._initialized:
+      return self.weights, self.state
     sig = as_signature(input_signature)
     rng = jax.random.key(0) if rng is None else rng
-    weights, state = self.make_weights_and_state(sig, rng)
+    with self._errors_named('init', sig):
+      check_n_inputs(self, sig)
+      weights, state = forms.make_weights_and_state(self, sig, rng)
     weights = trees.clear_shared(self, 'weights', weights)
     state = trees.clear_shared(self, 'state', state)
     self.weights, self.state = weights, state
     for layer in trees.unique_layers(self):
       object.__setattr__(layer, '_initialized', True)
-    self._rng = rng
+    self._rng, self._input_signature = rng, sig
     return weights, state
 
   def make_weights_and_state(self, input_signature, rng):
-    """`(weights, state)` of this layer for an input signature; stores nothing.
+    """`(weights, state)` of this layer as a sublayer of one being initialised; stores nothing.
 
-    Combinators initialise every sublayer through this hook: it calls
-    `init_weights_and_state` and re-raises any error as a `LayerError` naming
-    this layer (and, as it propagates, the combinators around it).
+    Combinators initialise every sublayer through this hook. It makes the
+    layer's trees (`init_weights_and_state`, in whichever form the layer is
+    written), except that a layer already holding weights keeps them (Trax's
+    rule: wrapping a trained model keeps it); state is always new. Errors are
+    re-raised as a `LayerError` naming this layer (and, as it propagates,
+    the combinators around it).
 
     Args:
       input_signature: `ShapeDtype`, or a tuple of them for `n_in > 1`.
       rng: JAX key (or None).
     """
     with self._errors_named('init', input_signature):
-      return self.init_weights_and_state(input_signature, rng)
+      weights, state = forms.make_weights_and_state(self, input_signature, rng)
+    return (self.weights if self._initialized else weights), state
 
-  def pure_fn(self, x, weights, state, rng):
+  def pure_fn(self, x, weights, state, rng, use_cache=False):
     """`(outputs, new_state)` from inputs, weights, state and a key (or None).
 
     The one pure function of a layer: no side effects, safe under `jax.jit`,
-    `jax.grad` and `jax.vmap`. Any exception is re-raised as `LayerError`.
+    `jax.grad` and `jax.vmap`. Any exception is re-raised as `LayerError`;
+    more inputs than `n_in` is one. (`use_cache`, Trax 1.4's way of sharing
+    weights, is accepted; minitrax shares weights through the trees.)
     """
+    del use_cache
     shared = trees.has_shared_layers(self)
     if shared:
       weights = trees.fill_shared(self, 'weights', weights)
       state = trees.fill_shared(self, 'state', state)
     with self._errors_named('pure_fn', x):
-      y, new_state = self.forward_with_state(x, weights, state, rng)
+      check_n_inputs(self, x)
+      y, new_state = forms.forward(self, x, weights, state, rng)
     if shared:
       new_state = trees.clear_shared(self, 'state', new_state)
     return y, new_state
@@ -253,8 +307,8 @@ class Layer(metaclass=_LayerMeta):
     sig = as_signature(input_signature)
 
     def shapes_of_outputs(x, rng):
-      weights, state = self.init_weights_and_state(sig, rng)
-      return self.forward_with_state(x, weights, state, rng)[0]
+      weights, state = forms.make_weights_and_state(self, sig, rng)
+      return forms.forward(self, x, weights, state, rng)[0]
 
     with self._errors_named('output_signature', sig):
       out = jax.eval_shape(shapes_of_outputs, as_structs(sig), jax.random.key(0))
@@ -277,20 +331,30 @@ class Layer(metaclass=_LayerMeta):
 
   # ---------------------------------------------------------------- files
 
-  def save_to_file(self, file_name):
-    """Saves weights and state to a minitrax checkpoint file."""
+  def save_to_file(self, file_name, weights_only=False, input_signature=None):
+    """Saves weights (and state unless `weights_only`) to a minitrax checkpoint file.
+
+    The file also records the input signature (`input_signature`, default the
+    last `init`'s), so that `init_from_file` can initialise a new layer from it.
+    """
     self._require_initialized('save_to_file')
-    trees.save(self, file_name)
+    sig = input_signature if input_signature is not None else self._input_signature
+    layer_files.save(file_name, self.weights, None if weights_only else self.state,
+                     None if sig is None else as_signature(sig))
 
   def init_from_file(self, file_name, weights_only=False, input_signature=None):
     """Loads weights (and state unless `weights_only`) from a checkpoint file.
 
-    Reads files written by `save_to_file` and the Trainer's `model.pkl` (both
-    minitrax msgpack checkpoints holding `weights` and `state`; pickles are
-    refused, never unpickled). The layer must be initialised first (or pass
-    `input_signature`); trees, shapes and dtypes must match exactly, else a
-    `CheckpointError` lists every mismatched path and nothing is loaded.
+    Reads files written by `save_to_file` and the Trainer's `model.pkl`
+    (minitrax msgpack checkpoints), and real Trax checkpoints (1.2's
+    `model.pkl`, 1.4's `model.pkl.gz`) without running their pickle (see
+    `trees.load`). An uninitialised layer is first initialised from
+    `input_signature`, else from the signature the file records; trees,
+    shapes and dtypes must match exactly, else a `CheckpointError` lists
+    every mismatched path and nothing is loaded.
     """
+    if input_signature is None and not self._initialized:
+      input_signature = layer_files.signature_in_file(file_name, self._n_in)
     if input_signature is not None:
       self.init(input_signature)
     self._require_initialized('init_from_file')
@@ -343,10 +407,13 @@ class Layer(metaclass=_LayerMeta):
                        RuntimeError(f'call init(input_signature) before {what}'))
 
   def __setattr__(self, attr, value):
-    """The typo guard: after construction, only existing attributes can be set."""
+    """The typo guard: after construction, only existing public attributes can be set.
+
+    Private names (`_cache`) may be created at any time, as Trax allows.
+    """
     # The class is asked first: `hasattr(self, 'state')` would gather the tree.
-    if (getattr(self, '_constructed', False) and not hasattr(type(self), attr) and
-        not hasattr(self, attr)):
+    if (not attr.startswith('_') and getattr(self, '_constructed', False) and
+        not hasattr(type(self), attr) and not hasattr(self, attr)):
       known = [a for a in dir(self) if not a.startswith('__')]
       close = difflib.get_close_matches(attr, known, n=1)
       hint = f'; did you mean {close[0]!r}?' if close else ''
@@ -372,71 +439,10 @@ class Layer(metaclass=_LayerMeta):
     return lines + [']']
 
 
-class Fn(Layer):
-  """A layer without weights from a function of its inputs.
-
-  `n_in` is the number of positional parameters of `f` without defaults;
-  `f` returns one array, or a tuple of `n_out` arrays.
-
-  >>> import jax.numpy as jnp
-  >>> double = Fn('Double', lambda x: 2 * x)
-  >>> double
-  Double
-  >>> double(jnp.array([1.0, 2.0])).tolist()
-  [2.0, 4.0]
-  >>> Fn('Pair', lambda a, b: (a + b, a - b), n_out=2)
-  Pair_in2_out2
-  """
-
-  def __init__(self, name, f, n_out=1):
-    try:
-      params = inspect.signature(f).parameters.values()
-    except (TypeError, ValueError) as e:
-      raise ArgumentError(f'Fn {name}: cannot read the parameters of {f!r}') from e
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-      raise ArgumentError(f'Fn {name}: f must have a fixed number of positional parameters')
-    n_in = sum(1 for p in params if p.default is p.empty and p.kind != p.KEYWORD_ONLY)
-    super().__init__(n_in=n_in, n_out=n_out, name=name)
-    self._f = f
-
-  def forward(self, x, weights):
-    del weights
-    return self._f(*x) if self._n_in != 1 else self._f(x)
-
-
-def stack_inputs(layer, stack):
-  """The inputs of `layer` from the top of a data stack (tuple)."""
-  if layer.n_in == 1:
-    return stack[0]
-  return tuple(stack[:layer.n_in])
-
-
-def push_outputs(layer, outputs, stack):
-  """The stack after `layer` consumed its inputs and produced `outputs`."""
-  if layer.n_out == 1:
-    outputs = (outputs,)
-  elif not isinstance(outputs, (tuple, list)) or len(outputs) != layer.n_out:
-    raise ArgumentError(f'layer {layer.name} declares n_out={layer.n_out} but returned '
-                        f'{len(outputs) if isinstance(outputs, (tuple, list)) else "one array"}')
-  return tuple(outputs) + tuple(stack[layer.n_in:])
-
-
-def as_stack(x, n_in):
-  """The inputs of a layer as a tuple of `n_in` items."""
-  if n_in == 1:
-    return (x,)
-  if not isinstance(x, (tuple, list)) or len(x) < n_in:
-    got = f'{len(x)} items' if isinstance(x, (tuple, list)) else 'one array'
-    raise ArgumentError(f'expected a tuple of {n_in} inputs, got {got}')
-  return tuple(x)
-
-
-def from_stack(stack, n_out):
-  """Outputs of a layer from its final stack: a bare array when `n_out == 1`."""
-  return stack[0] if n_out == 1 else tuple(stack[:n_out])
-
-
 __all__ = [
     'Layer', 'Fn', 'EMPTY', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs', 'as_stack',
     'from_stack'
 ]
+
+# `Fn` is built on `Layer`; it lives in fn.py and is also known here, as in Trax.
+from minitrax.layers.fn import Fn  # noqa: E402  pylint: disable=wrong-import-position

@@ -10,7 +10,9 @@ one entry per sublayer.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from minitrax.checks import check_mode
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import (EMPTY, Fn, Layer, as_stack, from_stack, push_outputs, split_rng,
                                   stack_inputs)
@@ -23,7 +25,8 @@ def _flatten(layers, name):
     if isinstance(item, (list, tuple)):
       out.extend(_flatten(item, name))
     elif not isinstance(item, Layer):
-      raise ArgumentTypeError(f'{name}: item {i} is a {type(item).__name__}, not a Layer')
+      hint = ' (only Serial(None) stands for the identity)' if item is None else ''
+      raise ArgumentTypeError(f'{name}: item {i} is a {type(item).__name__}, not a Layer{hint}')
     else:
       out.append(item)
   return out
@@ -51,13 +54,14 @@ def _serial_arity(layers):
 class Serial(Layer):
   """Runs sublayers one after another on the data stack.
 
-  Nested lists are flattened; `Serial()` is the identity (1 in, 1 out).
+  Nested lists are flattened; `Serial()` and `Serial(None)` are the identity
+  (1 in, 1 out); a None anywhere else is an error (as in Trax).
   `n_in`/`n_out` follow from the sublayers' stack effects, e.g.
   `Serial(Dense(4), Relu())` is 1 -> 1 and `Serial(Dup(), Add())` is 1 -> 1.
   """
 
   def __init__(self, *sublayers, name=None, sublayers_to_print=None):
-    layers = _flatten(sublayers, 'Serial')
+    layers = [] if len(sublayers) == 1 and sublayers[0] is None else _flatten(sublayers, 'Serial')
     n_in, n_out = _serial_arity(layers) if layers else (1, 1)
     super().__init__(n_in=n_in, n_out=n_out, name=name or 'Serial',
                      sublayers_to_print=sublayers_to_print)
@@ -235,28 +239,53 @@ class Scan(Layer):
   along `axis`. The inner layer's weights are shared across steps; its state
   is threaded through the loop; step t gets `fold_in(rng, t)`. With
   `remat=True` each step is recomputed in the backward pass (less memory).
+
+  With `mode='predict'` (and `n_carry > 0`) the final carries are kept in the
+  state and, from the second call on, replace the carries given on the stack
+  (Trax 1.4), so a sequence can be fed a piece per call. The state is then
+  `(layer_state, (carries, started))` (carries shaped by `init`'s signature),
+  else `(layer_state,)`. Weights: `(layer_weights,)`.
   """
 
-  def __init__(self, layer, axis=0, n_carry=1, remat=False):
+  def __init__(self, layer, axis=0, n_carry=1, remat=False, mode='train'):
     if n_carry > min(layer.n_in, layer.n_out):
       raise ArgumentError(f'Scan: n_carry={n_carry} exceeds n_in={layer.n_in} or '
                           f'n_out={layer.n_out} of {layer.name}')
+    check_mode('Scan', 'mode', mode)
     super().__init__(n_in=layer.n_in, n_out=layer.n_out, name='Scan')
     self._sublayers = (layer,)
     self._axis, self._n_carry, self._remat = axis, n_carry, remat
+    self._keeps_carry = mode == 'predict' and n_carry > 0
+
+  def pack_tree(self, kind, sub_trees, own):
+    keep = kind == 'state' and self._keeps_carry
+    return (sub_trees[0], own) if keep else super().pack_tree(kind, sub_trees, own)
+
+  def unpack_tree(self, kind, tree):
+    if kind != 'state' or not self._keeps_carry:
+      return super().unpack_tree(kind, tree)
+    if not isinstance(tree, (tuple, list)) or len(tree) != 2:
+      raise ArgumentError(f'Scan: in predict mode the state is (layer_state, (carries, started)), '
+                          f'got {tree!r}')
+    return (tree[0],), tree[1]
 
   def init_weights_and_state(self, input_signature, rng):
     stack = as_stack(input_signature, self.n_in)
     n_xs = self.n_in - self._n_carry
-    slices = []
-    for sig in stack[:n_xs]:
-      shape = list(sig.shape)
-      del shape[self._axis]
-      slices.append(sig.replace(shape=tuple(shape)))
-    slices = tuple(slices)
+    slices = tuple(sig.replace(shape=np.delete(sig.shape, self._axis)) for sig in stack[:n_xs])
     w, s = self._sublayers[0].make_weights_and_state(from_stack(slices + stack[n_xs:], self.n_in),
                                                      rng)
-    return (w,), (s,)
+    if not self._keeps_carry:
+      return (w,), (s,)
+    carries = tuple(jnp.zeros(sig.shape, sig.dtype) for sig in stack[n_xs:])
+    return (w,), (s, (carries, jnp.zeros((), bool)))
+
+  def _carries_in(self, given, state):
+    """The carries to start from: the kept ones in predict mode after the first call."""
+    if not self._keeps_carry:
+      return tuple(given)
+    kept, started = state[1]  # the carries keep init's shapes (lax.scan checks)
+    return tuple(jnp.where(started, k, g.astype(k.dtype)) for g, k in zip(given, kept))
 
   def forward_with_state(self, x, weights, state, rng):
     layer = self._sublayers[0]
@@ -274,10 +303,13 @@ class Scan(Layer):
 
     if self._remat:
       step = jax.checkpoint(step)
-    init = (tuple(stack[n_xs:]), state[0], jnp.zeros((), jnp.int32))
+    init = (self._carries_in(stack[n_xs:], state), state[0], jnp.zeros((), jnp.int32))
     (carries, layer_state, _), ys = jax.lax.scan(step, init, xs)
     ys = tuple(jnp.moveaxis(y, 0, self._axis) for y in ys)
-    return from_stack(ys + carries, self.n_out), (layer_state,)
+    new_state = (layer_state,)
+    if self._keeps_carry:
+      new_state += ((carries, jnp.ones((), bool)),)
+    return from_stack(ys + carries, self.n_out), new_state
 
 
 class _ToChunks(Layer):

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitrax.checks import check_axis, check_callable, check_int, check_mode, check_rate
+from minitrax.checks import (check_axis, check_callable, check_int, check_mode, check_rate,
+                             check_real)
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.initializers import GlorotUniformInitializer, RandomNormalInitializer
@@ -288,6 +289,25 @@ def ArgMax(axis=-1):  # pylint: disable=invalid-name
   return Fn('ArgMax', lambda x: jnp.argmax(x, axis=axis))
 
 
+def BinaryClassifier(threshold=0.5):  # pylint: disable=invalid-name
+  """Category 1 where the input exceeds `threshold`, else 0 (int32); shape unchanged.
+
+  For models giving one probability per item; e.g. `Accuracy(BinaryClassifier())`
+  in Trax 1.4's form (from Trax 1.3's metrics).
+  """
+  check_real('BinaryClassifier', 'threshold', threshold)
+  return Fn('BinaryClassifier', lambda x: (x > threshold).astype(jnp.int32))
+
+
+def MulticlassClassifier(axis=-1):  # pylint: disable=invalid-name
+  """The category with the largest value along `axis` (int32): (..., n) -> (...).
+
+  Trax 1.3's name for `ArgMax`.
+  """
+  check_axis('MulticlassClassifier', 'axis', axis)
+  return Fn('MulticlassClassifier', lambda x: jnp.argmax(x, axis=axis))
+
+
 def one_hot(x, n_categories, dtype=jnp.float32):
   """One-hot vectors of integer ids: (...) -> (..., n_categories).
 
@@ -302,5 +322,6 @@ def one_hot(x, n_categories, dtype=jnp.float32):
 
 __all__ = [
     'Dense', 'Embedding', 'Dropout', 'Flatten', 'Mean', 'Sum', 'LogSoftmax', 'Softmax', 'ToFloat',
-    'Negate', 'StopGradient', 'ArgMax', 'one_hot', 'log_softmax', 'check_ids', 'poison'
+    'Negate', 'StopGradient', 'ArgMax', 'BinaryClassifier', 'MulticlassClassifier', 'one_hot',
+    'log_softmax', 'check_ids', 'poison'
 ]

@@ -18,9 +18,11 @@ scalar has both fans 1.
 
 import math
 import numbers
+import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from minitrax.checks import check_non_negative, check_shape
 from minitrax.errors import ArgumentError
@@ -198,9 +200,36 @@ def OrthogonalInitializer(stddev=1.0):  # pylint: disable=invalid-name
   return init
 
 
+def InitializerFromFile(path):  # pylint: disable=invalid-name
+  """Weights read from a NumPy `.npy` file (e.g. pretrained embeddings); `rng` is unused.
+
+  The file is read at each call with `np.load(path, allow_pickle=False)`, so
+  it holds plain array data and never code; its shape must equal the
+  requested one. The file's dtype is kept unless a `dtype` is passed.
+  """
+  path = os.fspath(path)
+
+  def init(shape, rng=None, dtype=None):
+    del rng
+    shape = check_shape('InitializerFromFile', 'shape', shape)
+    try:
+      values = np.load(path, allow_pickle=False)
+    except ValueError as e:  # an object array (pickled data) or not a .npy file
+      raise ArgumentError(f'InitializerFromFile: {path} does not hold a plain .npy array: '
+                          f'{e}') from e
+    if not isinstance(values, np.ndarray):  # an .npz archive
+      raise ArgumentError(f'InitializerFromFile: {path} is not a .npy file with one array')
+    if values.shape != shape:
+      raise ArgumentError(f'InitializerFromFile: {path} holds an array of shape {values.shape}, '
+                          f'expected {shape}')
+    return jnp.asarray(values, dtype)
+
+  return init
+
+
 __all__ = [
     'RandomNormalInitializer', 'RandomUniformInitializer', 'ScaledInitializer',
     'GlorotNormalInitializer', 'GlorotUniformInitializer', 'LeCunNormalInitializer',
     'LeCunUniformInitializer', 'KaimingNormalInitializer', 'KaimingUniformInitializer',
-    'OrthogonalInitializer', 'get_fans'
+    'OrthogonalInitializer', 'InitializerFromFile', 'get_fans'
 ]

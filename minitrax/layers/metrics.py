@@ -1,4 +1,4 @@
-"""Losses and metrics as layers: `(model_output, targets[, weights]) -> scalar`.
+"""Losses and metrics as layers, Trax 1.2's forms: `(model_output, targets[, weights]) -> ()`.
 
 Every layer here reduces a batch to one float32 scalar by a weighted mean,
 `sum(value * w) / sum(w)`, over the target positions. The weight `w` of a
@@ -10,14 +10,25 @@ position is the product of
   padding ids count for nothing.
 
 With neither, every position weighs 1. If all weights are 0 the mean is NaN,
-as in Trax. These are Trax 1.2's conventions:
-`CrossEntropyLoss(id_to_mask=0, has_weights=True)` is a 3-input layer, and
-`CrossEntropyLoss()` a 2-input one. `CrossEntropyLoss` takes log-probabilities
-(put `LogSoftmax` at the end of the model); `WeightedCategoryCrossEntropy`
-(Trax 1.4) takes logits. A target id outside `[0, n_categories)` at a position
-of non-zero weight is an error (see `core.check_ids`): eagerly a `ValueError`;
-under `jax.jit` the value is NaN, and `layer(x)` and the `Trainer` then
-raise the same message.
+as in Trax. These are Trax 1.2's conventions, and each layer class is also
+its factory, `CrossEntropyLoss(id_to_mask=0, has_weights=True)` (3 inputs) or
+`CrossEntropyLoss()` (2 inputs), as the Trainer calls it. `CrossEntropyLoss`
+takes log-probabilities (end the model with `LogSoftmax`).
+
+Trax 1.4's forms live in `metrics14.py` (weights always an input, logits in).
+Names that only Trax 1.4 has keep its meaning here too:
+`WeightedCategoryCrossEntropy` and `WeightedCategoryAccuracy` are 1.4's
+layers, `BinaryCrossEntropy()` gives 1.4's numbers, and `Accuracy` or
+`SequenceAccuracy` called with a `classifier` layer builds 1.4's 3-input form.
+
+Where minitrax differs from Trax 1.2.3 on purpose: a target id outside
+`[0, n_categories)` at a position of non-zero weight is an error (see
+`core.check_ids`: eagerly a `ValueError`; under `jax.jit` the value is NaN and
+`layer(x)` and the `Trainer` then raise the message) where Trax counts a miss
+with zero cross-entropy; shapes that Trax would broadcast by accident raise;
+`SumOfWeights` is always float32 (Trax gives int32 without weights or mask);
+and the Trainer's `neg_log_perplexity` is minus the loss (`NegLogPerplexity`;
+Trax 1.2.3 reported the loss itself under that name, Trax 1.3 on negate it).
 
 `METRICS` names the five metrics that the Trainer reports at evaluation.
 """
@@ -26,22 +37,13 @@ import types
 
 import numpy as np
 
-import jax
 import jax.numpy as jnp
 
 from minitrax.errors import ArgumentError, ArgumentTypeError
+from minitrax.layers import metric_math as mm
+from minitrax.layers import metrics14
 from minitrax.layers.base import Layer
-from minitrax.layers.core import check_ids, poison
-
-
-def _float(x):
-  """`x` as a float array of at least float32 precision."""
-  x = jnp.asarray(x)
-  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-def _weighted_mean(values, weights):
-  return jnp.sum(values * weights) / jnp.sum(weights)
+from minitrax.layers.core import poison
 
 
 class _Metric(Layer):
@@ -74,7 +76,7 @@ class _Metric(Layer):
     raise NotImplementedError
 
   def reduce(self, values, weights):
-    return _weighted_mean(values, weights)
+    return jnp.sum(values * weights) / jnp.sum(weights)
 
   def forward(self, x, weights):
     del weights
@@ -82,50 +84,20 @@ class _Metric(Layer):
     w = self._position_weights(targets, x[2] if self._has_weights else None)
     bad = None
     if self._CATEGORICAL:
-      targets, bad = self._checked_ids(model_output, targets, w)
-    elif model_output.shape != targets.shape:
-      raise ArgumentError(f'{self.name}: model output and targets must have the same shape, '
-                          f'got {tuple(model_output.shape)} and {tuple(targets.shape)}')
-    return poison(self.reduce(_float(self.values(model_output, targets)), w), bad)
+      targets, bad = mm.category_ids(self.name, model_output, targets, w)
+    else:
+      mm.check_same_shape(self.name, 'model output and targets', model_output, targets)
+    return poison(self.reduce(mm.as_float(self.values(model_output, targets)), w), bad)
 
   def _position_weights(self, targets, given):
     """The weight of every target position (float32, the targets' shape)."""
     if given is None:
       w = jnp.ones(targets.shape, jnp.float32)
     else:
-      given = jnp.asarray(given)
-      try:
-        ok = np.broadcast_shapes(given.shape, targets.shape) == targets.shape
-      except ValueError:
-        ok = False
-      if not ok:
-        raise ArgumentError(f'{self.name}: weights of shape {tuple(given.shape)} do not '
-                            f'broadcast to the targets\' shape {tuple(targets.shape)}')
-      w = jnp.broadcast_to(_float(given), targets.shape)
+      w = mm.broadcast_weights(self.name, given, targets.shape)
     if self._id_to_mask is not None:
       w = w * (targets != self._id_to_mask)
     return w
-
-  def _checked_ids(self, model_output, targets, w):
-    """`(ids, bad)`: targets set to 0 where w == 0, the rest checked against n_categories.
-
-    `bad` is None when the check ran eagerly (and passed), else a traced flag
-    for `poison`.
-    """
-    if model_output.shape[:-1] != targets.shape:
-      raise ArgumentError(f'{self.name}: targets must have the shape of the model output '
-                          f'without its last axis, {tuple(model_output.shape[:-1])}; got '
-                          f'{tuple(targets.shape)}')
-    if not jnp.issubdtype(targets.dtype, jnp.integer):
-      raise ArgumentTypeError(f'{self.name}: targets must be integer category ids, got dtype '
-                              f'{targets.dtype}')
-    targets = jnp.where(w != 0, targets, 0)
-    return targets, check_ids(targets, model_output.shape[-1], f'{self.name} targets')
-
-
-def _target_log_probs(log_probs, targets):
-  """`log_probs[..., targets]`: `(..., n), (...) -> (...)`."""
-  return jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
 
 
 class CrossEntropyLoss(_Metric):
@@ -134,7 +106,8 @@ class CrossEntropyLoss(_Metric):
   `(log_probs (..., n), targets (...) int[, weights]) -> ()`; n_in = 2, or 3
   with `has_weights=True`. The value at a position is `-log_probs[target]`.
   The model output must already be log-probabilities (end the model with
-  `LogSoftmax`); for logits use `WeightedCategoryCrossEntropy`.
+  `LogSoftmax`); for logits use `WeightedCategoryCrossEntropy`. Trax 1.4's
+  3-input `CrossEntropyLoss()` is `metrics14.CrossEntropyLoss`.
 
   Args:
     id_to_mask: target id whose positions get weight 0 (padding); None: none.
@@ -142,7 +115,7 @@ class CrossEntropyLoss(_Metric):
   """
 
   def values(self, model_output, targets):
-    return -_target_log_probs(_float(model_output), targets)
+    return -mm.target_log_probs(mm.as_float(model_output), targets)
 
 
 class NegLogPerplexity(CrossEntropyLoss):
@@ -153,33 +126,49 @@ class NegLogPerplexity(CrossEntropyLoss):
   """
 
   def reduce(self, values, weights):
-    return -_weighted_mean(values, weights)
+    return -super().reduce(values, weights)
+
+
+def _takes_classifier(args, kwargs):
+  """True when a call passes Trax 1.4's `classifier` (a keyword, or a layer first)."""
+  return 'classifier' in kwargs or bool(args and isinstance(args[0], Layer))
 
 
 class Accuracy(_Metric):
   """Weighted fraction of positions whose argmax equals the target (Trax 1.2's AccuracyScalar).
 
   `(model_output (..., n), targets (...) int[, weights]) -> ()`; n_in = 2 or 3.
-  Ties in argmax go to the lowest index.
+  Ties in argmax go to the lowest index. Called with a classifier layer,
+  `Accuracy(classifier=ArgMax())` builds Trax 1.4's 3-input form
+  (`metrics14.Accuracy`).
   """
+
+  _TRAX14 = staticmethod(metrics14.Accuracy)
+
+  def __new__(cls, *args, **kwargs):
+    if _takes_classifier(args, kwargs):
+      return cls._TRAX14(*args, **kwargs)
+    return super().__new__(cls)
 
   def values(self, model_output, targets):
     return jnp.argmax(model_output, axis=-1) == targets
 
 
 class SequenceAccuracy(Accuracy):
-  """Fraction of sequences whose every position of non-zero weight is correct.
+  """Fraction of sequences right at all their positions (Trax 1.2's SequenceAccuracyScalar).
 
   `(model_output (batch, ..., n), targets (batch, ...) int[, weights]) -> ()`;
-  n_in = 2 or 3. A sequence is one batch item (all its non-batch axes);
-  masked and zero-weight positions are ignored. The mean is over the batch,
-  unweighted. Equals Trax's `SequenceAccuracyScalar` for 0/1 weights.
+  n_in = 2 or 3. A sequence is one batch item (all its non-batch axes) and
+  scores `1 - min(1, sum of the weights of its wrong positions)`, so with 0/1
+  weights 1 if every position of weight 1 is right, else 0. The mean over the
+  batch is unweighted. With a classifier layer, Trax 1.4's 3-input form
+  (`metrics14.SequenceAccuracy`).
   """
 
+  _TRAX14 = staticmethod(metrics14.SequenceAccuracy)
+
   def reduce(self, values, weights):
-    correct = jnp.logical_or(values != 0, weights == 0)
-    per_sequence = jnp.all(correct.reshape(correct.shape[:1] + (-1,)), axis=1)
-    return jnp.mean(per_sequence.astype(jnp.float32))
+    return mm.sequence_mean(values, weights)
 
 
 class SumOfWeights(_Metric):
@@ -187,7 +176,7 @@ class SumOfWeights(_Metric):
 
   `(model_output, targets[, weights]) -> ()`; n_in = 2 or 3. The model output
   is ignored; positions where `targets == id_to_mask` count 0. Without weights
-  or mask it is the number of target positions.
+  or mask it is the number of target positions (as float32).
   """
 
   _CATEGORICAL = False
@@ -206,83 +195,49 @@ class _Elementwise(_Metric):
 
 
 class L2Loss(_Elementwise):
-  """Weighted mean squared error: `sum(w * (y - t)**2) / sum(w)`.
+  """Weighted mean squared error: `sum(w * (y - t)**2) / sum(w)` (Trax 1.2).
 
   `(model_output, targets[, weights]) -> ()` with outputs and targets of the
-  same shape; n_in = 2 or 3 (`L2Loss(has_weights=True)` is Trax 1.4's
-  three-input `L2Loss()`). Without weights it is the mean over all elements.
-  Masking by id is refused (targets are not ids).
+  same shape; n_in = 2 or 3. Without weights it is the mean over all
+  elements. Masking by id is refused (targets are not ids). Trax 1.4's
+  3-input `L2Loss()` is `metrics14.L2Loss` (= `L2Loss(has_weights=True)` for
+  weights of the outputs' shape).
   """
 
   def values(self, model_output, targets):
-    return (_float(model_output) - targets)**2
+    return (mm.as_float(model_output) - targets)**2
 
 
 class SmoothL1Loss(_Elementwise):
-  """Weighted mean Huber loss with threshold 1 (Trax 1.4's `SmoothL1Loss`).
+  """Weighted mean Huber loss with threshold 1, in Trax 1.2's form.
 
   `(model_output, targets[, weights]) -> ()`, outputs and targets of the same
   shape; n_in = 2 or 3. With `d = |y - t|` the value is `0.5 * d**2` where
-  `d < 1`, else `d - 0.5`.
+  `d < 1`, else `d - 0.5`. Trax 1.4's 3-input `SmoothL1Loss()` is
+  `metrics14.SmoothL1Loss` (= `SmoothL1Loss(has_weights=True)`).
   """
 
   def values(self, model_output, targets):
-    d = jnp.abs(_float(model_output) - targets)
+    d = jnp.abs(mm.as_float(model_output) - targets)
     return jnp.where(d < 1, 0.5 * d**2, d - 0.5)
 
 
 class BinaryCrossEntropy(_Elementwise):
-  """Weighted mean binary cross-entropy of logits and 0/1 targets (Trax 1.4).
+  """Weighted mean binary cross-entropy of logits and 0/1 targets.
 
   `(logits, targets[, weights]) -> ()`, logits and targets of the same shape;
-  n_in = 2 (Trax 1.4's layer) or 3. With `q = sigmoid(x)` the value is
-  `-(t log q + (1 - t) log(1 - q))`, computed as
-  `t * softplus(-x) + (1 - t) * softplus(x)` so that large |x| stays finite.
-  Soft targets in [0, 1] work too.
+  n_in = 2 (Trax 1.4's layer, same numbers) or 3. With `q = sigmoid(x)` the
+  value is `-(t log q + (1 - t) log(1 - q))`, finite for any logit. Soft
+  targets in [0, 1] work too.
   """
 
   def values(self, model_output, targets):
-    x, t = _float(model_output), _float(targets)
-    return t * jax.nn.softplus(-x) + (1 - t) * jax.nn.softplus(x)
+    return mm.binary_cross_entropy(model_output, targets)
 
 
-class WeightedCategoryCrossEntropy(_Metric):
-  """Weighted mean cross-entropy of logits and target ids, with label smoothing (Trax 1.4).
-
-  `(logits (..., n), targets (...) int, weights) -> ()`; n_in = 3. With
-  `q = log_softmax(logits)` and `eps = label_smoothing or 0` the target
-  distribution is `p = (1 - eps) * one_hot(t) + eps / n` and the value at a
-  position is `-sum_i p_i q_i`.
-
-  Args:
-    label_smoothing: None or a float in [0, 1].
-  """
-
-  def __init__(self, label_smoothing=None):
-    if label_smoothing is not None and not 0.0 <= float(label_smoothing) <= 1.0:
-      raise ArgumentError(f'WeightedCategoryCrossEntropy: label_smoothing must lie in [0, 1], '
-                          f'got {label_smoothing}')
-    super().__init__(has_weights=True)
-    self._label_smoothing = float(label_smoothing or 0.0)
-
-  def values(self, model_output, targets):
-    log_q = jax.nn.log_softmax(_float(model_output), axis=-1)
-    eps = self._label_smoothing
-    ce = -_target_log_probs(log_q, targets)
-    if eps:
-      ce = (1 - eps) * ce - eps * jnp.mean(log_q, axis=-1)
-    return ce
-
-
-class WeightedCategoryAccuracy(Accuracy):
-  """Weighted fraction of positions whose argmax equals the target (Trax 1.4).
-
-  `(model_output (..., n), targets (...) int, weights) -> ()`; n_in = 3.
-  """
-
-  def __init__(self):
-    super().__init__(has_weights=True)
-
+# Trax 1.4 names with one meaning in both namespaces.
+WeightedCategoryCrossEntropy = metrics14.WeightedCategoryCrossEntropy
+WeightedCategoryAccuracy = metrics14.WeightedCategoryAccuracy
 
 # Trax 1.2 names.
 AccuracyScalar = Accuracy

@@ -8,6 +8,10 @@ keeping the outputs and dropping the final state:
     LSTM(n) = Serial(Branch(None, zero_state), Scan(LSTMCell(n), axis=1),
                      Select([0], n_in=2))
 
+`GeneralGRUCell` and `ConvGRUCell` are GRU cells over the state alone
+(`s -> s'`) built from combinators; `SRU` is the simple recurrent unit, whose
+only recurrence is an elementwise `Scan`.
+
 The equations, gate order, bias layout and initialisers are Trax's, so that
 weights and behaviour carry over one to one. One difference: the zero state
 is sized by the cell (`2 * n_units` for LSTM, `n_units` for GRU), where Trax
@@ -17,10 +21,15 @@ copies the input width, so the input width need not equal `n_units`.
 import jax
 import jax.numpy as jnp
 
-from minitrax.checks import check_positive_int
+from minitrax.checks import check_mode, check_positive_int
 from minitrax.errors import ArgumentError
+from minitrax.layers.activation_fns import Sigmoid, Tanh
 from minitrax.layers.base import Fn, Layer
-from minitrax.layers.combinators import Branch, Scan, Select, Serial
+from minitrax.layers.combinators import (Branch, Dup, Multiply, Parallel, Scan, Select, Serial,
+                                         Split)
+from minitrax.layers.combinators_more import Gate
+from minitrax.layers.convolution import Conv
+from minitrax.layers.core import Dense, Dropout
 from minitrax.layers.initializers import (GlorotUniformInitializer, RandomNormalInitializer,
                                           RandomUniformInitializer)
 
@@ -178,36 +187,142 @@ def MakeZeroState(depth_multiplier=1):  # pylint: disable=invalid-name
   return _zeros_layer(lambda d: depth_multiplier * d)
 
 
-def _recurrent(name, cell, state_size):
-  zero_state = _zeros_layer(lambda d: state_size)
-  return Serial(
-      Branch(None, zero_state),  # x -> (x, zero state)
-      Scan(cell, axis=1),  # -> (outputs, final state)
-      Select([0], n_in=2),  # -> outputs
-      name=name,
-      sublayers_to_print=[])
+def _recurrent(name, cell, state_size, mode='train', return_state=False, initial_state=False):
+  """`cell` scanned along axis 1 from a zero (or given) state; the final state dropped or kept."""
+  start = [] if initial_state else [Branch(None, _zeros_layer(lambda d: state_size))]
+  end = [] if return_state else [Select([0], n_in=2)]
+  return Serial(start, Scan(cell, axis=1, mode=mode), end, name=name, sublayers_to_print=[])
 
 
-def LSTM(n_units):  # pylint: disable=invalid-name
-  """An LSTM over a sequence, from a zero state: `(batch, time, d_in) -> (batch, time, n_units)`.
+def LSTM(n_units, mode='train', return_state=False, initial_state=False):  # pylint: disable=invalid-name
+  """An LSTM over a sequence: `(batch, time, d_in) -> (batch, time, n_units)`.
 
-  n_in = 1, n_out = 1. Runs `LSTMCell(n_units)` (weights shared over time)
-  along axis 1 and outputs h at every step; the final state is dropped.
-  Named `LSTM_{n_units}`.
+  Runs `LSTMCell(n_units)` (weights shared over time) along axis 1 and
+  outputs h at every step. By default n_in = n_out = 1: the state starts at
+  zeros and the final state is dropped. `initial_state=True` takes the start
+  state `(batch, 2 * n_units)` as a second input; `return_state=True` adds
+  the final state as a second output. In `mode='predict'` the final state is
+  kept and continues the next call (`Scan`'s predict mode). Named
+  `LSTM_{n_units}`.
   """
   check_positive_int('LSTM', 'n_units', n_units)
-  return _recurrent(f'LSTM_{n_units}', LSTMCell(n_units), 2 * n_units)
+  check_mode('LSTM', 'mode', mode)
+  return _recurrent(f'LSTM_{n_units}', LSTMCell(n_units), 2 * n_units, mode, return_state,
+                    initial_state)
 
 
-def GRU(n_units):  # pylint: disable=invalid-name
+def GRU(n_units, mode='train'):  # pylint: disable=invalid-name
   """A GRU over a sequence, from a zero state: `(batch, time, d_in) -> (batch, time, n_units)`.
 
   n_in = 1, n_out = 1. Runs `GRUCell(n_units)` (weights shared over time)
-  along axis 1 and outputs h at every step; the final state is dropped.
-  Named `GRU_{n_units}`.
+  along axis 1 and outputs h at every step; the final state is dropped (kept
+  for the next call in `mode='predict'`). Named `GRU_{n_units}`.
   """
   check_positive_int('GRU', 'n_units', n_units)
-  return _recurrent(f'GRU_{n_units}', GRUCell(n_units), n_units)
+  check_mode('GRU', 'mode', mode)
+  return _recurrent(f'GRU_{n_units}', GRUCell(n_units), n_units, mode)
 
 
-__all__ = ['LSTMCell', 'GRUCell', 'LSTM', 'GRU', 'MakeZeroState']
+def GeneralGRUCell(  # pylint: disable=invalid-name
+    candidate_transform, memory_transform_fn=None, gate_nonlinearity=Sigmoid,
+    candidate_nonlinearity=Tanh, dropout_rate_c=0.1, sigmoid_bias=0.5):
+  r"""A GRU cell over its state alone, with transforms of your choice: `s -> s'`, n_in = n_out = 1.
+
+  With `T` a new `candidate_transform()` at each of its three uses::
+
+      u = gate(T_u(s) + sigmoid_bias)                 # update gate
+      r = gate(T_r(s) + sigmoid_bias)                 # reset gate
+      c = dropout(candidate(T_c(r * s)))              # candidate
+      s' = u * m(s) + (1 - u) * c                     # m: memory_transform_fn() or identity
+
+  Built as `Serial(Branch(memory, gate_block, candidate_block), Gate())`, the
+  layout of Trax's weights. The dropout (rate `dropout_rate_c`, mode 'train')
+  needs an rng.
+
+  Args:
+    candidate_transform: function making a layer `s -> (same shape)`, e.g. a Conv.
+    memory_transform_fn: function making a layer applied to the memory; default none.
+    gate_nonlinearity: function making the gates' activation layer.
+    candidate_nonlinearity: function making the candidate's activation layer.
+    dropout_rate_c: dropout rate on the candidate.
+    sigmoid_bias: constant added before the gate activations.
+  """
+  add_bias = lambda: Fn('AddSigmoidBias', lambda x: x + sigmoid_bias)  # noqa: E731
+  gate_block = [candidate_transform(), add_bias(), gate_nonlinearity()]
+  reset_block = [candidate_transform(), add_bias(), gate_nonlinearity()]
+  candidate_block = [
+      Dup(), reset_block,
+      Multiply(),
+      candidate_transform(),
+      candidate_nonlinearity(),
+      Dropout(rate=dropout_rate_c)
+  ]
+  memory = memory_transform_fn() if memory_transform_fn else []
+  return Serial(Branch(memory, gate_block, candidate_block), Gate())
+
+
+def ConvGRUCell(n_units, kernel_size=(3, 3)):  # pylint: disable=invalid-name
+  """A convolutional GRU cell (arXiv:1511.06432): `(batch, h, w, c) -> (batch, h, w, n_units)`.
+
+  `GeneralGRUCell` with `Conv(n_units, kernel_size, padding='SAME')` as the
+  transform (so the state needs `c == n_units`), sigmoid gates, a tanh
+  candidate and dropout 0.1 on the candidate. n_in = n_out = 1. Weights: three
+  `(kernel, bias)` pairs, in the places of `GeneralGRUCell`'s layout.
+  """
+  check_positive_int('ConvGRUCell', 'n_units', n_units)
+  return GeneralGRUCell(lambda: Conv(n_units, kernel_size, padding='SAME'))
+
+
+def InnerSRUCell():  # pylint: disable=invalid-name
+  """One SRU step: `(x * (1 - f), f, c) -> (c', c')` with `c' = f * c + x * (1 - f)`."""
+  return Fn('InnerSRUCell', lambda xf, f, c: (f * c + xf,) * 2, n_out=2)
+
+
+def _sru(n_units, activation, mode, input_scale):
+  check_positive_int('SRU', 'n_units', n_units)
+  check_mode('SRU', 'mode', mode)
+  return Serial(
+      Branch(Dense(3 * n_units), None),  # -> (r f y, x)
+      Split(n_items=3),  # -> (r, f, y, x)
+      Parallel(Sigmoid(), Sigmoid()),
+      Fn('', lambda r, f, y: (y * (1.0 - f), f, r), n_out=3),  # -> (y (1 - f), f, r, x)
+      Parallel(None, None, Branch(MakeZeroState(), None)),  # -> (y (1 - f), f, c0, r, x)
+      Scan(InnerSRUCell(), axis=1, mode=mode),  # -> (c, c_last, r, x)
+      Select([0], n_in=2),  # -> (c, r, x)
+      activation if activation is not None else [],
+      Fn('FinalSRUGate', lambda c, r, x: c * r + x * (1 - r) * input_scale),
+      name=f'SRU_{n_units}',
+      sublayers_to_print=[])
+
+
+def SRU(n_units, activation=None, mode='train'):  # pylint: disable=invalid-name
+  r"""Simple recurrent unit (arXiv:1709.02755) over axis 1: `(batch, time, d) -> (batch, time, d)`.
+
+  n_in = n_out = 1; the input depth must equal `n_units` (the highway term
+  adds `x`). With one Dense of `x` split in three::
+
+      r, f = sigmoid(W_r x + b_r), sigmoid(W_f x + b_f);  y = W x + b
+      c_t = f_t * c_{t-1} + (1 - f_t) * y_t              # c_0 = 0, scanned over time
+      h_t = r_t * activation(c_t) + (1 - r_t) * x_t
+
+  Trax 1.2's form; `SRU14` is Trax 1.4's, whose highway term is scaled by
+  sqrt(3). Weights: the Dense's `(w: (d, 3 n_units), b)` inside Trax's
+  layout. `mode='predict'` continues from the last call's `c`.
+
+  Args:
+    n_units: depth of the state and the output.
+    activation: layer applied to `c` before the output gate; default none.
+    mode: 'train', 'eval' or 'predict'.
+  """
+  return _sru(n_units, activation, mode, 1.0)
+
+
+def SRU14(n_units, activation=None, mode='train'):  # pylint: disable=invalid-name
+  """Trax 1.4's `SRU`: as `SRU`, with `h_t = r_t * act(c_t) + (1 - r_t) * x_t * sqrt(3)`."""
+  return _sru(n_units, activation, mode, 3**0.5)
+
+
+__all__ = [
+    'LSTMCell', 'GRUCell', 'LSTM', 'GRU', 'MakeZeroState', 'GeneralGRUCell', 'ConvGRUCell',
+    'InnerSRUCell', 'SRU', 'SRU14'
+]

@@ -26,7 +26,8 @@ layer (the root, a sublayer, another model sharing a layer) is thus seen by
 exactly the trees that hold it. There is no state at module level.
 
 Files. `save` and `load` write and read both trees as a minitrax checkpoint
-(`Layer.save_to_file`, `Layer.init_from_file`).
+(`Layer.save_to_file`, `Layer.init_from_file`); `load` also reads the
+checkpoints of real Trax 1.2 and 1.4 (`minitrax.trax_import`, no pickle run).
 """
 
 import weakref
@@ -35,7 +36,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from minitrax import checkpoint
+from minitrax import checkpoint, trax_import
 from minitrax.errors import CheckpointError
 
 EMPTY = ()
@@ -242,11 +243,25 @@ def save(root, file_name):
 def load(root, file_name, weights_only=False):
   """Stores the weights (and state unless `weights_only`) of a checkpoint file on `root`.
 
-  The file is a minitrax checkpoint holding a dict with 'weights' (and
-  'state'), as `save` and the Trainer's `model.pkl` write. Its trees must
-  match those of `root` in structure, shapes and dtypes; else a
-  `CheckpointError` lists every mismatched path and nothing is stored.
+  Two kinds of file are read, told apart by their first bytes:
+
+  * a minitrax checkpoint (magic `MTRXCKPT`) holding a dict with 'weights'
+    (and 'state'), as `save` and the Trainer's `model.pkl` write. Its trees
+    must match those of `root` in structure, shapes and dtypes.
+  * a checkpoint of real Trax (a pickle: Trax 1.2's `model.pkl`; gzip: Trax
+    1.4's `model.pkl.gz` with `model.weights.npy.gz` beside it), read by
+    `minitrax.trax_import` without running its pickle. Trax's arrays fill the
+    trees of `root` one to one in order (Trax's tree order, empty leaves left
+    out); each must have the shape and dtype the model expects there. Trax's
+    state keeps Dropout rates (0-d floats) that minitrax keeps in its layers:
+    these are left out before the state is filled.
+
+  Either way a tree that does not fit raises `CheckpointError` listing every
+  mismatched path, and nothing is stored.
   """
+  if trax_import.looks_like_trax(file_name):
+    _load_trax(root, file_name, weights_only)
+    return
   tree = checkpoint.load(file_name)
   if not isinstance(tree, dict) or 'weights' not in tree:
     found = sorted(map(str, tree)) if isinstance(tree, dict) else type(tree).__name__
@@ -259,7 +274,47 @@ def load(root, file_name, weights_only=False):
     scatter(root, kind, jax.tree.map(jnp.asarray, tree[kind]))
 
 
+def _load_trax(root, file_name, weights_only):
+  """`load` of a real Trax checkpoint: its leaves fill the trees of `root` in order."""
+  file_name = str(file_name)
+  saved = trax_import.read_checkpoint(file_name)
+  filled = {
+      'weights':
+          trax_import.fill_tree(cached_gather(root, 'weights'),
+                                trax_import.trax_leaves(saved.weights), file_name, 'weights')
+  }
+  if not weights_only:
+    filled['state'] = trax_import.fill_tree(cached_gather(root, 'state'),
+                                            trax_import.state_leaves(saved.state), file_name,
+                                            'state')
+  for kind, tree in filled.items():
+    scatter(root, kind, jax.tree.map(jnp.asarray, tree))
+
+
+def flatten_weights_and_state(weights, state):
+  """`(flat weights, flat state)`: the arrays of both trees in order, empty parts left out.
+
+  Trax's function: the order is depth-first, as checkpoints of Trax 1.4 store
+  weights; `unflatten_weights_and_state` puts them back.
+  """
+  return jax.tree.leaves(weights), jax.tree.leaves(state)
+
+
+def unflatten_weights_and_state(flat_weights, flat_state, weights_and_state_signature,
+                                weights_only=False):
+  """`(weights, state)` in the structure of `weights_and_state_signature` from flat lists.
+
+  The inverse of `flatten_weights_and_state`; with `weights_only` the state is None.
+  """
+  weights_tree, state_tree = weights_and_state_signature
+  weights = jax.tree.unflatten(jax.tree.structure(weights_tree), list(flat_weights))
+  state = None if weights_only else jax.tree.unflatten(jax.tree.structure(state_tree),
+                                                       list(flat_state))
+  return weights, state
+
+
 __all__ = [
     'EMPTY', 'TreeNode', 'Walk', 'unique_layers', 'has_shared_layers', 'gather', 'cached_gather',
-    'scatter', 'fill_shared', 'clear_shared', 'save', 'load'
+    'scatter', 'fill_shared', 'clear_shared', 'save', 'load', 'flatten_weights_and_state',
+    'unflatten_weights_and_state'
 ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minitrax.errors import LayerError
-from minitrax.layers import attention
+from minitrax.layers import attention, positions
 from minitrax.shapes import ShapeDtype
 
 B, L, D, H = 2, 5, 8, 2
@@ -30,8 +30,14 @@ def np_attention(q, k, v, mask):
 
 
 def np_multi_head(xq, xkv, leaves, n_heads, mask):
-  """Projections, per-head attention, merge, output projection (weights as leaves)."""
-  wq, bq, wk, bk, wv, bv, wo, bo = [np.asarray(a, np.float64) for a in leaves]
+  """Projections, per-head attention, merge, output projection (weights as leaves).
+
+  `leaves` are `wq, bq, wk, bk, wv, bv, wo, bo`, or the four kernels alone.
+  """
+  leaves = [np.asarray(a, np.float64) for a in leaves]
+  if len(leaves) == 4:
+    leaves = [a for w in leaves for a in (w, np.zeros(w.shape[-1]))]
+  wq, bq, wk, bk, wv, bv, wo, bo = leaves
 
   def heads(a):
     b, n, d = a.shape
@@ -111,9 +117,15 @@ def test_attention_qkv_and_pure_attention_signatures():
     attention.PureAttention(n_heads=3).output_signature(sigs)
 
 
-def test_causal_attention_matches_numpy_and_ignores_the_future():
-  layer = attention.CausalAttention(D, n_heads=H, mode='eval')
+@pytest.mark.parametrize('make, shapes', [
+    (lambda: attention.CausalAttention(D, n_heads=H, mode='eval'), [(D, D)] * 4),
+    (lambda: attention.CausalAttention14(D, n_heads=H, mode='eval'), [(D, D), (D,)] * 4),
+])
+def test_causal_attention_matches_numpy_and_ignores_the_future(make, shapes):
+  """Trax 1.2's form has four kernels and no biases; Trax 1.4's form has biases."""
+  layer = make()
   layer.init(SIG)
+  assert [a.shape for a in jax.tree.leaves(layer.weights)] == shapes
   y = layer(X)
   causal = np.tril(np.ones((L, L), bool))
   expected = np_multi_head(X, X, jax.tree.leaves(layer.weights), H, causal)
@@ -130,6 +142,23 @@ def test_causal_attention_gradients_are_finite_and_reach_every_weight():
   grads = jax.grad(lambda w: layer.pure_fn(X, w, state, None)[0].sum())(weights)
   for g in jax.tree.leaves(grads):
     assert np.all(np.isfinite(g)) and np.any(g != 0)
+
+
+def test_causal_attention_head_sizes_and_shared_queries_and_keys():
+  """Trax 1.2's d_attention_key / d_attention_value / share_qk: projection shapes and numbers."""
+  layer = attention.CausalAttention(D, n_heads=H, d_attention_key=3, d_attention_value=5,
+                                    mode='eval')
+  layer.init(SIG)
+  assert [a.shape for a in jax.tree.leaves(layer.weights)] == [(D, 6), (D, 6), (D, 10), (10, D)]
+  assert layer(X).shape == (B, L, D)
+  shared = attention.CausalAttention(D, n_heads=H, share_qk=True, mode='eval')
+  shared.init(SIG)
+  wqk, wv, wo = jax.tree.leaves(shared.weights)
+  causal = np.tril(np.ones((L, L), bool))
+  expected = np_multi_head(X, X, [wqk, wqk, wv, wo], H, causal)
+  np.testing.assert_allclose(shared(X), expected, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match='CausalAttention: use_dconv=True is not supported'):
+    attention.CausalAttention14(D, use_dconv=True)
 
 
 def test_attention_dropout_in_training_only():
@@ -198,7 +227,7 @@ def test_predict_past_max_len_poisons_under_jit_and_raises_through_call():
   np.testing.assert_allclose(layer(x)[0], np_sinusoid(1, 4), atol=1e-6)
   np.testing.assert_allclose(layer(x)[0], np_sinusoid(1, 4, start=1), atol=1e-6)
   state = layer.state
-  y, _ = jax.jit(layer.pure_fn)(x, (), state, None)
+  y, _ = jax.jit(layer.pure_fn)(x, layer.weights, state, None)
   assert np.all(np.isnan(y))
   with pytest.raises(
       LayerError, match=r'PositionalEncoding: predict mode ran past max_len=2: 1 new '
@@ -219,17 +248,62 @@ def test_positional_encoding_matches_numpy_sinusoid_for_odd_width():
   x = np.zeros((1, 6, 7), np.float32)
   y = layer(x)
   np.testing.assert_allclose(y[0], np_sinusoid(6, 7), atol=1e-6)
-  assert layer.weights == () and layer.state == ()
+  # Trax 1.2's trained table: a weight of shape (1, max_len, d), initialised to the sinusoid.
+  assert layer.weights.shape == (1, 6, 7) and layer.weights.dtype == jnp.float32
+  np.testing.assert_allclose(layer.weights[0], np_sinusoid(6, 7), atol=1e-6)
+  assert layer.state == ()
   check_signature(layer, ShapeDtype(x.shape), y)
   with pytest.raises(LayerError, match='PositionalEncoding: sequence length 7 exceeds max_len=6'):
     layer(np.zeros((1, 7, 7), np.float32))
 
 
+def test_positional_encoding_adds_its_trained_table_and_gradients_reach_it():
+  layer = attention.PositionalEncoding(max_len=8, mode='eval')
+  weights, state = layer.init(SIG)
+  table = RNG.normal(size=(1, 8, D)).astype(np.float32)
+  y, _ = layer.pure_fn(X, jnp.asarray(table), state, None)
+  np.testing.assert_allclose(y, X + table[:, :L], rtol=1e-6)
+  grads = jax.grad(lambda w: layer.pure_fn(X, w, state, None)[0].sum())(weights)
+  np.testing.assert_allclose(grads[0, :L], B * np.ones((L, D)))
+  np.testing.assert_array_equal(grads[0, L:], 0)
+
+
+def test_positional_encoding_of_trax_1_4_table_shapes_and_projection():
+  layer = attention.PositionalEncoding14(max_len=8, mode='eval')
+  assert layer.init(SIG)[0].shape == (8, D)
+  np.testing.assert_allclose(layer(X), X + np_sinusoid(L, D)[None], atol=1e-5)
+  half = attention.PositionalEncoding14(max_len=8, use_bfloat16=True, mode='eval')
+  assert half.init(SIG)[0].dtype == jnp.bfloat16
+  projected = attention.PositionalEncoding14(max_len=8, d_feature=3, mode='eval')
+  (table, ff), _ = projected.init(SIG)
+  assert table.shape == (8, 3) and ff.shape == (3, D)
+  np.testing.assert_allclose(projected(X), X + np.asarray(table)[:L] @ np.asarray(ff), atol=1e-5)
+  with pytest.raises(ValueError, match='PositionalEncoding: table_rank must be 3'):
+    attention.PositionalEncoding(d_feature=3)
+
+
+def test_positional_encoding_random_start_in_training():
+  """Trax 1.4's start_from_zero_prob: some training calls add rows from a random offset."""
+  layer = attention.PositionalEncoding14(max_len=16, start_from_zero_prob=0.0, max_offset_to_add=8)
+  weights, state = layer.init(SIG)
+  table = np.asarray(weights)
+  starts = set()
+  for seed in range(6):
+    y = np.asarray(layer.pure_fn(X, weights, state, jax.random.key(seed))[0])
+    start = [s for s in range(16 - L + 1) if np.allclose(y - X, table[s:s + L], atol=1e-6)]
+    assert len(start) == 1
+    starts.add(start[0])
+  assert len(starts) > 1 and max(starts) < 8
+  evaluated = attention.PositionalEncoding14(max_len=16, start_from_zero_prob=0.0,
+                                             max_offset_to_add=8, mode='eval')
+  np.testing.assert_allclose(evaluated.pure_fn(X, weights, (), None)[0], X + table[:L], atol=1e-6)
+
+
 def test_positional_encoding_predict_chunk_continues_the_positions():
   layer = attention.PositionalEncoding(max_len=8, mode='predict')
-  _, state = layer.init(ShapeDtype((2, 3, 4)))
-  y, state = layer.pure_fn(np.zeros((2, 3, 4), np.float32), (), state, None)
-  y2, state = layer.pure_fn(np.zeros((2, 2, 4), np.float32), (), state, None)
+  weights, state = layer.init(ShapeDtype((2, 3, 4)))
+  y, state = layer.pure_fn(np.zeros((2, 3, 4), np.float32), weights, state, None)
+  y2, state = layer.pure_fn(np.zeros((2, 2, 4), np.float32), weights, state, None)
   np.testing.assert_allclose(np.concatenate([y, y2], 1)[1], np_sinusoid(5, 4), atol=1e-6)
   assert int(state) == 5
 
@@ -237,12 +311,25 @@ def test_positional_encoding_predict_chunk_continues_the_positions():
 def test_positional_encoding_dropout_is_shared_along_positions():
   layer = attention.PositionalEncoding(max_len=8, dropout=0.5)
   x = np.zeros((2, 6, 16), np.float32)
-  y = np.asarray(layer.pure_fn(x, (), (), jax.random.key(3))[0])
+  weights, state = layer.init(ShapeDtype(x.shape))
+  y = np.asarray(layer.pure_fn(x, weights, state, jax.random.key(3))[0])
   kept = y[0, 1] != 0  # position 1's signal has no zeros: its kept features
   assert 0 < kept.mean() < 1
   # One mask over the features, shared by every example and position; kept values doubled.
   np.testing.assert_allclose(y, np.broadcast_to(2 * np_sinusoid(6, 16) * kept, y.shape), rtol=1e-5,
                              atol=1e-6)
+
+
+def test_positional_encoding_view_adds_the_shared_table_with_its_own_counter():
+  source = attention.PositionalEncoding(max_len=8, mode='eval')
+  view = positions.PositionalEncodingView(source, mode='predict')
+  weights, state = view.init(ShapeDtype((B, 1, D)))
+  assert weights[0].shape == (1, 8, D) and int(state[1]) == 0
+  table = RNG.normal(size=(1, 8, D)).astype(np.float32)
+  y1, state = view.pure_fn(X[:, :2], (jnp.asarray(table),), state, None)
+  y2, state = view.pure_fn(X[:, 2:3], (jnp.asarray(table),), state, None)
+  np.testing.assert_allclose(np.concatenate([y1, y2], 1), X[:, :3] + table[:, :3], rtol=1e-6)
+  assert int(state[1]) == 3
 
 
 def test_shift_right_padding_and_encoder_decoder_masks():

@@ -319,12 +319,20 @@ def test_init_from_file_mismatch_lists_paths_and_loads_nothing(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
-def test_init_from_file_refuses_pickle_and_requires_init(tmp_path):
+def test_init_from_file_refuses_pickle_and_requires_a_signature(tmp_path):
   path = tmp_path / 'model.pkl'
   path.write_bytes(pickle.dumps({'weights': ()}))
-  layer = Linear(2)
+  for layer in (Linear(2), Linear(2)):  # uninitialised, then initialised
+    with pytest.raises(CheckpointError, match='model.pkl: the file is a Python pickle but not a '
+                       'Trax checkpoint'):
+      layer.init_from_file(path)
+    layer.init(ShapeDtype((1, 2)))
+  # A file that records no input signature cannot initialise a layer by itself.
+  bare = tmp_path / 'bare.ckpt'
+  saved = (np.ones((2, 2), np.float32), np.zeros(2, np.float32))
+  checkpoint.save(bare, {'weights': saved, 'state': ()})
   with pytest.raises(LayerError, match=r'call init\(input_signature\) before init_from_file'):
-    layer.init_from_file(path)
-  layer.init(ShapeDtype((1, 2)))
-  with pytest.raises(CheckpointError, match='model.pkl: the file is a Python pickle'):
-    layer.init_from_file(path)
+    Linear(2).init_from_file(bare)
+  layer = Linear(2)
+  layer.init_from_file(bare, input_signature=ShapeDtype((1, 2)))
+  np.testing.assert_array_equal(layer.weights[0], np.ones((2, 2)))

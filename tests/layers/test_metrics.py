@@ -1,4 +1,5 @@
-"""Losses and metrics against NumPy references; masking, weights, id checks."""
+"""Trax 1.2's losses and metrics (minitrax.layers.metrics): numbers printed by real Trax 1.2.3,
+NumPy references for masking and weights, id checks and error messages."""
 
 import jax
 import numpy as np
@@ -6,6 +7,8 @@ import pytest
 
 from minitrax.errors import LayerError
 from minitrax.layers import metrics as m
+from minitrax.layers import metrics14
+from minitrax.layers.core import ArgMax, BinaryClassifier
 from minitrax.shapes import ShapeDtype, signature
 
 N_CAT = 5
@@ -41,7 +44,9 @@ def np_picked(log_probs, targets):
 
 
 def np_sequence_accuracy(correct, w):
-  return np.mean(np.all(correct | (w == 0), axis=1))
+  """Trax's score: each sequence `1 - min(1, sum of the weights of its wrong positions)`."""
+  wrong = ((1 - correct) * w).reshape(len(w), -1).sum(axis=1)
+  return np.mean(1 - np.minimum(1, wrong))
 
 
 MASKING = [(None, False), (0, False), (None, True), (0, True)]
@@ -210,3 +215,128 @@ def test_metrics_registry():
     assert factory(has_weights=True, id_to_mask=0).n_in == 3
     assert factory().n_in == 2
   assert m.METRICS['weights_per_batch_per_core'] is m.SumOfWeights
+
+
+# Small fixed inputs; the same literals fed real Trax 1.2.3 for the numbers below.
+T_LOGITS = np.array([[[0.5, -1.0, 2.0, 0.0], [1.5, 0.25, -0.5, 1.0], [-2.0, 0.0, 0.75, 3.0]],
+                     [[0.0, 0.5, 1.0, -1.5], [2.5, -0.25, 0.5, 0.0], [1.0, 1.25, -1.0, 0.5]]],
+                    np.float32)
+T_LOG_PROBS = np_log_softmax(T_LOGITS).astype(np.float32)
+T_TARGETS = np.array([[2, 3, 3], [2, 0, 1]], np.int32)
+T_WEIGHTS = np.array([[1.0, 0.5, 0.0], [2.0, 1.0, 0.25]], np.float32)
+T_Y = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]], np.float32)
+T_T = np.array([[0.0, 1.0, 2.5], [-1.0, 0.5, 0.0]], np.float32)
+T_W = np.array([[1.0, 0.0, 2.0], [0.5, 1.0, 1.0]], np.float32)
+
+# Printed by Trax 1.2.3 (`tl.<name>(id_to_mask=..., has_weights=...)` on (T_LOG_PROBS, T_TARGETS
+# [, T_WEIGHTS]); ~/.cache/minitrax-bench/trax/trax123 with prelude_12x).
+TRAX_123 = {
+    ('CrossEntropyLoss', None, False): 0.5876302123069763,
+    ('CrossEntropyLoss', 0, False): 0.6555737257003784,
+    ('CrossEntropyLoss', 3, False): 0.5421178340911865,
+    ('CrossEntropyLoss', None, True): 0.6000392436981201,
+    ('CrossEntropyLoss', 3, True): 0.5286047458648682,
+    ('AccuracyScalar', None, False): 0.8333333134651184,
+    ('AccuracyScalar', 0, False): 0.800000011920929,
+    ('AccuracyScalar', 3, False): 1.0,
+    ('AccuracyScalar', None, True): 0.8947368264198303,
+    ('AccuracyScalar', 3, True): 1.0,
+    ('SequenceAccuracyScalar', None, False): 0.5,
+    ('SequenceAccuracyScalar', 0, False): 0.5,
+    ('SequenceAccuracyScalar', 3, False): 1.0,
+    ('SequenceAccuracyScalar', None, True): 0.75,  # a wrong position of weight 0.5 scores 0.5
+    ('SequenceAccuracyScalar', 3, True): 1.0,
+    ('SumOfWeights', None, False): 6.0,  # int32 in Trax; float32 here
+    ('SumOfWeights', 0, False): 5.0,
+    ('SumOfWeights', 3, False): 4.0,
+    ('SumOfWeights', None, True): 4.75,
+    ('SumOfWeights', 3, True): 4.25,
+}
+
+
+@pytest.mark.parametrize('name, id_to_mask, has_weights', sorted(TRAX_123, key=str))
+def test_trax_123_numbers(name, id_to_mask, has_weights):
+  layer = getattr(m, name)(id_to_mask=id_to_mask, has_weights=has_weights)
+  inputs = (T_LOG_PROBS, T_TARGETS) + ((T_WEIGHTS,) if has_weights else ())
+  np.testing.assert_allclose(run(layer, *inputs), TRAX_123[name, id_to_mask, has_weights],
+                             rtol=1e-6, atol=1e-7)
+  if name != 'SumOfWeights':
+    w = np_weights(T_TARGETS, T_WEIGHTS if has_weights else None, id_to_mask)
+    np.testing.assert_allclose(
+        run(layer, *inputs), CATEGORY_METRICS[name.replace('Scalar', '')](T_LOG_PROBS, T_TARGETS,
+                                                                          w), rtol=1e-6)
+
+
+def test_trax_123_l2_loss_and_broadcast_weights():
+  # Printed by Trax 1.2.3: tl.L2Loss(), tl.L2Loss(has_weights=True) on (T_Y, T_T[, T_W]), and
+  # CrossEntropyLoss / SequenceAccuracyScalar(has_weights=True) with weights [[1.], [3.]].
+  np.testing.assert_allclose(run(m.L2Loss(), T_Y, T_T), 1.84375, rtol=1e-6)
+  np.testing.assert_allclose(run(m.L2Loss(has_weights=True), T_Y, T_T, T_W), 0.7613636255264282,
+                             rtol=1e-6)
+  per_row = np.array([[1.0], [3.0]], np.float32)
+  np.testing.assert_allclose(
+      run(m.CrossEntropyLoss(has_weights=True), T_LOG_PROBS, T_TARGETS, per_row), 0.598168671131134,
+      rtol=1e-6)
+  np.testing.assert_allclose(
+      run(m.SequenceAccuracyScalar(has_weights=True), T_LOG_PROBS, T_TARGETS, per_row), 0.5,
+      rtol=1e-6)
+
+
+def test_sequence_accuracy_gives_trax_partial_credit_for_fractional_weights():
+  correct = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1]], bool)
+  log_probs = np.log(np.where(correct[..., None], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1]))
+  targets = np.zeros((3, 3), np.int32)
+  w = np.array([[1.0, 0.25, 1.0], [0.5, 1.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
+  got = run(m.SequenceAccuracy(has_weights=True), log_probs.astype(np.float32), targets, w)
+  np.testing.assert_allclose(got, (0.75 + 0.5 + 1.0) / 3, rtol=1e-6)
+  np.testing.assert_allclose(got, np_sequence_accuracy(correct, w), rtol=1e-6)
+
+
+def test_accuracy_with_a_classifier_is_trax_14s_form():
+  for make in (lambda: m.Accuracy(classifier=ArgMax()), lambda: m.Accuracy(ArgMax())):
+    layer = make()
+    assert layer.n_in == 3 and layer.name == 'Accuracy' and not isinstance(layer, m.Accuracy)
+    weights, state = layer.init(signature((T_LOGITS, T_TARGETS, T_WEIGHTS)))
+    got = layer.pure_fn((T_LOGITS, T_TARGETS, T_WEIGHTS), weights, state, None)[0]
+    np.testing.assert_allclose(got, 0.8947368264198303, rtol=1e-6)  # Trax 1.4.1's Accuracy()
+  seq = m.SequenceAccuracy(classifier=BinaryClassifier())
+  assert seq.name == 'SequenceAccuracy' and seq.n_in == 3
+  assert repr(seq) == repr(metrics14.SequenceAccuracy()) == 'SequenceAccuracy_in3'
+  assert isinstance(m.SequenceAccuracy(), m.SequenceAccuracy)  # no classifier: Trax 1.2's form
+  assert m.Accuracy(0, True).n_in == 3 and isinstance(m.Accuracy(0, True), m.Accuracy)
+
+
+def test_weighted_category_metrics_are_trax_14s():
+  # Trax 1.4.1 divides by the sum of the weights as given: (batch, 1) weights over 3 positions.
+  per_row = np.array([[1.0], [3.0]], np.float32)
+  np.testing.assert_allclose(run(m.WeightedCategoryAccuracy(), T_LOGITS, T_TARGETS, per_row), 2.75,
+                             rtol=1e-6)
+  np.testing.assert_allclose(run(m.WeightedCategoryCrossEntropy(), T_LOGITS, T_TARGETS, per_row),
+                             1.7945061922073364, rtol=1e-6)
+
+
+def test_binary_cross_entropy_matches_trax_14():
+  logits = np.array([[2.0, -1.0, 0.5], [-0.25, 3.0, -2.0]], np.float32)
+  targets = np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]], np.float32)
+  # Printed by Trax 1.4.1: tl.BinaryCrossEntropy()((logits, targets)).
+  np.testing.assert_allclose(run(m.BinaryCrossEntropy(), logits, targets), 0.4026202857494354,
+                             rtol=1e-6)
+
+
+def test_all_zero_weights_give_nan_as_in_trax():
+  zeros = np.zeros_like(T_WEIGHTS)
+  for layer in (m.CrossEntropyLoss(has_weights=True), m.Accuracy(has_weights=True)):
+    assert np.isnan(run(layer, T_LOG_PROBS, T_TARGETS, zeros))
+  assert np.isnan(run(m.CrossEntropyLoss(id_to_mask=2), T_LOG_PROBS, np.full((2, 3), 2, np.int32)))
+  assert run(m.SumOfWeights(has_weights=True), T_LOG_PROBS, T_TARGETS, zeros) == 0.0
+
+
+def test_more_input_errors():
+  with pytest.raises(TypeError, match='CrossEntropyLoss: has_weights must be a bool, got 1'):
+    m.CrossEntropyLoss(has_weights=1)
+  with pytest.raises(TypeError, match='Accuracy: classifier must be a layer such as ArgMax'):
+    m.Accuracy(classifier='argmax')
+  with pytest.raises(
+      LayerError, match=r'SmoothL1Loss: model output and targets must have the same shape, '
+      r'got \(2, 3\) and \(3, 2\)'):
+    m.SmoothL1Loss().pure_fn((T_Y, T_T.T), (), (), None)

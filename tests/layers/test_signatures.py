@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from minitrax import layers as tl
+from minitrax.layers import core as core_layers, metrics14
+from minitrax.layers import (acceleration, combinators_more, core_more, deconvolution,
+                             locally_connected, rnn)
+from minitrax.layers.assert_shape import AssertFunction, AssertShape
 from minitrax.shapes import ShapeDtype, signature
+from minitrax.layers import (attention12, efficient_attention, heads, lsh_attention,
+                             lsh_causal_attention)
+from minitrax.layers.research import (infinite_positions, position_encodings, rel_attention, rotary,
+                                      sparse_ff, sparsity)
 
 F = ShapeDtype((2, 6))
 F4 = ShapeDtype((2, 4, 4, 3))
@@ -23,6 +31,7 @@ LOGP = ShapeDtype((2, 5, 7))
 W = ShapeDtype((2, 5))
 MASK = ShapeDtype((2, 1, 1, 5), np.bool_)
 SEQ8 = ShapeDtype((2, 8, 4))
+F2 = ShapeDtype((2, 1))
 
 CASES = {
     'Serial': (lambda: tl.Serial(tl.Dense(3), tl.Relu()), F),
@@ -31,7 +40,7 @@ CASES = {
     'Branch': (lambda: tl.Branch(tl.Dense(3), None), F),
     'Residual': (lambda: tl.Residual(tl.Dense(6)), F),
     'Dup': (tl.Dup, F),
-    'Drop': (lambda: tl.Serial(tl.Drop()), (F, F)),
+    'Drop': (lambda: tl.Serial(tl.Select([0, 1]), tl.Drop()), (F, F)),
     'Swap': (tl.Swap, (F, F.replace(shape=(2, 3)))),
     'Add': (tl.Add, (F, F)),
     'SubtractTop': (tl.SubtractTop, (F, F)),
@@ -120,15 +129,194 @@ CASES = {
                                                      chunk_len=4, n_buckets=2), SEQ8),
     'AxialPositionalEncoding':
         (lambda: tl.AxialPositionalEncoding(shape=(2, 4), d_embs=(2, 2)), SEQ8),
+    # Trax 1.3's classifiers (minitrax.layers.core) and Trax 1.4's metrics (metrics14, fscores),
+    # which minitrax.trax14 exposes under Trax's names.
+    'BinaryClassifier': (core_layers.BinaryClassifier, F),
+    'MulticlassClassifier': (core_layers.MulticlassClassifier, F),
+    'trax14.CategoryAccuracy': (metrics14.CategoryAccuracy, (LOGP, IDS)),
+    'trax14.WeightedCategoryAccuracy': (metrics14.WeightedCategoryAccuracy, (LOGP, IDS, W)),
+    'trax14.CategoryCrossEntropy': (metrics14.CategoryCrossEntropy, (LOGP, IDS)),
+    'trax14.WeightedCategoryCrossEntropy':
+        (lambda: metrics14.WeightedCategoryCrossEntropy(0.1, 0.5), (LOGP, IDS, W)),
+    'trax14.BinaryCrossEntropy': (metrics14.BinaryCrossEntropy, (W, W)),
+    'trax14.MaskedSequenceAccuracy': (metrics14.MaskedSequenceAccuracy, (LOGP, IDS, W)),
+    'trax14.Accuracy': (metrics14.Accuracy, (LOGP, IDS, W)),
+    'trax14.SequenceAccuracy': (metrics14.SequenceAccuracy, (LOGP, IDS, W)),
+    'trax14.CrossEntropyLoss': (metrics14.CrossEntropyLoss, (LOGP, IDS, W)),
+    'trax14.CrossEntropyLossWithLogSoftmax':
+        (metrics14.CrossEntropyLossWithLogSoftmax, (LOGP, IDS, W)),
+    'trax14.CrossEntropySum': (metrics14.CrossEntropySum, (LOGP, IDS, W)),
+    'trax14.WeightedSum': (metrics14.WeightedSum, (W, W)),
+    'trax14.BinaryCrossEntropyLoss': (metrics14.BinaryCrossEntropyLoss, (F2, F2, F2)),
+    'trax14.BinaryCrossEntropySum': (metrics14.BinaryCrossEntropySum, (F2, F2, F2)),
+    'trax14.L2Loss': (metrics14.L2Loss, (SEQ, SEQ, SEQ)),
+    'trax14.SmoothL1Loss': (metrics14.SmoothL1Loss, (SEQ, SEQ, SEQ)),
+    'trax14.MacroAveragedFScore': (metrics14.MacroAveragedFScore, (LOGP, IDS)),
+    'trax14.WeightedFScore': (metrics14.WeightedFScore, (LOGP, IDS)),
+    # More Trax layers (combinators_more, core_more, assert_shape, acceleration, deconvolution,
+    # locally_connected, rnn), named as Trax names them.
+    'SerialWithSideOutputs':
+        (lambda: combinators_more.SerialWithSideOutputs([tl.Serial(tl.Dense(3), tl.Dup())]), F),
+    'Gate': (combinators_more.Gate, (F, F, F)),
+    'BatchLeadingAxes': (lambda: combinators_more.BatchLeadingAxes(tl.Dense(3)), SEQ),
+    'Bidirectional': (lambda: combinators_more.Bidirectional(tl.GRU(3)), SEQ),
+    'Weights': (lambda: core_more.Weights(tl.RandomNormalInitializer(), (2, 3)), ()),
+    'RandomUniform': (lambda: core_more.RandomUniform(shape=(2, 3)), ()),
+    'Min': (core_more.Min, F),
+    'Max': (core_more.Max, F),
+    'AssertShape': (lambda: AssertShape('ab,ab'), (F, F)),
+    'AssertFunction': (lambda: AssertFunction('bd->bf', tl.Dense(3)), F),
+    'Accelerate': (lambda: acceleration.Accelerate(tl.Dense(3)), F),
+    'ConvTranspose': (lambda: deconvolution.ConvTranspose(2, (3, 3), strides=(2, 2)), F4),
+    'LocallyConnected1d': (lambda: locally_connected.LocallyConnected1d(2, 3, padding='SAME'), SEQ),
+    'SRU': (lambda: rnn.SRU(4), SEQ),
+    'trax14.SRU': (lambda: rnn.SRU14(4), SEQ),
+    'InnerSRUCell': (rnn.InnerSRUCell, (SEQ, SEQ, SEQ)),
+    'GeneralGRUCell': (lambda: rnn.GeneralGRUCell(lambda: tl.Dense(6)), F),
+    'ConvGRUCell': (lambda: rnn.ConvGRUCell(3), F4),
+    # Efficient attention of Trax 1.2 and 1.4 (lsh_attention, efficient_attention, heads,
+    # attention12, lsh_causal_attention) and Trax's research layers (layers/research/).
+    'trax14.LSHSelfAttention': (lambda: lsh_attention.LSHSelfAttention14(
+        n_heads=2, d_qk=2, d_v=2, causal=True, chunk_len=4, n_buckets=2, bias=True), SEQ8),
+    'EncDecAttention': (lambda: efficient_attention.EncDecAttention(n_heads=2, d_qk=2, d_v=2),
+                        (SEQ8, SEQ, ShapeDtype((2, 5), np.bool_))),
+    'PureLSHSelfAttention': (lambda: efficient_attention.PureLSHSelfAttention(
+        n_heads=2, causal=True, chunk_len=4, n_buckets=2), (ShapeDtype((4, 8, 2)),) * 2),
+    'MixedLSHSelfAttention': (lambda: efficient_attention.MixedLSHSelfAttention(
+        n_heads=2, causal=True, std_length=4, chunk_len=4, n_buckets=2), (ShapeDtype(
+            (4, 8, 2)),) * 2),
+    'PureLSHSelfAttentionWrapper': (lambda: efficient_attention.PureLSHSelfAttentionWrapper(
+        n_heads=2, d_qk=2, d_v=2, causal=True, chunk_len=4, n_buckets=2), SEQ8),
+    'SplitIntoHeads': (lambda: heads.SplitIntoHeads(2), SEQ),
+    'MergeHeads': (lambda: heads.MergeHeads(2), ShapeDtype((4, 5, 2))),
+    'ConfigurableAttention': (lambda: heads.ConfigurableAttention(tl.Dense(4), tl.Dense(
+        4), tl.Dense(4), tl.Dense(4), tl.DotProductCausalAttention(), n_heads=2), SEQ),
+    'MemoryEfficientCausalAttention':
+        (lambda: attention12.MemoryEfficientCausalAttention(4, 0.1, 'train'), (ShapeDtype(
+            (4, 8, 2)),) * 3),
+    'TimeBinCausalAttention':
+        (lambda: attention12.TimeBinCausalAttention('train', dropout=0.1, bin_length=3),
+         (ShapeDtype((4, 8, 2)),) * 3),
+    'LSHCausalAttention':
+        (lambda: lsh_causal_attention.LSHCausalAttention(0.1, 'train', n_bins=2, n_buckets=4),
+         (ShapeDtype((4, 8, 2)),) * 3),
+    'Rotate': (rotary.Rotate, SEQ),
+    'FixedBasePositionalEncoding': (position_encodings.FixedBasePositionalEncoding, SEQ),
+    'trax14.FixedBasePositionalEncoding': (position_encodings.FixedBasePositionalEncoding14,
+                                           ShapeDtype((2, 5, 8))),
+    'SinCosPositionalEncoding': (position_encodings.SinCosPositionalEncoding, SEQ),
+    'InfinitePositionalEncoding': (infinite_positions.InfinitePositionalEncoding, SEQ),
+    'TimeBinPositionalEncoding': (lambda: infinite_positions.TimeBinPositionalEncoding(3), SEQ),
+    'SparseFF': (lambda: sparse_ff.SparseFF(8, n_elements_in_block=4, d_lowrank=2), SEQ),
+    'FactoredDense': (lambda: sparsity.FactoredDense(2, 4, 6), SEQ),
+    'MultiplicativeModularSparseDense':
+        (lambda: sparsity.MultiplicativeModularSparseDense(2, 4), SEQ),
+    'LocallyConnectedDense': (lambda: sparsity.LocallyConnectedDense(2, 3, kernel_size=3), SEQ),
+    'LocallyConvDense': (lambda: sparsity.LocallyConvDense(2, 3, 'train', 3, 3), SEQ),
+    'LowRankDense': (lambda: sparsity.LowRankDense(3, 2), SEQ),
+    'EinsumDense': (lambda: sparsity.EinsumDense(4, 3, True), SEQ),
+    'SparseDenseWithOptions':
+        (lambda: sparsity.SparseDenseWithOptions(6, d_input=4, sparsity_type='mult', sparsity=2),
+         SEQ),
+    'RandomLayer': (lambda: sparsity.RandomLayer(tl.Dense(3), tl.Dense(3), 0.5), SEQ),
+    'SplitLastAxis': (lambda: sparsity.SplitLastAxis(2), SEQ),
+    'MergeLastTwoAxes': (sparsity.MergeLastTwoAxes, F4),
+    'ModularCausalAttention': (lambda: sparsity.ModularCausalAttention(4, n_heads=2), SEQ),
+    'ConvCausalAttention': (lambda: sparsity.ConvCausalAttention(4, n_heads=2), SEQ),
+    'LowRankCausalAttention':
+        (lambda: sparsity.LowRankCausalAttention(4, n_heads=2, lowrank=2), SEQ),
+    'MultiplicativeCausalAttention':
+        (lambda: sparsity.MultiplicativeCausalAttention(4, n_heads=2), SEQ),
+    'MultiplicativeModularCausalAttention':
+        (lambda: sparsity.MultiplicativeModularCausalAttention(4, n_heads=2), SEQ),
+    'MultiplicativeConvCausalAttention':
+        (lambda: sparsity.MultiplicativeConvCausalAttention(4, n_heads=2), SEQ),
+    'RelativeAttention': (lambda: rel_attention.RelativeAttention(False, n_heads=2), (ShapeDtype(
+        (1, 2, 1, 2)), ShapeDtype((1, 2, 1, 2)), ShapeDtype(
+            (5, 4)), SEQ, SEQ, SEQ, ShapeDtype((2, 1, 5, 5), np.bool_))),
+    'RelativeAttentionLayer': (lambda: rel_attention.RelativeAttentionLayer(
+        4, *rel_attention.get_rel_att_inputs(4, 2), 1, False, n_heads=2), (SEQ, SEQ, SEQ,
+                                                                           ShapeDtype((2, 1, 5, 5),
+                                                                                      np.bool_))),
+    'RelativeAttentionLMLayer': (lambda: rel_attention.RelativeAttentionLMLayer(
+        4, *rel_attention.get_rel_att_inputs(4, 2), 1, n_heads=2), (SEQ, SEQ, SEQ)),
+    'RelativeAttentionWrapper': (lambda: rel_attention.RelativeAttentionWrapper(4, n_heads=2), SEQ),
+    'PositionalEmbeddings': (lambda: rel_attention.PositionalEmbeddings(4, False, 1), (SEQ, SEQ)),
+    'CreateAttentionMaskLayer': (rel_attention.CreateAttentionMaskLayer, (SEQ, SEQ, SEQ)),
+    'ShiftRightCls': (lambda: rel_attention.ShiftRightCls(1), IDS),
+    # Trax 1.4's forms of names whose 1.2 meaning is the default (minitrax.trax14's names).
+    'trax14.CausalAttention': (lambda: tl.CausalAttention14(4, n_heads=2), SEQ),
+    'trax14.PositionalEncoding': (lambda: tl.PositionalEncoding14(max_len=16), SEQ),
+    'FixedBasePositionalEncoding12': (position_encodings.FixedBasePositionalEncoding12, SEQ),
+    'PositionalEncodingView':
+        (lambda: tl.PositionalEncodingView(tl.PositionalEncoding(max_len=16)), SEQ),
+    'DotProductAttention': (tl.DotProductAttention, (SEQ, SEQ, SEQ, ShapeDtype((2, 1, 5),
+                                                                               np.bool_))),
+    'LogSumExp': (tl.LogSumExp, SEQ),
+    'ThresholdToBinary': (tl.ThresholdToBinary, SEQ),
+    'PrintShape': (lambda: tl.PrintShape(n_in=2), (SEQ, F)),
+    # Inputs are positive; negated, they fall below the threshold, which then gets gradients.
+    'ThresholdedLinearUnit': (lambda: tl.Serial(tl.Negate(), tl.ThresholdedLinearUnit()), SEQ),
+    'PureLayer': (lambda: tl.PureLayer(lambda xs: xs[0] * xs[1], n_in=2), (SEQ, SEQ)),
 }
 
 # Names in minitrax.layers that are not layers (helpers, initializers, base pieces).
 NOT_LAYERS = {
-    'Layer', 'EMPTY', 'LayerError', 'METRICS', 'one_hot', 'log_softmax', 'check_ids', 'poison',
-    'get_fans', 'as_signature', 'split_rng', 'stack_inputs', 'push_outputs', 'as_stack',
-    'from_stack', 'dot_product_attention', 'sinusoidal_encoding', 'check_positions',
-    'ReversibleLayer', 'hash_vectors', 'random_rotations', 'hash_with_rotations', 'auto_n_buckets',
-    'bucketed_attention', 'chunked_attention', 'cached_attention'
+    'Layer',
+    'EMPTY',
+    'LayerError',
+    'METRICS',
+    'one_hot',
+    'log_softmax',
+    'check_ids',
+    'poison',
+    'get_fans',
+    'as_signature',
+    'split_rng',
+    'stack_inputs',
+    'push_outputs',
+    'as_stack',
+    'from_stack',
+    'dot_product_attention',
+    'sinusoidal_encoding',
+    'check_positions',
+    'ReversibleLayer',
+    'hash_vectors',
+    'random_rotations',
+    'hash_with_rotations',
+    'auto_n_buckets',
+    'bucketed_attention',
+    'chunked_attention',
+    'cached_attention',
+    'InitializerFromFile',
+    'check_shape_agreement',
+    'assert_shape',
+    'EMPTY_STATE',
+    'EMPTY_WEIGHTS',
+    'ShapeDtype',
+    'signature',
+    'fastmath',
+    'layer',
+    'to_list',
+    'flatten_weights_and_state',
+    'unflatten_weights_and_state',
+    'calc_funnel_ratio',
+    'check_buckets',
+    'factor_list',
+    'get_rel_att_inputs',
+    'length_normalized',
+    'local_attention',
+    'look_adjacent',
+    'over_heads',
+    'overflow_message',
+    'sinusoid_table',
+    'total_buckets',
+    # Base classes of attention layers (their subclasses have cases).
+    'BaseCausalAttention',
+    'EfficientAttention',
+    'EfficientAttentionBase',
+    # One input that is a nested list (tests/layers/test_trax_names.py).
+    'FlattenList'
 }
 
 
@@ -138,7 +326,8 @@ def _public_layers():
 
 
 def test_every_public_layer_has_a_case():
-  missing = sorted(set(_public_layers()) - set(CASES))
+  covered = lambda name: {name, f'trax14.{name}', f'trax14.{name.removesuffix("14")}'} & set(CASES)
+  missing = [name for name in _public_layers() if not covered(name)]
   assert not missing, f'add these layers to CASES: {missing}'
 
 

@@ -108,7 +108,7 @@ def test_a_store_through_a_sublayer_reaches_every_cached_tree_holding_it(monkeyp
   one.init(ShapeDtype((1, 2)))
   two.init(ShapeDtype((1, 2)))
   assert one.weights is one.weights and two.weights is two.weights
-  assert walks == ['one', 'two']
+  assert walks == ['shared', 'one', 'two']  # two.init keeps shared's weights (read once)
   shared.weights = jnp.array([5.0, 6.0])  # the deepest layer, shared by both models
   np.testing.assert_array_equal(one.weights[0][0], [5.0, 6.0])
   np.testing.assert_array_equal(two.weights[1], [5.0, 6.0])

@@ -1,0 +1,69 @@
+"""The data stack: how a layer's inputs are taken from it and its outputs put back.
+
+A layer takes `n_in` inputs from the top of a stack (a tuple) and puts `n_out`
+outputs back. One input or output is a bare array, several are a tuple:
+`n_in == 1` gives the layer `stack[0]`, `n_in == 2` gives `(stack[0],
+stack[1])`. Items below the inputs stay on the stack, under the outputs.
+"""
+
+import numpy as np  # noqa: F401  (the doctest)
+
+from minitrax.errors import ArgumentError
+
+
+def stack_inputs(layer, stack):
+  """The inputs of `layer` from the top of a data stack (tuple)."""
+  if layer.n_in == 1:
+    return stack[0]
+  return tuple(stack[:layer.n_in])
+
+
+def push_outputs(layer, outputs, stack):
+  """The stack after `layer` consumed its inputs and produced `outputs`."""
+  if layer.n_out == 1:
+    outputs = (outputs,)
+  elif not isinstance(outputs, (tuple, list)) or len(outputs) != layer.n_out:
+    raise ArgumentError(f'layer {layer.name} declares n_out={layer.n_out} but returned '
+                        f'{len(outputs) if isinstance(outputs, (tuple, list)) else "one array"}')
+  return tuple(outputs) + tuple(stack[layer.n_in:])
+
+
+def as_stack(x, n_in):
+  """The inputs of a layer as a tuple of `n_in` items."""
+  if n_in == 1:
+    return (x,)
+  if not isinstance(x, (tuple, list)) or len(x) < n_in:
+    got = f'{len(x)} items' if isinstance(x, (tuple, list)) else 'one array'
+    raise ArgumentError(f'expected a tuple of {n_in} inputs, got {got}')
+  return tuple(x)
+
+
+def check_n_inputs(layer, x):
+  """Raises if `x` holds more inputs than `layer.n_in` (surplus inputs are never dropped).
+
+  For `n_in == 1`, a tuple of two or more arrays is more than one input.
+  """
+  n_in = layer.n_in
+  if isinstance(x, tuple) if n_in == 1 else isinstance(x, (tuple, list)):
+    if len(x) > n_in:
+      raise ArgumentError(f'layer {layer.name} takes n_in={n_in} input'
+                          f'{"s" if n_in != 1 else ""} but got {len(x)}')
+
+
+def from_stack(stack, n_out):
+  """Outputs of a layer from its final stack: a bare array when `n_out == 1`."""
+  return stack[0] if n_out == 1 else tuple(stack[:n_out])
+
+
+def to_list(outputs):
+  """Layer outputs as nested Python lists (one array, or a tuple/list of them), for equality.
+
+  >>> to_list((np.ones(2), np.zeros((1, 1))))
+  [[1.0, 1.0], [[0.0]]]
+  """
+  if isinstance(outputs, (list, tuple)):
+    return [y.tolist() for y in outputs]
+  return outputs.tolist()
+
+
+__all__ = ['stack_inputs', 'push_outputs', 'as_stack', 'check_n_inputs', 'from_stack', 'to_list']
