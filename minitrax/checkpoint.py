@@ -331,3 +331,17 @@ def check_compatible(saved, expected, source, what='weights'):
     lines = '\n  '.join(problems)
     raise CheckpointError(f'{source}: the saved {what} do not fit the model; '
                           f'{len(problems)} mismatched path(s):\n  {lines}')
+
+
+# ------------------------------------------------------------------ Trax's own checkpoints
+
+
+def import_trax(path):
+  """`(weights, state)` of a real Trax checkpoint, read without running its pickle.
+
+  A Trax 1.2 `model.pkl` gives Trax's nested trees, a Trax 1.4 `model.pkl.gz`
+  (with `model.weights.npy.gz` beside it) flat lists; see
+  `minitrax.trax_import.import_trax`, which this calls.
+  """
+  from minitrax import trax_import  # pylint: disable=import-outside-toplevel
+  return trax_import.import_trax(path)

@@ -5,7 +5,9 @@ own models (`@register`), so `import minitrax.models` is all that `get_model`
 needs. A new model module is imported here.
 """
 
+from minitrax.models.atari_cnn import AtariCnn
 from minitrax.models.mlp import MLP
+from minitrax.models.neural_gpu import NeuralGPU
 from minitrax.models.reformer import Reformer, ReformerLM
 from minitrax.models.registry import get_model, model_names, register
 from minitrax.models.resnet import (ConvBlock, GlobalAvgPool, IdentityBlock, Resnet50, WideResnet,
@@ -18,5 +20,5 @@ __all__ = [
     'MLP', 'Resnet50', 'WideResnet', 'ConvBlock', 'IdentityBlock', 'WideResnetBlock',
     'WideResnetGroup', 'GlobalAvgPool', 'RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell',
     'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerLM', 'Reformer',
-    'ReformerLM', 'register', 'get_model', 'model_names'
+    'ReformerLM', 'AtariCnn', 'NeuralGPU', 'register', 'get_model', 'model_names'
 ]

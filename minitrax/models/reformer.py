@@ -104,12 +104,12 @@ def DecoderBlock(
   """A reversible causal block on (x1, x2): attention half, swap, feed-forward half, swap.
 
   `attention_type` is called with `n_heads, d_qk, d_v, causal=True,
-  output_dropout, mode, predict_mem_len` (e.g. `SelfAttention`,
+  output_dropout, mode, predict_mem_len, predict_drop_len` (e.g. `SelfAttention`,
   `LSHSelfAttention` or a `functools.partial` of them).
   """
   attention = attention_type(n_heads=n_heads, d_qk=d_attention_key, d_v=d_attention_value,
                              causal=True, output_dropout=dropout, mode=mode,
-                             predict_mem_len=max_len)
+                             predict_mem_len=max_len, predict_drop_len=max_len)
   feed_forward = ChunkedFeedForward(d_model, d_ff, dropout, ff_activation, ff_chunk_size, mode)
   return [
       ReversibleHalfResidual(LayerNorm(), attention_layer=attention),
@@ -322,7 +322,7 @@ def _EncoderDecoderBlock(
   d_head = d_model // n_heads
   causal = SelfAttention(n_heads=n_heads, d_qk=d_head, d_v=d_head, causal=True,
                          attention_dropout=dropout, output_dropout=dropout, mode=mode,
-                         predict_mem_len=max_len)
+                         predict_mem_len=max_len, predict_drop_len=max_len)
   to_encoder = [
       Select([0, 1, 1, 2]),  # q k v mask: (x, vec_e, vec_e, mask)
       AttentionQKV(d_model, n_heads=n_heads, dropout=dropout, mode=mode),

@@ -165,6 +165,8 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell, rnn_cell_d_sta
              Recurrent(MultiRNNCell([rnn_cell(d_model)] * n_layers)),
              Dense(vocab_size), LogSoftmax)
 
+  Weights, in Trax's order: the embedding, each cell's, the Dense's (Trax
+  1.2's model; Trax 1.4's, `minitrax.models.trax14.RNNLM`, ends in logits).
   See the module docstring for predict mode.
 
   Args:
@@ -178,19 +180,26 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell, rnn_cell_d_sta
     dropout: drop rate after the embedding (in 'train' only).
     mode: 'train', 'eval' or 'predict'.
   """
-  check_int('RNNLM', 'vocab_size', vocab_size)
-  check_int('RNNLM', 'd_model', d_model)
-  check_int('RNNLM', 'n_layers', n_layers)
-  check_int('RNNLM', 'rnn_cell_d_state_multiplier', rnn_cell_d_state_multiplier)
-  check_mode('RNNLM', 'mode', mode)
+  return StackedRNNLM('RNNLM', vocab_size, d_model, n_layers, rnn_cell, rnn_cell_d_state_multiplier,
+                      dropout, mode, [LogSoftmax()])
+
+
+def StackedRNNLM(who, vocab_size, d_model, n_layers, rnn_cell, rnn_cell_d_state_multiplier, dropout,
+                 mode, head):
+  """`RNNLM`'s layers with `head` (e.g. `[LogSoftmax()]`, or `[]` for logits) after the Dense."""
+  check_int(who, 'vocab_size', vocab_size)
+  check_int(who, 'd_model', d_model)
+  check_int(who, 'n_layers', n_layers)
+  check_int(who, 'rnn_cell_d_state_multiplier', rnn_cell_d_state_multiplier)
+  check_mode(who, 'mode', mode)
   if not callable(rnn_cell):
-    raise ArgumentTypeError(f'RNNLM: rnn_cell must be a function returning a cell (e.g. LSTMCell), '
+    raise ArgumentTypeError(f'{who}: rnn_cell must be a function returning a cell (e.g. LSTMCell), '
                             f'got {rnn_cell!r}')
   cells = MultiRNNCell([rnn_cell(n_units=d_model) for _ in range(n_layers)])
   state_size = n_layers * rnn_cell_d_state_multiplier * d_model
   return Serial(ShiftRight(mode=mode), Embedding(vocab_size, d_model),
                 Dropout(rate=dropout, mode=mode), Recurrent(cells, state_size, mode=mode),
-                Dense(vocab_size), LogSoftmax(), name='RNNLM')
+                Dense(vocab_size), head, name='RNNLM')
 
 
 @register
@@ -204,7 +213,8 @@ def GRULM(vocab_size=256, d_model=512, n_layers=1, mode='train'):
              [Recurrent(GRUCell(d_model))] * n_layers, Dense(vocab_size), LogSoftmax)
 
   Each recurrent layer is named `GRU_{d_model}`. See the module docstring for
-  predict mode.
+  predict mode. (Trax 1.4's form, `minitrax.models.trax14.GRULM`, ends in
+  logits.)
 
   Args:
     vocab_size: number of token ids.
@@ -212,14 +222,19 @@ def GRULM(vocab_size=256, d_model=512, n_layers=1, mode='train'):
     n_layers: number of GRU layers.
     mode: 'train', 'eval' or 'predict'.
   """
-  check_int('GRULM', 'vocab_size', vocab_size)
-  check_int('GRULM', 'd_model', d_model)
-  check_int('GRULM', 'n_layers', n_layers)
-  check_mode('GRULM', 'mode', mode)
+  return StackedGRULM('GRULM', vocab_size, d_model, n_layers, mode, [LogSoftmax()])
+
+
+def StackedGRULM(who, vocab_size, d_model, n_layers, mode, head):
+  """`GRULM`'s layers with `head` after the Dense."""
+  check_int(who, 'vocab_size', vocab_size)
+  check_int(who, 'd_model', d_model)
+  check_int(who, 'n_layers', n_layers)
+  check_mode(who, 'mode', mode)
   return Serial(ShiftRight(mode=mode), Embedding(vocab_size, d_model), [
       Recurrent(GRUCell(d_model), d_model, mode=mode, name=f'GRU_{d_model}')
       for _ in range(n_layers)
-  ], Dense(vocab_size), LogSoftmax(), name='GRULM')
+  ], Dense(vocab_size), head, name='GRULM')
 
 
-__all__ = ['RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell']
+__all__ = ['RNNLM', 'GRULM', 'Recurrent', 'MultiRNNCell', 'StackedRNNLM', 'StackedGRULM']

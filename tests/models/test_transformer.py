@@ -76,13 +76,57 @@ def test_output_shapes_and_weights_in_every_mode(name):
 
 def test_transformer_shares_one_embedding_when_vocabularies_are_equal():
 
-  def tables(model):
+  def tables(model, shape):
     leaves = jax.tree.leaves(model.init((IDS, IDS))[0])
-    return sum(1 for a in leaves if a.shape == (V, 32))
+    return sum(1 for a in leaves if a.shape == shape)
 
-  assert tables(Transformer(V, n_encoder_layers=1, n_decoder_layers=1, **SIZES)) == 1
-  assert tables(Transformer(V, output_vocab_size=V, n_encoder_layers=1, n_decoder_layers=1,
-                            **SIZES)) == 2
+  shared = Transformer(V, n_encoder_layers=1, n_decoder_layers=1, **SIZES)
+  assert tables(shared, (V, 32)) == 1 and tables(shared, (1, 2048, 32)) == 1  # as in Trax 1.2
+  separate = Transformer(V, output_vocab_size=V, n_encoder_layers=1, n_decoder_layers=1, **SIZES)
+  assert tables(separate, (V, 32)) == 2 and tables(separate, (1, 2048, 32)) == 2
+
+
+# The weight shapes of real Trax 1.2.3's models (vocabulary 16, d_model 8, d_ff 16, 2 heads,
+# max_len 16, one layer each side; TransformerEncoder with 3 classes), in Trax's order, printed by
+# `[a.shape for a in leaves(model.init(sig)[0])]` under Trax 1.2.3.
+TRAX_1_2_SHAPES = {
+    'TransformerEncoder': [(16, 8), (1, 16, 8), (8,), (8,), (8, 8), (8,), (8, 8), (8,),
+                           (8, 8), (8,), (8, 8), (8,), (8,), (8,), (8, 16), (16,), (16, 8), (8,),
+                           (8,), (8,), (8, 3), (3,)],
+    'TransformerDecoder': [(16, 8), (1, 16, 8), (8,), (8,), (8, 8), (8, 8), (8, 8), (8, 8), (8,),
+                           (8,), (8, 16), (16,), (16, 8), (8,), (8,), (8,)],
+    'Transformer': [(16, 8), (1, 16, 8), (8,), (8,), (8, 8), (8,), (8, 8), (8,), (8, 8), (8,),
+                    (8, 8), (8,), (8,), (8,), (8, 16), (16,), (16, 8), (8,), (8,), (8,), (8,), (8,),
+                    (8, 8), (8, 8), (8, 8), (8, 8), (8,), (8,), (8, 8), (8,), (8, 8), (8,), (8, 8),
+                    (8,), (8, 8), (8,), (8,), (8,), (8, 16), (16,), (16, 8), (8,), (8,), (8,),
+                    (8, 16), (16,)],
+    'Transformer_two_vocabularies': [(16, 8), (1, 16, 8), (8,), (8,), (8, 8), (8,), (8, 8), (8,),
+                                     (8, 8), (8,), (8, 8), (8,), (8,), (8,), (8, 16),
+                                     (16,), (16, 8), (8,), (8,), (8,), (12, 8), (1, 16, 8), (8,),
+                                     (8,), (8, 8), (8, 8), (8, 8), (8, 8), (8,), (8,), (8, 8), (8,),
+                                     (8, 8), (8,), (8, 8), (8,), (8, 8), (8,), (8,), (8,), (8, 16),
+                                     (16,), (16, 8), (8,), (8,), (8,), (8, 12), (12,)],
+}
+TRAX_SIZES = dict(d_model=8, d_ff=16, n_heads=2, max_len=16)
+TRAX_MODELS = {
+    'TransformerEncoder': (lambda: TransformerEncoder(16, n_classes=3, n_layers=1, **TRAX_SIZES),
+                           ShapeDtype((2, 8), np.int32)),
+    'TransformerDecoder': (lambda: TransformerDecoder(16, n_layers=1, **TRAX_SIZES),
+                           ShapeDtype((2, 8), np.int32)),
+    'Transformer':
+        (lambda: Transformer(16, n_encoder_layers=1, n_decoder_layers=1, **TRAX_SIZES), (ShapeDtype(
+            (2, 8), np.int32),) * 2),
+    'Transformer_two_vocabularies':
+        (lambda: Transformer(16, output_vocab_size=12, n_encoder_layers=1, n_decoder_layers=1, **
+                             TRAX_SIZES), (ShapeDtype((2, 8), np.int32),) * 2),
+}
+
+
+@pytest.mark.parametrize('name', sorted(TRAX_MODELS))
+def test_weights_are_trax_1_2_s_one_to_one(name):
+  """Trax 1.2's order and shapes: (1, max_len, d) tables, no biases in causal attention."""
+  make, sig = TRAX_MODELS[name]
+  assert [tuple(a.shape) for a in jax.tree.leaves(make().init(sig)[0])] == TRAX_1_2_SHAPES[name]
 
 
 def test_train_mode_needs_an_rng_for_dropout():
@@ -229,7 +273,7 @@ def test_codelab_inference_loop(copy_weights, tmp_path):
   trained.init(IDS)
   trained.weights = copy_weights
   trained.save_to_file(str(tmp_path / 'model.pkl'))
-  predict_model = lm('predict', max_len=L)
+  predict_model = lm('predict')  # the position table is a trained weight: max_len as trained
   predict_model.init(ShapeDtype((1, 1), dtype=np.int32))
   predict_model.init_from_file(str(tmp_path / 'model.pkl'), weights_only=True)
   prefix = [0, 1, 2, 3, 4, 0]
@@ -244,8 +288,10 @@ def test_codelab_inference_loop(copy_weights, tmp_path):
     result.append(int(next_input))
   assert result == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
   assert predict_model._jit_pure_fn._cache_size() == 1  # pylint: disable=protected-access
-  # The cache holds max_len=10 positions: an 11th token is an error, not a wrap-around.
-  with pytest.raises(LayerError, match='predict mode ran past max_len=10: 1 new position'):
+  # The cache holds max_len=12 positions: a 13th token is an error, not a wrap-around.
+  predict_model(cur_input)
+  predict_model(cur_input)
+  with pytest.raises(LayerError, match='predict mode ran past max_len=12: 1 new position'):
     predict_model(cur_input)
 
 
