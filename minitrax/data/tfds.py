@@ -1,11 +1,15 @@
 """TFDS datasets by name, read without TensorFlow through random-access data sources.
 
-`inputs('mnist')` prepares (if needed and possible) and opens a
-`tensorflow_datasets` dataset in the `array_record` file format, whose
-examples `tfds` decodes with NumPy (and PIL for images), and returns an
-`Inputs` whose batch `i` is a pure function of `(seed, i)`: exact resume.
+`inputs('mnist')` opens a TFDS dataset (`minitrax.data.tfds_sources`): TFDS's
+prepared `array_record` copy, whose examples `tfds` decodes with NumPy (and
+PIL for images); for the seed's datasets (mnist, fashion_mnist, kmnist,
+emnist, cifar10, cifar100, imdb_reviews, lm1b) otherwise their original
+distribution files (`minitrax.data.local_datasets`); and returns an `Inputs`
+whose batch `i` is a pure function of `(seed, i)`: exact resume.
 
-As in Trax: the eval split is `validation`, else `test`, else (with
+Splits are TFDS split strings (`train_split='test[:80%]'`,
+`eval_split='test[80%:]'`: `minitrax.data.splits`); by default, as in Trax,
+train and, for eval, `validation`, else `test`, else (with
 `eval_holdout_size`) the end of `train`; inputs and targets default to the
 dataset's supervised keys; the training batch size is
 `batch_size_per_device * n_devices`; variable-length data is bucketed by
@@ -23,14 +27,11 @@ a bucketed stream reads the whole split once (seconds for imdb_reviews'
 with `pad_to_length`, which needs no such pass.
 
 TensorFlow is never imported here, and `tensorflow_datasets` only inside the
-functions. Preparing some datasets (image encoding) or reading TFRecord files
+functions. Preparing other datasets (image encoding) or reading TFRecord files
 needs TensorFlow; that, and a dataset that cannot be downloaded, end in one
 `DataError` that says what to do.
 """
 
-import contextlib
-import os
-import re
 import threading
 import types
 
@@ -39,101 +40,25 @@ import numpy as np
 from minitrax.checks import check_int
 from minitrax.data import batching
 from minitrax.data import text as text_lib
+from minitrax.data import tfds_sources
 from minitrax.data.inputs import Inputs, Stream
+from minitrax.data.tfds_sources import TF_EXTRA
 from minitrax.errors import DataError
 
 __all__ = ['inputs', 'crop_and_flip', 'TF_EXTRA']
 
-TF_EXTRA = 'pip install minitrax[tfds]'
-_TF_WORD = re.compile(r'\btensorflow\b')
+# The openers `minitrax.data.tfds_stream` uses, under their former names.
+_open_builder = tfds_sources.open_dataset
+_open_source = tfds_sources.open_split
+_tf_guard = tfds_sources.tf_guard
 
 
-def _missing_tensorflow(error):
-  """True if `error`, or an exception it was raised from, is TensorFlow failing to import."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, ImportError) and ((error.name or '').split('.')[0] == 'tensorflow' or
-                                           _TF_WORD.search(str(error))):
-      return True
-    error = error.__cause__ or error.__context__
-  return False
-
-
-def _missing_module(error):
-  """The name of a module that failed to import in `error`'s chain, or None."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, ImportError) and error.name:
-      return error.name
-    error = error.__cause__ or error.__context__
-  return None
-
-
-def _first_line(error):
-  lines = str(error).strip().splitlines()
-  return f'{type(error).__name__}: {lines[0] if lines else ""}'
-
-
-@contextlib.contextmanager
-def _tf_guard(name, action):
-  """Turns a missing-TensorFlow failure inside the block into the install-extra DataError."""
-  try:
-    yield
-  except DataError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    if _missing_tensorflow(e):
-      raise DataError(
-          f'TFDS dataset {name!r} needs TensorFlow to {action}, and TensorFlow is not installed '
-          f'(minitrax itself never imports it). Install the extra with `{TF_EXTRA}` and run '
-          'again.') from e
-    raise
-
-
-def _unprepared_message(builder, name, reason):
-  root = os.fspath(builder.data_dir_root)
-  return (f'TFDS dataset {name!r} is not prepared in data_dir {root!r} and could not be prepared '
-          f'here ({reason}). Without network, place files downloaded elsewhere:\n'
-          f'  - a prepared copy in array_record format, in {os.fspath(builder.data_dir)}/ (make it '
-          f'where there is network: `tfds build {name} --data_dir=DIR '
-          '--file_format=array_record`), or\n'
-          f'  - the dataset\'s source files, in the TFDS manual directory '
-          f'{os.path.join(root, "downloads", "manual")}/, then run again with download=True.')
-
-
-def _open_builder(name, data_dir, download):
-  """The dataset's builder, prepared in array_record format (or a DataError saying why not)."""
-  import tensorflow_datasets as tfds_lib  # pylint: disable=g-import-not-at-top  (slow import)
-  with _tf_guard(name, 'load its dataset builder'):
-    try:
-      builder = tfds_lib.builder(name, data_dir=data_dir, file_format='array_record')
-    except tfds_lib.core.DatasetNotFoundError as e:
-      raise DataError(f'unknown TFDS dataset {name!r} (tensorflow_datasets '
-                      f'{tfds_lib.__version__}); tfds.list_builders() lists the names') from e
-  if builder.is_prepared():
-    return builder
-  if not download:
-    raise DataError(_unprepared_message(builder, name, 'download=False'))
-  with _tf_guard(name, 'prepare it (encode its examples)'):
-    try:
-      builder.download_and_prepare()
-    except Exception as e:  # pylint: disable=broad-except
-      if _missing_tensorflow(e):
-        raise
-      module = _missing_module(e)
-      if module:
-        raise DataError(f'TFDS dataset {name!r}: tensorflow_datasets needs the Python module '
-                        f'{module!r} to prepare it, and it is not installed; `pip install '
-                        f'{module.split(".")[0]}` and run again') from e
-      raise DataError(_unprepared_message(builder, name, _first_line(e))) from e
-  return builder
-
-
-def _choose_splits(builder, name, eval_holdout_size):
-  """`(train_split, eval_split)` names, as Trax chooses them."""
+def _choose_splits(builder, name, eval_holdout_size, train_split=None, eval_split=None):
+  """`(train_split, eval_split)` split strings: as given, else as Trax chooses them."""
   if eval_holdout_size:
+    if train_split or eval_split:
+      raise DataError(f'TFDS dataset {name!r}: pass eval_holdout_size or train_split/eval_split, '
+                      'not both (e.g. train_split=\'train[:90%]\', eval_split=\'train[90%:]\')')
     percent = int(eval_holdout_size * 100)
     if not 0 < percent < 100:
       raise DataError(f'TFDS dataset {name!r}: eval_holdout_size must be in [0.01, 1), '
@@ -141,27 +66,18 @@ def _choose_splits(builder, name, eval_holdout_size):
     return f'train[:{100 - percent}%]', f'train[{100 - percent}%:]'
   known = set(builder.info.splits.keys())
   if not known:  # Split names unknown (tfds.testing.mock_data): train and test, as most datasets.
-    return 'train', 'test'
-  if 'train' not in known:
-    raise DataError(f'TFDS dataset {name!r} has no train split (splits: {sorted(known)})')
+    return train_split or 'train', eval_split or 'test'
+  if not train_split and 'train' not in known:
+    raise DataError(f'TFDS dataset {name!r} has no train split (splits: {sorted(known)}); pass '
+                    'train_split')
+  if eval_split:
+    return train_split or 'train', eval_split
   for split in ('validation', 'test'):
     if split in known:
-      return 'train', split
+      return train_split or 'train', split
   raise DataError(f'TFDS dataset {name!r} has no validation or test split (splits: '
-                  f'{sorted(known)}); pass eval_holdout_size to hold out part of train')
-
-
-def _open_source(builder, name, split):
-  with _tf_guard(name, f'read split {split!r}'):
-    try:
-      return builder.as_data_source(split=split)
-    except NotImplementedError as e:
-      raise DataError(
-          f'TFDS dataset {name!r} in {os.fspath(builder.data_dir)} is stored as TFRecord files, '
-          'which only TensorFlow reads; minitrax reads array_record files. Convert it with '
-          f'`tfds convert_format --dataset_version_dir={os.fspath(builder.data_dir)} '
-          '--out_file_format=array_record`, or build it again with `tfds build '
-          f'{name} --file_format=array_record` (both need TensorFlow: `{TF_EXTRA}`)') from e
+                  f'{sorted(known)}); pass eval_split, or eval_holdout_size to hold out part of '
+                  'train')
 
 
 class _Feature:
@@ -322,12 +238,39 @@ def _stream(split, tag, training, cfg):
   return Stream(batch_fn, f'{cfg.name}/{batching.STREAM_NAMES[tag]}')
 
 
+def _open_splits(dataset_name, data_dir, download, names, split_args, max_length):
+  """`(train, eval)` `_Split`s of the dataset, its features selected by `names`."""
+  dataset = tfds_sources.open_dataset(dataset_name, data_dir, download)
+  train_split, eval_split = _choose_splits(dataset, dataset_name, *split_args)
+  inp, tgt = _select(dataset.info, dataset_name, *names)
+  features = [inp] if inp.name == tgt.name and inp.variable else [inp, tgt]
+  tfds_sources.require_splits(dataset, [train_split, eval_split])
+  open_split = lambda split: _Split(tfds_sources.open_split(dataset, dataset_name, split), features,
+                                    max_length)
+  train, evals = open_split(train_split), open_split(eval_split)
+  for split, data in ((train_split, train), (eval_split, evals)):
+    if data.n_examples == 0:
+      raise DataError(f'TFDS dataset {dataset_name!r}: split {split!r} has no examples')
+  with tfds_sources.tf_guard(dataset_name, 'decode its examples'):
+    train.example(0)
+  return train, evals
+
+
 def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
            batch_size_per_device=32, batch_size=None, eval_batch_size=32, eval_holdout_size=0.0,
            shuffle=True, seed=0, scale_images=True, augment_images=False, max_length=None,
            pad_to_length=None, bucket_length=32, buckets=None,
-           buckets_include_inputs_in_length=False, max_eval_length=None, download=True):
+           buckets_include_inputs_in_length=False, max_eval_length=None, download=True,
+           train_split=None, eval_split=None):
   """`Inputs` for the TFDS dataset `dataset_name` (Trax's `inputs`, offline and exact).
+
+  The seed's datasets (mnist, fashion_mnist, kmnist, emnist/CONFIG, cifar10,
+  cifar100, imdb_reviews, lm1b) need no TensorFlow: unless TFDS's prepared
+  array_record copy is in `data_dir`, they are read from their original
+  files (found in `data_dir`, its `downloads/` or `downloads/manual/`, or
+  downloaded through TFDS's download manager), with TFDS's splits, features
+  and example order. Offline, a `DataError` lists the missing files, their
+  SHA-256 checksums and the folder to put them in.
 
   Args:
     dataset_name: a TFDS name, e.g. 'mnist', 'cifar10', 'imdb_reviews', 'lm1b'
@@ -350,16 +293,24 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
     bucket_length, buckets, buckets_include_inputs_in_length, max_eval_length:
       length bucketing as Trax's `batch_fn`; `buckets` is an explicit
       `(boundaries, batch_sizes)` pair.
-    download: try to download and prepare a dataset missing from `data_dir`.
+    download: try to download (and prepare) a dataset missing from `data_dir`.
+    train_split, eval_split: TFDS split strings to train and evaluate on,
+      e.g. 'train', 'test[:80%]', 'test[80%:]', 'train[:1000]',
+      'train[10%:20%]', 'train+test' (TFDS's slicing and rounding); default
+      as Trax chooses (train; validation, else test). Not with
+      `eval_holdout_size`.
 
   Returns:
     `Inputs` of `(inputs, targets)`, or `(ids, ids, weights)` for a text
     dataset whose input and target are the same feature.
 
   Raises:
-    DataError: unknown dataset or feature; dataset not prepared and not
-      downloadable (the message says where to put files); TensorFlow needed
-      (the message gives `pip install minitrax[tfds]`).
+    DataError: unknown dataset, feature or split; files missing and not
+      downloadable (the message says which, and where to put them);
+      TensorFlow needed (the message gives `pip install minitrax[tfds]`).
+
+  >>> data = inputs('mnist', data_dir='../shared/data/mnist',  # doctest: +SKIP
+  ...               train_split='test[:80%]', eval_split='test[80%:]')
   """
   count = lambda value, what: check_int(None, what, value, error=DataError)
   optional = lambda value, what: None if value is None else count(value, what)
@@ -378,17 +329,8 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
       buckets=buckets, max_eval_length=optional(max_eval_length, 'max_eval_length'),
       buckets_include_inputs_in_length=buckets_include_inputs_in_length)
   max_length = cfg.pad_to_length or optional(max_length, 'max_length')
-  builder = _open_builder(dataset_name, data_dir, download)
-  train_split, eval_split = _choose_splits(builder, dataset_name, eval_holdout_size)
-  inp, tgt = _select(builder.info, dataset_name, input_name, target_name)
-  features = [inp] if inp.name == tgt.name and inp.variable else [inp, tgt]
-  train = _Split(_open_source(builder, dataset_name, train_split), features, max_length)
-  evals = _Split(_open_source(builder, dataset_name, eval_split), features, max_length)
-  for split, data in ((train_split, train), (eval_split, evals)):
-    if data.n_examples == 0:
-      raise DataError(f'TFDS dataset {dataset_name!r}: split {split!r} has no examples')
-  with _tf_guard(dataset_name, 'decode its examples'):
-    train.example(0)
+  train, evals = _open_splits(dataset_name, data_dir, download, (input_name, target_name),
+                              (eval_holdout_size, train_split, eval_split), max_length)
   return Inputs(_stream(train, batching.TRAIN, True, cfg), _stream(evals, batching.EVAL, False,
                                                                    cfg),
                 _stream(train, batching.TRAIN_EVAL, False, cfg))

@@ -102,6 +102,30 @@ class Optimizer:
     return dict(self._hyperparameters)
 
   @property
+  def slots(self):
+    """The optimizer's slots (Trax 1.4's `opt.slots`): of the last eager `tree_init`, as set, or
+    those of the training run that tracks them (`track_slots`); None before any.
+
+    Trax's flat form: a tuple with one tuple of slot arrays per weight array,
+    in tree order. `tree_update` is pure and stores nothing here.
+    """
+    source = getattr(self, '_slots_source', None)
+    return source() if source is not None else getattr(self, '_slots', None)
+
+  @slots.setter
+  def slots(self, slots):
+    self._slots, self._slots_source = slots, None
+
+  def track_slots(self, source):
+    """Makes `slots` return `source()` (a training loop's current slots, read on access).
+
+    A loop's slots live on the devices and are donated to each compiled step,
+    so it hands out a function that copies them when asked, rather than a
+    second copy kept here.
+    """
+    self._slots, self._slots_source = None, source
+
+  @property
   def opt_params(self):
     """A fresh dict of float32 scalar arrays, one per hyperparameter."""
     return {k: jnp.asarray(v, jnp.float32) for k, v in self._hyperparameters.items()}
@@ -119,6 +143,8 @@ class Optimizer:
     """
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(weights)
     slots = [self._init_leaf(path, w) for path, w in paths_and_leaves]
+    if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(slots)):
+      self._slots = tuple(slots)  # kept for `slots` unless traced (never store a tracer)
     return treedef.unflatten(slots), self.opt_params
 
   def tree_update(self, step, grads, weights, slots, opt_params):

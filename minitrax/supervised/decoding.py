@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minitrax.checks import check_int, check_non_negative
+from minitrax.checks import check_flag, check_int, check_non_negative
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.attention import DotProductCausalAttention
 from minitrax.layers.trees import unique_layers
@@ -57,20 +57,21 @@ def _capacity(model):
   return model.predict_capacity()
 
 
-def _prepare(model, inputs, batch_size, start_id, rows_per_example=1):
+def _prepare(model, inputs, batch_size, start_id, rows_per_example=1, eval_mode=False):
   """Checks arguments; returns (prompt, inputs, fresh state, capacity).
 
-  Examples are repeated `rows_per_example` times (beams) along the batch.
+  Examples are repeated `rows_per_example` times (beams) along the batch. In
+  `eval_mode` the state is the model's own and there is no capacity (None).
   """
   check_int('decoding', 'batch_size', batch_size, 1)
-  check_int('decoding', 'start_id', start_id, 0)
+  start = _start_ids(start_id, batch_size)
   if not model.initialized:
     raise ArgumentError(f'decoding: model {model.name} is not initialised; call model.init('
                         f'ShapeDtype((batch, 1), np.int32)) and load its weights first')
   if model.n_in not in (1, 2):
     raise ArgumentError(f'decoding: the model must take 1 input (a language model) or 2 '
                         f'(source, target), but {model.name} has n_in={model.n_in}')
-  capacity = _capacity(model)
+  capacity = None if eval_mode else _capacity(model)
   if inputs is not None:
     inputs = np.asarray(inputs)
     if inputs.ndim != 2 or inputs.shape[0] != batch_size:
@@ -83,13 +84,33 @@ def _prepare(model, inputs, batch_size, start_id, rows_per_example=1):
     raise ArgumentError(f'decoding: the encoder-decoder {model.name} needs inputs (the source '
                         f'ids, shape (batch_size, length))')
   rows = batch_size * rows_per_example
-  prompt = np.full((rows, 1), start_id, np.int32)
+  prompt = np.repeat(start, rows_per_example, axis=0)
   if model.n_in == 1 and inputs is not None:
     prompt, inputs = np.concatenate([prompt, inputs], axis=1), None
+  if eval_mode:
+    return prompt, inputs, model.state, None
   signature = ShapeDtype((rows, 1), np.int32)
   if inputs is not None:
     signature = (ShapeDtype(inputs.shape, np.int32), signature)
   return prompt, inputs, _fresh_state(model, signature), capacity
+
+
+def _start_ids(start_id, batch_size):
+  """`start_id` (an int, or Trax 1.4's array of shape (batch_size, 1)) as int32 (batch_size, 1)."""
+  if np.ndim(start_id) == 0:
+    return np.full((batch_size, 1), check_int('decoding', 'start_id', start_id, 0), np.int32)
+  start = np.asarray(start_id)
+  if start.shape != (batch_size,
+                     1) or not np.issubdtype(start.dtype, np.integer) or start.min() < 0:
+    raise ArgumentError(f'decoding: start_id must be an int >= 0 or ids >= 0 of shape '
+                        f'(batch_size={batch_size}, 1), got {start.dtype} of shape {start.shape}')
+  return start.astype(np.int32)
+
+
+def _check_trax_flags(accelerate, eval_min_length):
+  """Trax 1.4's `accelerate` (minitrax always compiles) and `eval_min_length`, checked."""
+  check_flag('decoding', 'accelerate', accelerate)
+  check_int('decoding', 'eval_min_length', eval_min_length, 0)
 
 
 def _fresh_state(model, signature):
@@ -189,6 +210,47 @@ def _sample_loop(model, weights, state, prompt, inputs, temperature, rng, *, eos
   return out, n
 
 
+@functools.partial(jax.jit, static_argnames=('model', 'greedy'))
+def _eval_mode_step(model, weights, state, tokens, inputs, position, temperature, rng, i, *,
+                    greedy):
+  """Sample i of an eval-mode model: from its scores at `position` of the padded `tokens`."""
+  y, _ = model.pure_fn(tokens if inputs is None else (inputs, tokens), weights, state, None)
+  y = y[0] if isinstance(y, tuple) else y
+  scores = jax.lax.dynamic_index_in_dim(y, position, axis=1, keepdims=False).astype(jnp.float32)
+  return _sample(scores if greedy else jax.nn.log_softmax(scores, axis=-1), temperature, rng, i,
+                 greedy)
+
+
+def _eval_mode_stream(model, prompt, inputs, temperature, rng, greedy, min_length):
+  """Trax 1.4's `eval_mode`: each sample from the whole sequence so far.
+
+  The sequence leaves out the start id (an eval-mode model shifts its input
+  right itself) and is zero-padded to a power of 2 of at least `min_length`
+  and its length + 1, so there is one compile per padded length.
+  """
+  tokens, weights, state, i = prompt[:, 1:], model.weights, model.state, 0
+  while True:
+    n = tokens.shape[1]
+    padded = np.pad(tokens, [(0, 0), (0, (1 << (max(min_length, n + 1) - 1).bit_length()) - n)])
+    ids = _eval_mode_step(model, weights, state, padded, inputs, np.int32(n), temperature, rng,
+                          np.int32(i), greedy=greedy)
+    yield ids
+    tokens = np.concatenate([tokens, np.asarray(ids)[:, None]], axis=1)
+    i += 1
+
+
+def _collect(stream, eos_id, max_length):
+  """Ids from `stream` until every row has emitted `eos_id` or there are `max_length`."""
+  out, done = [], None
+  for ids in stream:
+    ids = np.asarray(ids) if done is None else np.where(done, eos_id, np.asarray(ids))
+    done = (ids == eos_id) if done is None else done | (ids == eos_id)
+    out.append(ids)
+    if len(out) >= max_length or done.all():
+      return np.stack(out, axis=1)
+  return np.stack(out, axis=1)
+
+
 def _reorder_rows(state, index):
   """Gathers batch rows of every state array whose leading axis is a multiple of the rows.
 
@@ -260,7 +322,7 @@ def _beam_loop(model, weights, state, prompt, inputs, length_penalty, *, n_beams
 
 
 def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1.0, start_id=0,
-                                 rng=None):
+                                 accelerate=True, eval_mode=False, eval_min_length=1, rng=None):
   """Yields samples from `model` one position at a time, forever.
 
   Each step is one call of a compiled one-step function (two compiles: the
@@ -275,22 +337,33 @@ def autoregressive_sample_stream(model, inputs=None, batch_size=1, temperature=1
   would overflow.
 
   Args:
-    model: predict-mode model with trained weights (see the module docstring).
+    model: predict-mode model with trained weights (see the module docstring);
+      with `eval_mode`, any model, e.g. an eval-mode `TransformerLM`.
     inputs: None, or int ids (batch_size, n): the prompt of a language model
       or the source of an encoder-decoder.
     batch_size: number of sequences decoded side by side.
     temperature: 0 gives the argmax; 1 samples from the model; higher is
       more uniform.
-    start_id: id fed first.
+    start_id: id fed first, or ids of shape (batch_size, 1) (Trax 1.4).
+    accelerate: Trax 1.4's flag for compiling the model; minitrax always
+      compiles, so True and False decode alike.
+    eval_mode: Trax 1.4's slow path: each step runs the model on the whole
+      sequence so far (without the start id, zero-padded to a power of 2).
+    eval_min_length: with `eval_mode`, the least padded length.
     rng: JAX key or int seed for the sampling noise; default seed 0.
 
   Returns:
     A generator of int32 JAX arrays of shape (batch_size,).
   """
   check_non_negative('decoding', 'temperature', temperature)
-  prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
-  return _stream(model, prompt, inputs, state, capacity, jnp.float32(temperature), _as_key(rng),
-                 _is_greedy(temperature))
+  _check_trax_flags(accelerate, eval_min_length)
+  prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id,
+                                             eval_mode=eval_mode)
+  key, greedy = _as_key(rng), _is_greedy(temperature)
+  if eval_mode:
+    return _eval_mode_stream(model, prompt, inputs, jnp.float32(temperature), key, greedy,
+                             eval_min_length)
+  return _stream(model, prompt, inputs, state, capacity, jnp.float32(temperature), key, greedy)
 
 
 def _stream(model, tokens, inputs, state, capacity, temperature, rng, greedy):
@@ -306,18 +379,25 @@ def _stream(model, tokens, inputs, state, capacity, temperature, rng, greedy):
 
 
 def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, start_id=0, eos_id=1,
-                          max_length=100, rng=None):
+                          max_length=100, accelerate=True, eval_mode=False, eval_min_length=1,
+                          rng=None):
   """Samples whole sequences: ids (batch_size, length), length <= max_length.
 
-  Runs compiled end to end. A sequence ends at its first `eos_id` (which is
-  kept; later positions are `eos_id` too); decoding stops when all have
-  ended or after `max_length` ids. `temperature=0` is greedy decoding. For the
-  same `rng` the result equals the first ids of `autoregressive_sample_stream`.
-  Arguments as for `autoregressive_sample_stream`.
+  Runs compiled end to end (with `eval_mode`, one compiled call per id). A
+  sequence ends at its first `eos_id` (which is kept; later positions are
+  `eos_id` too); decoding stops when all have ended or after `max_length`
+  ids. `temperature=0` is greedy decoding. For the same `rng` the result
+  equals the first ids of `autoregressive_sample_stream`. Arguments as for
+  `autoregressive_sample_stream`.
   """
   check_non_negative('decoding', 'temperature', temperature)
   check_int('decoding', 'max_length', max_length, 1)
   check_int('decoding', 'eos_id', eos_id, 0)
+  if eval_mode:
+    return _collect(
+        autoregressive_sample_stream(model, inputs, batch_size, temperature, start_id, accelerate,
+                                     True, eval_min_length, rng), eos_id, max_length)
+  _check_trax_flags(accelerate, eval_min_length)
   prompt, inputs, state, capacity = _prepare(model, inputs, batch_size, start_id)
   _check_room(capacity, prompt.shape[1] + max_length - 1, f'max_length={max_length}')
   out, n = _sample_loop(model, model.weights, state, prompt, inputs, jnp.float32(temperature),
@@ -327,7 +407,7 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, sta
 
 
 def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=1, max_length=100,
-                length_penalty=1.0):
+                length_penalty=1.0, accelerate=True):
   """Beam search: the `n_beams` most likely sequences per example, best first.
 
   Runs compiled end to end over a predict state of batch_size * n_beams rows
@@ -336,7 +416,8 @@ def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=
   emitted `eos_id`) only extends with `eos_id` at no cost. At the end each
   beam is scored `log_prob / ((5 + length) / 6) ** length_penalty` (Wu et al.,
   2016; length counts ids up to and including the first EOS) and the beams are
-  sorted by that score. With `n_beams=1` this is greedy decoding.
+  sorted by that score. With `n_beams=1` this is greedy decoding. Trax 1.4's
+  `accelerate` is accepted and changes nothing (minitrax always compiles).
 
   Returns:
     `(ids, scores)`: int32 (batch_size, n_beams, length) with `length <=
@@ -344,6 +425,7 @@ def beam_search(model, inputs=None, batch_size=1, n_beams=2, start_id=0, eos_id=
     n_beams) scores, best first.
   """
   check_int('decoding', 'n_beams', n_beams, 1)
+  check_flag('decoding', 'accelerate', accelerate)  # minitrax always compiles
   check_int('decoding', 'max_length', max_length, 1)
   check_int('decoding', 'eos_id', eos_id, 0)
   if not isinstance(length_penalty, numbers.Real):

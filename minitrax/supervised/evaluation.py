@@ -44,4 +44,15 @@ def is_best(history, metric, step, highest):
   return values[-1] == (max(values) if highest else min(values))
 
 
-__all__ = ['metrics_round', 'is_best']
+def last_is_best(history, metric, highest):
+  """Whether the last recorded eval value of `metric` is the highest (lowest) so far.
+
+  Trax 1.4's `Loop` rule for `checkpoint_high_metric`/`checkpoint_low_metric`:
+  ties count as best, the step of the last value is not checked; False while
+  nothing is recorded.
+  """
+  values = [v for _, v in history.get('eval', f'metrics/{metric}')]
+  return bool(values) and values[-1] == (max(values) if highest else min(values))
+
+
+__all__ = ['metrics_round', 'is_best', 'last_is_best']

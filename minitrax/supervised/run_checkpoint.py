@@ -154,20 +154,23 @@ class Checkpoints:
         self.save(run, prefix=f'{kind}_{metric}')
 
 
-def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None):
+def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None, clean=True):
   """`(run, restored)`: the run saved at `path` if there is a file, else a new one.
 
   The model's layers are initialised either way (they hold the new weights).
-  Temporary files that killed saves left beside `path` are removed.
+  With `clean`, temporary files that killed saves left beside `path` are
+  removed (not for a file of another run, which may be saving now).
 
   Args:
     path: the run's `model.pkl`, or None for no file.
     model_with_loss, optimizer, signature: as for `run_state.new_run`.
     random_seed: int >= 0, or None for the saved run's seed (0 for a new run).
+    clean: whether `path` is in this run's own folder.
   """
   saved = None
   if path and os.path.exists(path):
-    checkpoint.remove_temporaries(os.path.dirname(path) or '.', '*.pkl')
+    if clean:
+      checkpoint.remove_temporaries(os.path.dirname(path) or '.', '*.pkl')
     saved = read(path)
   seed = random_seed if random_seed is not None else saved_seed(saved) if saved else 0
   run = new_run(model_with_loss, optimizer, signature, check_seed(seed))

@@ -84,10 +84,10 @@ class RunState(typing.NamedTuple):
     return self.weights, self.slots, self.state
 
 
-def check_seed(seed):
-  """`seed` as an int, if it is an int >= 0; else `ConfigError`."""
+def check_seed(seed, who='Trainer'):
+  """`seed` as an int, if it is an int >= 0; else `ConfigError` naming `who`."""
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ConfigError(f'Trainer: random_seed must be an int >= 0 or None, got {seed!r}')
+    raise ConfigError(f'{who}: random_seed must be an int >= 0 or None, got {seed!r}')
   return int(seed)
 
 
@@ -107,6 +107,7 @@ def new_run(model_with_loss, optimizer, signature, seed):
   """
   weights, state = model_with_loss.init(signature, rng=run_keys(seed)[0])
   slots, opt_params = optimizer.tree_init(weights)
+  optimizer.slots = None  # the run's slots are donated to the compiled step: keep no reference
   opt_params = {k: np.asarray(v, np.float32) for k, v in opt_params.items()}
   return RunState(step=0, model_weights=weights[0], model_state=state[0], loss_weights=weights[1],
                   loss_state=state[1], slots=slots, opt_params=opt_params, seed=seed,

@@ -24,6 +24,7 @@ constants (RNNs) would need to know about the mesh.
 """
 
 import functools
+import typing
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from minitrax.data.device import BATCH_AXIS
 from minitrax.errors import ConfigError
 from minitrax.layers.metrics import SequenceAccuracy, SumOfWeights
+from minitrax.shapes import signature
 
 AXIS = BATCH_AXIS
 
@@ -65,6 +67,26 @@ def loss_weight_fn(has_weights, id_to_mask):
     targets = batch[1]
     inputs = (targets, targets, batch[2]) if has_weights else (targets, targets)
     return layer.pure_fn(inputs, (), (), None)[0]
+
+  return weight_sum
+
+
+def trailing_weight_fn(n_inputs, has_weights):
+  """`batch -> W_d` for Trax 1.4's batches `(inputs..., targets[, weights])` (a shard).
+
+  With `has_weights` the weights are the last array and `W_d` is their sum
+  as given (the denominator of Trax 1.4's weighted means); without, every
+  target element weighs 1.
+
+  Args:
+    n_inputs: the number of model inputs at the front of the batch.
+    has_weights: whether the batch ends with the loss weights.
+  """
+
+  def weight_sum(batch):
+    if has_weights:
+      return jnp.sum(jnp.asarray(batch[-1], jnp.float32))
+    return jnp.float32(np.size(batch[n_inputs]))
 
   return weight_sum
 
@@ -119,9 +141,14 @@ def _compiled(device_fn, mesh, in_specs, out_specs, donate_argnums):
   return jax.jit(mapped, donate_argnums=donate_argnums)
 
 
-def _update(devices, model_with_loss, optimizer, weight_fn, weights, slots, state, opt_params,
-            batch, step, key):
-  """One optimizer update on a device's shard of the global batch."""
+def _update(devices, model_with_loss, optimizer, weight_fn, reported, weights, slots, state,
+            opt_params, batch, step, key):
+  """One optimizer update on a device's shard of the global batch.
+
+  `step` counts the updates done before this one; the optimizer is given
+  `step + reported.step_offset`. Returns the new trees and the float32 values
+  `(loss, gradients_l2, *reported.extra_stats)`.
+  """
   rng = jax.random.fold_in(jax.random.fold_in(key, step), devices.index())
   w_d = weight_fn(batch)
   w_total = devices.psum(w_d)
@@ -133,62 +160,81 @@ def _update(devices, model_with_loss, optimizer, weight_fn, weights, slots, stat
   grads = devices.weighted_sum(grads, w_d, w_total)
   # NaN when no position of the global batch has weight (0 / 0), else the weighted loss.
   loss = devices.weighted_sum(loss, w_d, w_total) / (w_total > 0)
-  new_weights, new_slots, stats = optimizer.tree_update(step, grads, weights, slots, opt_params)
+  new_weights, new_slots, stats = optimizer.tree_update(step + reported.step_offset, grads, weights,
+                                                        slots, opt_params)
+  values = (loss, stats['gradients_l2']) + tuple(stats[name] for name in reported.extra_stats)
   return (new_weights, new_slots,
-          devices.mean_state(new_state)), (loss.astype(jnp.float32),
-                                           stats['gradients_l2'].astype(jnp.float32))
+          devices.mean_state(new_state)), tuple(v.astype(jnp.float32) for v in values)
 
 
-def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1):
+class _Reported(typing.NamedTuple):
+  """What a training step reports besides the loss and gradient norm, and its step offset."""
+  step_offset: int = 0
+  extra_stats: tuple = ()
+
+
+def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1, step_offset=0,
+                    extra_stats=()):
   """The compiled training step: up to `n_steps` optimizer updates per call.
 
   Args:
     model_with_loss: a layer `(x, y[, w]) -> loss` (the model, then the loss).
     optimizer: an `Optimizer`.
     mesh: from `make_mesh`.
-    weight_fn: from `loss_weight_fn`.
+    weight_fn: from `loss_weight_fn` or `trailing_weight_fn`.
     n_steps: updates per call (a `lax.scan`; more amortise the per-call cost).
+    step_offset: added to the step the optimizer is given: 0 counts updates
+      from 0 (Trax 1.2's Trainer), 1 from 1 (Trax 1.4's `Loop`, whose Adam
+      bias correction sees step 1 at the first update).
+    extra_stats: names of further optimizer statistics to report per update
+      (e.g. `('weights_l2',)`).
 
   Returns:
     `step_fn(weights, slots, state, opt_params, batches, first_step, n_active,
-    key) -> (weights, slots, state, losses, gradient_norms)`. Update `i` (for
-    `i < n_active`; the others are skipped) is step `first_step + i`, taken on
-    the global batch `batches[i]` (every array stacked `(n_steps, batch,
-    ...)`, the batch axis sharded over `mesh`) with hyperparameters
-    `opt_params[name][i]`. `losses` and `gradient_norms` are float32
-    `(n_steps,)` (0 where skipped). Weights, slots and state are donated.
+    key) -> (weights, slots, state, losses, gradient_norms, *extras)`. Update
+    `i` (for `i < n_active`; the others are skipped) is step `first_step + i`,
+    taken on the global batch `batches[i]` (every array stacked `(n_steps,
+    batch, ...)`, the batch axis sharded over `mesh`) with hyperparameters
+    `opt_params[name][i]`. `losses`, `gradient_norms` and each of `extras`
+    (one per `extra_stats`) are float32 `(n_steps,)` (0 where skipped).
+    Weights, slots and state are donated.
   """
+  reported = _Reported(int(step_offset), tuple(extra_stats))
+  n_values = 2 + len(reported.extra_stats)
 
   def device_steps(devices, weights, slots, state, opt_params, batches, first_step, n_active, key):
 
     def body(carry, xs):
       i, params, batch = xs
-      update = functools.partial(_update, devices, model_with_loss, optimizer, weight_fn)
+      update = functools.partial(_update, devices, model_with_loss, optimizer, weight_fn, reported)
       return jax.lax.cond(i < n_active, lambda c: update(*c, params, batch, first_step + i, key),
-                          lambda c: (c, (jnp.float32(0), jnp.float32(0))), carry)
+                          lambda c: (c, (jnp.float32(0),) * n_values), carry)
 
-    carry, (losses, norms) = jax.lax.scan(body, (weights, slots, state),
-                                          (jnp.arange(n_steps), opt_params, batches))
-    return carry + (losses, norms)
+    carry, values = jax.lax.scan(body, (weights, slots, state),
+                                 (jnp.arange(n_steps), opt_params, batches))
+    return carry + tuple(values)
 
   return _compiled(device_steps, mesh, (P(), P(), P(), P(), P(None, AXIS), P(), P(), P()),
-                   (P(), P(), P(), P(), P()), (0, 1, 2))
+                   (P(),) * (3 + n_values), (0, 1, 2))
 
 
-def bind_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call, key):
-  """`make_train_step` over a `RunState`: `step(run, chunk, count, params) -> (run, losses, norms)`.
+def bind_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call, key, step_offset=0,
+                    extra_stats=()):
+  """`make_train_step` over a `RunState`: `step(run, chunk, count, params) -> (run, losses, norms,
+  *extras)`.
 
   `chunk` is `count` global batches stacked and padded to `(steps_per_call,
   batch, ...)` (`data.device.DeviceBatches`), `params` the hyperparameter
   dicts of its `count` steps; the run's trees are donated and replaced.
+  `step_offset` and `extra_stats` are `make_train_step`'s.
   """
-  train_fn = make_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call)
+  train_fn = make_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call,
+                             step_offset, extra_stats)
 
   def step(run, chunk, count, params):
-    weights, slots, state, losses, norms = train_fn(*run.trees(),
-                                                    stack_params(params, steps_per_call), chunk,
-                                                    np.int32(run.step), np.int32(count), key)
-    return run.after_steps(weights, slots, state, count), losses, norms
+    weights, slots, state, *values = train_fn(*run.trees(), stack_params(params, steps_per_call),
+                                              chunk, np.int32(run.step), np.int32(count), key)
+    return (run.after_steps(weights, slots, state, count),) + tuple(values)
 
   return step
 
@@ -199,9 +245,28 @@ def stack_params(params, n_steps):
   return {name: np.asarray([p[name] for p in params], np.float32) for name in params[0]}
 
 
+# Trax 1.4 metrics that are not weighted means (plain means over the batch, or sums).
+_UNWEIGHTED_14 = frozenset([
+    'SequenceAccuracy', 'MaskedSequenceAccuracy', 'CategoryAccuracy', 'CategoryCrossEntropy',
+    'BinaryCrossEntropy', 'CrossEntropySum', 'WeightedSum', 'BinaryCrossEntropySum'
+])
+
+
 def _averaged(layer):
-  """True for metrics combined by a plain mean over devices, not by loss weight."""
-  return isinstance(layer, (SumOfWeights, SequenceAccuracy))
+  """True for metrics combined by a plain mean over devices, not by loss weight.
+
+  Trax 1.2's `SumOfWeights` and `SequenceAccuracy`, and Trax 1.4's metrics
+  that are no weighted means (named in `_UNWEIGHTED_14`; sums are averaged
+  over devices as Trax reports them, per core).
+  """
+  return isinstance(layer, (SumOfWeights, SequenceAccuracy)) or layer.name in _UNWEIGHTED_14
+
+
+def _metric_value(layer, inputs):
+  """A metric layer's float32 value on `inputs`; its trees are made for them (metrics built of
+  sublayers, as Trax 1.4's, need their tree structure; a layer holding weights keeps them)."""
+  weights, state = layer.make_weights_and_state(signature(inputs), jax.random.key(0))
+  return layer.pure_fn(inputs, weights, state, None)[0].astype(jnp.float32)
 
 
 def make_eval_step(model, metric_layers, mesh, weight_fn):
@@ -231,7 +296,7 @@ def make_eval_step(model, metric_layers, mesh, weight_fn):
     w_total = devices.psum(w_d)
     values = []
     for layer in metric_layers:
-      value = layer.pure_fn(rest[:layer.n_in], (), (), None)[0].astype(jnp.float32)
+      value = _metric_value(layer, rest[0] if layer.n_in == 1 else rest[:layer.n_in])
       if _averaged(layer):
         values.append(devices.pmean(value))
       else:
@@ -242,6 +307,6 @@ def make_eval_step(model, metric_layers, mesh, weight_fn):
 
 
 __all__ = [
-    'AXIS', 'make_mesh', 'replicated', 'loss_weight_fn', 'make_train_step', 'bind_train_step',
-    'make_eval_step', 'stack_params'
+    'AXIS', 'make_mesh', 'replicated', 'loss_weight_fn', 'trailing_weight_fn', 'make_train_step',
+    'bind_train_step', 'make_eval_step', 'stack_params'
 ]

@@ -40,31 +40,44 @@ class StepsLog:
     self._pending = []  # (losses, norms, learning rates) of calls not yet checked
     self._diverged_at = None
 
-  def add(self, losses, norms, params):
-    """Keeps one compiled call's `(n,)` losses and norms and its steps' hyperparameters."""
-    self._pending.append((losses, norms, [p['learning_rate'] for p in params]))
+  def add(self, losses, norms, params, *extras):
+    """Keeps one compiled call's `(n,)` losses, norms (and `extras`, further `(n,)` statistics)
+    and its steps' hyperparameters."""
+    self._pending.append((losses, norms, [p['learning_rate'] for p in params], extras))
     if len(self._pending) > IN_FLIGHT:
       self._pending[-1 - IN_FLIGHT][0].block_until_ready()
 
-  def record(self, run, summaries):
+  def record(self, run, summaries=None):
     """Fetches the kept losses (of the steps up to `run.step`), checks and logs them.
+
+    Args:
+      run: the `RunState` after the kept steps.
+      summaries: a `RunSummaries` to write each step's loss (and some learning
+        rates) to, or None for none.
+
+    Returns:
+      `[(step, loss, gradients_l2, learning_rate, *extras)]`, one tuple of
+      Python numbers per step, in order.
 
     Raises:
       TrainingError: a loss or gradient norm is not finite; names the step.
     """
     pending, self._pending = self._pending, []
-    values = jax.device_get([(losses, norms) for losses, norms, _ in pending])
-    step = run.step - sum(len(lrs) for _, _, lrs in pending)
-    for (losses, norms), (_, _, lrs) in zip(values, pending):
-      for loss, norm, lr in zip(losses, norms, lrs):
+    values = jax.device_get([(losses, norms) + extras for losses, norms, _, extras in pending])
+    step = run.step - sum(len(lrs) for _, _, lrs, _ in pending)
+    rows = []
+    for arrays, (_, _, lrs, _) in zip(values, pending):
+      for i, lr in enumerate(lrs):
         step += 1
+        loss, norm = arrays[0][i], arrays[1][i]
         if not (np.isfinite(loss) and np.isfinite(norm)):
           self._diverged_at = step
           self._raise_diverged(run, step, loss, norm)
-        sampled = step == 1 or step % 10 == 0  # in TensorBoard, as Trax
-        summaries.write('train', 'training/loss', loss, step, tensorboard=sampled)
-        if sampled:
-          summaries.write('train', 'training/learning_rate', lr, step, json_lines=False)
+        if summaries is not None:
+          _write(summaries, step, loss, lr)
+        rows.append((step, float(loss), float(norm), float(lr)) +
+                    tuple(float(a[i]) for a in arrays[2:]))
+    return rows
 
   def check_not_diverged(self):
     """Raises `TrainingError` if training diverged (the trainer's arrays are then unusable)."""
@@ -97,6 +110,14 @@ class StepsLog:
     weights, state = jax.device_get((run.weights, run.state))
     rng = jax.random.fold_in(jax.random.fold_in(self._train_key, step - 1), 0)
     return eager_error(self._model_with_loss, tuple(batch), weights, state, rng)
+
+
+def _write(summaries, step, loss, lr):
+  """A step's loss to the summaries (TensorBoard: step 1 and every 10th, as Trax)."""
+  sampled = step == 1 or step % 10 == 0
+  summaries.write('train', 'training/loss', loss, step, tensorboard=sampled)
+  if sampled:
+    summaries.write('train', 'training/learning_rate', lr, step, json_lines=False)
 
 
 class Progress:

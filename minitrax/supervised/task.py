@@ -19,7 +19,7 @@ from minitrax.errors import ConfigError
 from minitrax.layers.base import Layer
 from minitrax.layers.combinators import Serial
 from minitrax.layers.metrics import METRICS
-from minitrax.supervised.step import loss_weight_fn
+from minitrax.supervised.step import loss_weight_fn, trailing_weight_fn
 
 
 class Task(typing.NamedTuple):
@@ -95,4 +95,32 @@ def batch_signature(inputs, has_weights):
   return signature
 
 
-__all__ = ['Task', 'as_inputs', 'build_task', 'batch_signature']
+def layers_task(model, loss_layer, signature, eval_model=None):
+  """The `Task` of a Trax 1.4 `TrainTask`: the model and loss given as layers; no metrics.
+
+  A batch is `(inputs..., targets[, weights])`, the model's `n_in` inputs
+  first; it carries loss weights (`trailing_weight_fn`) when it has more than
+  `n_in + 1` arrays.
+
+  Args:
+    model: the model layer (Trax 1.4's `Loop` trains the layer it is given).
+    loss_layer: `(model outputs..., rest of the batch...) -> loss`.
+    signature: a training batch, as a tuple of `ShapeDtype`s.
+    eval_model: the evaluation model (default `model`).
+
+  Raises:
+    ConfigError: the loss does not take the model's outputs and the batch's
+      arrays after the model's inputs.
+  """
+  signature = tuple(signature)
+  n_rest = len(signature) - model.n_in
+  if n_rest < 1 or loss_layer.n_in != model.n_out + n_rest:
+    raise ConfigError(f'TrainTask: the loss {loss_layer.name} takes {loss_layer.n_in} inputs but '
+                      f'gets {model.n_out + max(n_rest, 0)}: the {model.n_out} output(s) of the '
+                      f'model {model.name} and the {max(n_rest, 0)} array(s) of the batch after '
+                      f'its {model.n_in} input(s) (batches of {len(signature)} arrays)')
+  return Task(Serial(model, loss_layer), eval_model or model, [], [], signature,
+              trailing_weight_fn(model.n_in, n_rest > 1))
+
+
+__all__ = ['Task', 'as_inputs', 'build_task', 'batch_signature', 'layers_task']

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from minitrax import checkpoint
 from minitrax import lr
 from minitrax.data.device import inputs_batches, steps_per_call
+from minitrax.errors import CheckpointError
 from minitrax.optimizers.base import Optimizer
 from minitrax.supervised import step as step_lib
 from minitrax.supervised.evaluation import metrics_round
@@ -71,31 +72,62 @@ class Trainer:
                random_seed=None, n_devices=None, checkpoints_at=None, should_save_checkpoints=True,
                should_write_summaries=True, has_weights=False, id_to_mask=None, metrics=None,
                checkpoint_highest=None, checkpoint_lowest=None):
-    inputs = as_inputs(inputs)
+    self._inputs = as_inputs(inputs)
     self._mesh = step_lib.make_mesh(n_devices)
-    self._task = build_task(model, loss_fn, inputs, has_weights, id_to_mask, metrics)
-    self._checkpoints = Checkpoints(output_dir, should_save_checkpoints, checkpoints_at,
-                                    checkpoint_highest, checkpoint_lowest)
+    self._task = build_task(model, loss_fn, self._inputs, has_weights, id_to_mask, metrics)
+    self._checkpoint_options = dict(enabled=should_save_checkpoints, steps=checkpoints_at,
+                                    highest=checkpoint_highest, lowest=checkpoint_lowest)
     self._optimizer = optimizer if isinstance(optimizer, Optimizer) else optimizer()
-    self._lr_schedule = lr_schedule
+    self._lr_schedule, self._random_seed = lr_schedule, random_seed
+    self._should_write_summaries = should_write_summaries
+    self._eval_step = step_lib.make_eval_step(self._task.model_eval, self._task.metric_layers,
+                                              self._mesh, self._task.weight_fn)
+    self._keys = self._seed = self._summaries = None
+    self._start(output_dir)
+
+  def _start(self, output_dir, init_checkpoint=None):
+    """Targets `output_dir`: restores its (or `init_checkpoint`'s) run or makes a new one."""
+    self._checkpoints = Checkpoints(output_dir, **self._checkpoint_options)
     output_dir = self._checkpoints.output_dir
     if output_dir:
       os.makedirs(output_dir, exist_ok=True)
-    run, restored = restore_or_new(self._checkpoints.path(), self._task.model_with_loss,
-                                   self._optimizer, self._task.signature, random_seed)
-    self._run = run.with_trees(*jax.device_put(run.trees(), step_lib.replicated(self._mesh)))
-    self._keys = run_keys(run.seed)
-    k = steps_per_call(self._task.signature)
-    self._train_step = step_lib.bind_train_step(self._task.model_with_loss, self._optimizer,
-                                                self._mesh, self._task.weight_fn, k, self._keys[1])
-    self._eval_step = step_lib.make_eval_step(self._task.model_eval, self._task.metric_layers,
-                                              self._mesh, self._task.weight_fn)
-    self._batches = inputs_batches(inputs, self._mesh, run.input_position, run.eval_position, k)
-    self._schedule = lr.bind(lr_schedule, run.history)
-    self._steps_log = StepsLog(self._task.model_with_loss, self._batches['train'], self._keys[1])
-    self._summaries = RunSummaries(should_write_summaries and output_dir, run.step)
+    task = self._task
+    run, restored = restore_or_new(init_checkpoint or self._checkpoints.path(),
+                                   task.model_with_loss, self._optimizer, task.signature,
+                                   self._random_seed, clean=init_checkpoint is None)
+    # Copies: the layers keep the initial trees (a reset makes its new run from them), while the
+    # run's are donated to the compiled step.
+    self._run = run.with_trees(
+        *jax.device_put(run.trees(), step_lib.replicated(self._mesh), may_alias=False))
+    k = steps_per_call(task.signature)
+    if self._keys is None or run.seed != self._seed:  # a new seed: new keys, a new binding
+      self._seed, self._keys = run.seed, run_keys(run.seed)
+      self._train_step = step_lib.bind_train_step(task.model_with_loss, self._optimizer, self._mesh,
+                                                  task.weight_fn, k, self._keys[1])
+    self._batches = inputs_batches(self._inputs, self._mesh, run.input_position, run.eval_position,
+                                   k)
+    self._schedule = lr.bind(self._lr_schedule, run.history)
+    self._steps_log = StepsLog(task.model_with_loss, self._batches['train'], self._keys[1])
+    self._summaries = RunSummaries(self._should_write_summaries and output_dir, run.step)
     if not restored and self._checkpoints.enabled:
       self.save_state(keep=False)
+
+  def reset(self, output_dir, init_checkpoint=None):
+    """Re-targets the trainer at `output_dir` (Trax's `Trainer.reset`); compiles nothing anew.
+
+    Closes the summaries, then continues from the run saved in `output_dir`
+    (or in the file `init_checkpoint`, a minitrax run checkpoint such as
+    another run's `model.pkl`) if there is one, else from a new run (step 0,
+    weights initialised from the seed), and re-opens the data streams at that
+    run's position.
+
+    Raises:
+      CheckpointError: `init_checkpoint` is given but there is no such file.
+    """
+    if init_checkpoint is not None and not os.path.exists(init_checkpoint):
+      raise CheckpointError(f'Trainer.reset: init_checkpoint {init_checkpoint} does not exist')
+    self.close()
+    self._start(output_dir, init_checkpoint)
 
   # ---------------------------------------------------------------- properties
 

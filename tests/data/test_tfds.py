@@ -1,7 +1,10 @@
 """Tests for minitrax.data.tfds: TFDS offline, through mock_data and real array_record files."""
 
+import hashlib
 import importlib.util
+import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -13,6 +16,7 @@ from minitrax.errors import DataError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from batch_checks import assert_same_batches, take  # noqa: E402
+import distribution_fakes as fakes  # noqa: E402
 
 tfds = pytest.importorskip('tensorflow_datasets')
 
@@ -212,12 +216,14 @@ def test_eval_holdout_is_the_end_of_train(text_data_dir):
 
 def test_missing_dataset_without_download_names_where_to_put_files(tmp_path):
   with pytest.raises(DataError) as info:
-    tfds_inputs('mnist', data_dir=str(tmp_path), download=False)
+    tfds_inputs('minitrax_test_images', data_dir=str(tmp_path), download=False)
   assert str(info.value) == (
-      f"TFDS dataset 'mnist' is not prepared in data_dir '{tmp_path}' and could not be prepared "
-      'here (download=False). Without network, place files downloaded elsewhere:\n'
-      f'  - a prepared copy in array_record format, in {tmp_path}/mnist/3.0.1/ (make it where '
-      'there is network: `tfds build mnist --data_dir=DIR --file_format=array_record`), or\n'
+      f"TFDS dataset 'minitrax_test_images' is not prepared in data_dir '{tmp_path}' and could "
+      'not be prepared here (download=False). Without network, place files downloaded '
+      'elsewhere:\n'
+      f'  - a prepared copy in array_record format, in {tmp_path}/minitrax_test_images/1.0.0/ '
+      '(make it where there is network: `tfds build minitrax_test_images --data_dir=DIR '
+      '--file_format=array_record`), or\n'
       "  - the dataset's source files, in the TFDS manual directory "
       f'{tmp_path}/downloads/manual/, then run again with download=True.')
 
@@ -231,7 +237,7 @@ def test_failed_download_gives_the_same_advice(tmp_path, monkeypatch):
   with pytest.raises(
       DataError, match='could not be prepared here \\(ConnectionError: \\[Errno '
       '101\\] Network is unreachable\\)') as info:
-    tfds_inputs('mnist', data_dir=str(tmp_path))
+    tfds_inputs('minitrax_test_images', data_dir=str(tmp_path))
   assert f'{tmp_path}/downloads/manual/' in str(info.value)
   assert isinstance(info.value.__cause__, ConnectionError)
 
@@ -243,10 +249,10 @@ def test_missing_python_module_while_preparing(tmp_path, monkeypatch):
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', module_missing)
   with pytest.raises(DataError) as info:
-    tfds_inputs('mnist', data_dir=str(tmp_path))
-  assert str(info.value) == ("TFDS dataset 'mnist': tensorflow_datasets needs the Python module "
-                             "'importlib_resources' to prepare it, and it is not installed; "
-                             '`pip install importlib_resources` and run again')
+    tfds_inputs('minitrax_test_images', data_dir=str(tmp_path))
+  assert str(info.value) == ("TFDS dataset 'minitrax_test_images': tensorflow_datasets needs the "
+                             "Python module 'importlib_resources' to prepare it, and it is not "
+                             'installed; `pip install importlib_resources` and run again')
 
 
 TF_MESSAGE = ("TFDS dataset 'minitrax_test_images' needs TensorFlow to prepare it (encode its "
@@ -281,11 +287,84 @@ def test_tfrecord_files_need_tensorflow(monkeypatch):
 
   with tfds.testing.mock_data(num_examples=4), monkeypatch.context() as patch:
     patch.setattr(tfds.core.DatasetBuilder, 'as_data_source', tfrecord_only)
-    with pytest.raises(DataError, match="TFDS dataset 'mnist' in .* is stored as TFRecord") as info:
-      tfds_inputs('mnist')
+    with pytest.raises(
+        DataError, match="TFDS dataset 'minitrax_test_text' in .* is stored as TFRecord") as info:
+      tfds_inputs('minitrax_test_text')
   assert '--out_file_format=array_record' in str(info.value) and TF_EXTRA in str(info.value)
 
 
 def test_unknown_dataset():
   with pytest.raises(DataError, match="unknown TFDS dataset 'mnistt'"):
     tfds_inputs('mnistt', data_dir=os.devnull)
+
+
+def _as_if_tfrecord(version_dir):
+  """Marks a prepared dataset's `dataset_info.json` as written in the TFRecord format."""
+  path = os.path.join(version_dir, 'dataset_info.json')
+  with open(path) as f:
+    info = json.load(f)
+  info['fileFormat'] = 'tfrecord'
+  with open(path, 'w') as f:
+    json.dump(info, f)
+
+
+def test_a_dataset_prepared_as_tfrecord_for_real(text_data_dir, tmp_path):
+  shutil.copytree(text_data_dir, tmp_path, dirs_exist_ok=True)
+  _as_if_tfrecord(tmp_path / 'minitrax_test_text' / '1.0.0')
+  with pytest.raises(DataError, match="'minitrax_test_text' in .* is stored as TFRecord files"):
+    tfds_inputs('minitrax_test_text', data_dir=str(tmp_path))
+
+
+def test_a_seed_dataset_prepared_as_tfrecord_is_read_from_its_files(tmp_path, monkeypatch):
+  from minitrax.data import distribution_files, tfds_sources
+  from minitrax.data.local_datasets import LocalDataset
+  fakes.write_idx_gz(str(tmp_path), 't10k', 5, seed=2)
+  registry = {
+      p.name:
+          distribution_files.DistFile(p.name, f'http://127.0.0.1:9/{p.name}',
+                                      p.stat().st_size,
+                                      hashlib.sha256(p.read_bytes()).hexdigest())
+      for p in tmp_path.iterdir()
+  }
+  monkeypatch.setattr(distribution_files, 'registered', lambda name: registry)
+  builder = tfds.builder('mnist', data_dir=str(tmp_path))
+  os.makedirs(builder.data_dir)
+  builder.info.write_to_directory(builder.data_dir)  # "Prepared", as TFRecord files.
+  _as_if_tfrecord(builder.data_dir)
+  dataset = tfds_sources.open_dataset('mnist', str(tmp_path))
+  assert isinstance(dataset, LocalDataset)
+  assert len(tfds_sources.open_split(dataset, 'mnist', 'test[:3]')) == 3
+
+
+# Split strings on the TFDS path (array_record files), checked against TFDS's own slicing.
+
+
+@pytest.mark.parametrize('train_split, eval_split', [('train[:25%]+test', 'validation[50%:]'),
+                                                     ('train[-7:]', 'test[:-2]'),
+                                                     ('validation+train[10%:20%]', 'all')])
+def test_split_strings_select_what_tfds_selects(text_data_dir, train_split, eval_split):
+  data = tfds_inputs('minitrax_test_text', data_dir=text_data_dir, batch_size=1, eval_batch_size=1,
+                     pad_to_length=24, shuffle=False, train_split=train_split,
+                     eval_split=eval_split)
+  for stream, split in ((data.train_stream, train_split), (data.eval_stream, eval_split)):
+    expected = [
+        ex['text'].decode() for ex in tfds.data_source('minitrax_test_text', split=split,
+                                                       data_dir=text_data_dir, download=False)
+    ]
+    got = [text.decode_bytes(x[0]) for x, _ in take(stream(1), len(expected))]
+    assert got == expected
+  assert 'tensorflow' not in sys.modules
+
+
+def test_split_argument_errors(text_data_dir):
+  make = lambda **kw: tfds_inputs('minitrax_test_text', data_dir=text_data_dir, **kw)
+  with pytest.raises(DataError, match="pass eval_holdout_size or train_split/eval_split, not both"):
+    make(eval_holdout_size=0.1, train_split='train[:90%]')
+  with pytest.raises(DataError) as info:
+    make(eval_split='dev[:10%]')
+  assert str(info.value).startswith("TFDS dataset 'minitrax_test_text' has no split 'dev' "
+                                    '(splits: ')
+  with pytest.raises(
+      DataError, match=r"split 'train\[:50\]': slice \[:50\] of split 'train' does "
+      'not fit its 40 examples'):
+    make(train_split='train[:50]')

@@ -240,7 +240,8 @@ def test_decoding_rejects_bad_models_and_arguments(lms):
     (lambda mode: PositionalEncoding(max_len=7, mode=mode), 7),
     (lambda mode: AxialPositionalEncoding(shape=(2, 3), d_embs=(4, 4), mode=mode), 6),
     (lambda mode: SelfAttention(causal=True, predict_mem_len=9, mode=mode), 9),
-    (lambda mode: LSHSelfAttention(causal=True, predict_mem_len=10, mode=mode), 10),
+    (lambda mode: LSHSelfAttention(causal=True, predict_mem_len=10, predict_drop_len=None, mode=mode
+                                  ), 10),
 ])
 def test_layers_with_a_predict_cache_report_its_length_in_predict_mode_only(make, capacity):
   assert make('predict').predict_capacity() == capacity

@@ -102,7 +102,9 @@ def test_eval_step_computes_the_five_metrics():
   np.testing.assert_allclose(got['loss'], loss, rtol=1e-6)
   np.testing.assert_allclose(got['neg_log_perplexity'], -loss, rtol=1e-6)
   np.testing.assert_allclose(got['accuracy'], (w * correct).sum() / w.sum(), rtol=1e-6)
-  np.testing.assert_allclose(got['sequence_accuracy'], (correct | (w == 0)).mean(), rtol=1e-6)
+  # Trax 1.2.3's rule: a sequence scores 1 - min(1, weight of its wrong positions).
+  np.testing.assert_allclose(got['sequence_accuracy'],
+                             np.mean(1 - np.minimum(1, (1 - correct) * w)), rtol=1e-6)
   assert got['weights_per_batch_per_core'] == 5.5
 
 
