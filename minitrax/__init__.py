@@ -1,12 +1,21 @@
-"""minitrax: train neural nets with JAX. Trax's API, rebuilt small and fast."""
+"""minitrax: train neural nets with JAX. Trax's API, rebuilt small and fast.
+
+`import minitrax as trax` runs Trax 1.2 code (the codelab's); `import
+minitrax.trax14 as trax` gives Trax 1.4's meanings where the two differ.
+"""
 
 from minitrax import data
 from minitrax import errors
+from minitrax import fastmath
 from minitrax import layers
 from minitrax import lr
+from minitrax import math
 from minitrax import models
 from minitrax import optimizers
 from minitrax import shapes
 from minitrax import supervised
 
-__all__ = ['data', 'errors', 'layers', 'lr', 'models', 'optimizers', 'shapes', 'supervised']
+__all__ = [
+    'data', 'errors', 'fastmath', 'layers', 'lr', 'math', 'models', 'optimizers', 'shapes',
+    'supervised'
+]
