@@ -2,7 +2,15 @@
 
 `import minitrax as trax` runs Trax 1.2 code (the codelab's); `import
 minitrax.trax14 as trax` gives Trax 1.4's meanings where the two differ.
+
+Importing minitrax turns on JAX's persistent compilation cache (see
+`minitrax.compile_cache`; `MINITRAX_CACHE_DIR=` turns it off).
 """
+
+# First, before anything is compiled: JAX decides at its first compilation whether to use a cache.
+from minitrax import compile_cache
+
+compile_cache.enable()
 
 from minitrax import data
 from minitrax import errors
