@@ -13,7 +13,7 @@ from minitrax.layers import (acceleration, activation_fns, attention, attention1
                              convolution, core, core_more, deconvolution, efficient_attention, fn,
                              fscores, heads, initializers, locally_connected, lsh_attention,
                              lsh_causal_attention, metrics, normalization, pooling, positions,
-                             research, reversible, rnn)
+                             research, reversible, reversible_more, rnn)
 from minitrax.layers.acceleration import *
 from minitrax.layers.activation_fns import *
 from minitrax.layers.assert_shape import *  # `assert_shape` becomes the decorator
@@ -47,6 +47,7 @@ from minitrax.layers.pooling import *
 from minitrax.layers.positions import *
 from minitrax.layers.research import *
 from minitrax.layers.reversible import *
+from minitrax.layers.reversible_more import *
 from minitrax.layers.rnn import *
 from minitrax.layers.stack import to_list
 from minitrax.layers.trees import flatten_weights_and_state, unflatten_weights_and_state
@@ -66,7 +67,7 @@ _MODULES = (acceleration, activation_fns, _shape_checks, attention, attention12,
             axial, base, combinators, combinators_more, convolution, core, core_more, deconvolution,
             efficient_attention, fn, fscores, heads, initializers, locally_connected, lsh_attention,
             lsh_causal_attention, metrics, normalization, pooling, positions, research, reversible,
-            rnn)
+            reversible_more, rnn)
 __all__ = sorted({name for module in _MODULES for name in module.__all__} | set(_METRICS14) | {
     'EfficientAttention', 'EfficientAttentionBase', 'EMPTY_WEIGHTS', 'EMPTY_STATE', 'to_list',
     'flatten_weights_and_state', 'unflatten_weights_and_state', 'LayerError', 'ShapeDtype',

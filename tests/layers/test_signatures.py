@@ -257,6 +257,10 @@ CASES = {
     'PrintShape': (lambda: tl.PrintShape(n_in=2), (SEQ, F)),
     # Inputs are positive; negated, they fall below the threshold, which then gets gradients.
     'ThresholdedLinearUnit': (lambda: tl.Serial(tl.Negate(), tl.ThresholdedLinearUnit()), SEQ),
+    'ReversibleSelect': (lambda: tl.ReversibleSelect([2, 0, 1]), (SEQ, F, W)),
+    'ReversibleReshape': (lambda: tl.ReversibleReshape((2, 5), (10,), n_in=2), (SEQ, SEQ)),
+    'ReversibleConcatenatePair': (tl.ReversibleConcatenatePair, (SEQ, SEQ)),
+    'ReversiblePrintShape': (lambda: tl.ReversiblePrintShape(n_in=2), (SEQ, F)),
     'PureLayer': (lambda: tl.PureLayer(lambda xs: xs[0] * xs[1], n_in=2), (SEQ, SEQ)),
 }
 
