@@ -91,6 +91,19 @@ def RandomUniformInitializer(lim=1.0):  # pylint: disable=invalid-name
   return init
 
 
+def AtariConvInit(kernel_shape, rng, dtype=jnp.float32):  # pylint: disable=invalid-name
+  """Trax's initializer of the Atari CNN's kernels: U(-s, s) with `s = 1 / sqrt(h * w * c_in)`.
+
+  `kernel_shape` is `(h, w, c_in, c_out)` (an initializer itself, not a factory).
+  """
+  shape = check_shape('AtariConvInit', 'kernel_shape', kernel_shape)
+  if len(shape) != 4:
+    raise ArgumentError(f'AtariConvInit: kernel_shape must be (height, width, in, out), got '
+                        f'{shape}')
+  std = 1.0 / math.sqrt(shape[0] * shape[1] * shape[2])
+  return jax.random.uniform(rng, shape, jnp.float32, -std, std).astype(dtype)
+
+
 def ScaledInitializer(out_dim, in_dim, scale, mode, distribution):  # pylint: disable=invalid-name
   """Variance scaling: draws with variance `scale / n`, `n` given by `mode`.
 
@@ -231,5 +244,5 @@ __all__ = [
     'RandomNormalInitializer', 'RandomUniformInitializer', 'ScaledInitializer',
     'GlorotNormalInitializer', 'GlorotUniformInitializer', 'LeCunNormalInitializer',
     'LeCunUniformInitializer', 'KaimingNormalInitializer', 'KaimingUniformInitializer',
-    'OrthogonalInitializer', 'InitializerFromFile', 'get_fans'
+    'OrthogonalInitializer', 'InitializerFromFile', 'AtariConvInit', 'get_fans'
 ]

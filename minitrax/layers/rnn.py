@@ -278,6 +278,19 @@ def InnerSRUCell():  # pylint: disable=invalid-name
   return Fn('InnerSRUCell', lambda xf, f, c: (f * c + xf,) * 2, n_out=2)
 
 
+def ScanSRUCell(mode, monkey_patched_mask=None):  # pylint: disable=invalid-name
+  """`InnerSRUCell` scanned over axis 1: `(x (1 - f), f, c0) -> (c, c_last)`; n_in = 3, n_out = 2.
+
+  The recurrent half of `SRU` (Trax 1.4's name). Trax's `monkey_patched_mask`
+  (a Terraformer predict-mode hook) is not supported.
+  """
+  check_mode('ScanSRUCell', 'mode', mode)
+  if monkey_patched_mask is not None:
+    raise ArgumentError('ScanSRUCell: monkey_patched_mask (Trax\'s Terraformer hook) is not '
+                        'supported; pass None')
+  return Scan(InnerSRUCell(), axis=1, mode=mode)
+
+
 def _sru(n_units, activation, mode, input_scale):
   check_positive_int('SRU', 'n_units', n_units)
   check_mode('SRU', 'mode', mode)
@@ -287,7 +300,7 @@ def _sru(n_units, activation, mode, input_scale):
       Parallel(Sigmoid(), Sigmoid()),
       Fn('', lambda r, f, y: (y * (1.0 - f), f, r), n_out=3),  # -> (y (1 - f), f, r, x)
       Parallel(None, None, Branch(MakeZeroState(), None)),  # -> (y (1 - f), f, c0, r, x)
-      Scan(InnerSRUCell(), axis=1, mode=mode),  # -> (c, c_last, r, x)
+      ScanSRUCell(mode),  # -> (c, c_last, r, x)
       Select([0], n_in=2),  # -> (c, r, x)
       activation if activation is not None else [],
       Fn('FinalSRUGate', lambda c, r, x: c * r + x * (1 - r) * input_scale),
@@ -324,5 +337,5 @@ def SRU14(n_units, activation=None, mode='train'):  # pylint: disable=invalid-na
 
 __all__ = [
     'LSTMCell', 'GRUCell', 'LSTM', 'GRU', 'MakeZeroState', 'GeneralGRUCell', 'ConvGRUCell',
-    'InnerSRUCell', 'SRU', 'SRU14'
+    'InnerSRUCell', 'ScanSRUCell', 'SRU', 'SRU14'
 ]

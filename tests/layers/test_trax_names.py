@@ -33,7 +33,8 @@ SumOfWeights SumPool Swap Tanh ThresholdedLinearUnit TimeBinCausalAttention ToFl
 check_shape_agreement get_fans layer length_normalized look_adjacent one_hot signature
 """.split()
 TRAX_14_NAMES = """
-Accelerate AssertFunction AssertShape BatchLeadingAxes Bidirectional BinaryClassifier
+Accelerate AssertFunction AssertShape AtariConvInit BatchLeadingAxes Bidirectional ScanSRUCell
+BinaryClassifier
 BinaryCrossEntropy BinaryCrossEntropyLoss BinaryCrossEntropySum CategoryAccuracy
 CategoryCrossEntropy Cond ConfigurableAttention ConvCausalAttention ConvTranspose
 CreateAttentionMaskLayer CrossEntropyLossWithLogSoftmax CrossEntropySum DotProductAttention
@@ -126,3 +127,24 @@ def test_dot_product_causal_attention_takes_trax_14s_max_inference_length():
   assert layer.predict_capacity() == 16
   with pytest.raises(ArgumentError, match='give max_len or max_inference_length, not both'):
     tl.DotProductCausalAttention(max_len=8, max_inference_length=16)
+
+
+def test_atari_conv_init_draws_within_its_bound():
+  w = tl.AtariConvInit((3, 3, 4, 8), jax.random.key(0))
+  bound = 1 / np.sqrt(3 * 3 * 4)
+  assert w.shape == (3, 3, 4, 8) and float(jnp.max(jnp.abs(w))) <= bound
+  assert float(jnp.max(jnp.abs(w))) > 0.9 * bound  # uniform: the extremes are reached
+  with pytest.raises(
+      ArgumentError, match=r'AtariConvInit: kernel_shape must be \(height, width, '
+      r'in, out\), got \(3, 4\)'):
+    tl.AtariConvInit((3, 4), jax.random.key(0))
+
+
+def test_scan_sru_cell_is_the_recurrence_of_sru():
+  xf = np.array([[[1.0], [2.0], [3.0]]], np.float32)  # (batch 1, time 3, d 1)
+  f = np.full((1, 3, 1), 0.5, np.float32)
+  c0 = np.zeros((1, 1), np.float32)
+  cs, last = tl.ScanSRUCell('eval')((xf, f, c0))
+  # c_t = f c_{t-1} + xf_t: 1, 2.5, 4.25
+  np.testing.assert_allclose(cs[0, :, 0], [1.0, 2.5, 4.25])
+  np.testing.assert_allclose(last, [[4.25]])
