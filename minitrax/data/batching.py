@@ -7,10 +7,10 @@ pure function of `(seed, i)`. Two pieces make that work:
   (epoch 0, then epoch 1, ...) to an example id, each epoch being a
   permutation seeded by `(seed, stream tag, epoch)`. Batch `i` of a fixed batch
   size `B` is positions `[i * B, (i + 1) * B)`, which may straddle two epochs.
-* `BucketedOrder` does the same for length bucketing: for each epoch it plans
-  the batches from the lengths of all examples (vectorised, O(examples)), so
-  batch `i` is found by counting the batches of earlier epochs, not by
-  replaying them.
+* `BucketedOrder` does the same for length bucketing: it plans the batches
+  of each window of an epoch's permutation from the lengths of that window's
+  examples (computed when first needed), so batch `i` is found by counting
+  the batches of earlier windows, not by replaying them.
 
 Bucketing follows Trax 1.2 (`trax.supervised.inputs.batch_fn`): see
 `trax_buckets`.
@@ -210,59 +210,95 @@ def bucket_batches(buckets, batch_sizes):
   return np.concatenate(kinds)[order], [groups[j] for j in order]
 
 
+WINDOW = 1 << 16  # examples per bucketing window (see BucketedOrder)
+
+
 class BucketedOrder:
   """Random access to length-bucketed batches along an endless sequence of epochs.
 
+  Each epoch's permutation is cut into windows of `window` examples; the
+  batches of a window are planned from the lengths of its examples alone
+  (`bucket_batches`; partial buckets at a window's end are dropped). Lengths
+  are computed only when a window is first planned and kept (as uint16,
+  clipped at 65535: enough to compare with the boundaries), so the first
+  batch needs the lengths of one window, not of the whole dataset, and
+  batch `i` needs only the windows up to it. A dataset of at most `window`
+  examples is one window per epoch.
+
   Args:
-    lengths: int array `(n_examples,)`: the bucketing length of each example.
+    lengths: int array `(n_examples,)` of the bucketing length of each
+      example, or a function `ids -> lengths` (int array in, int array out).
     boundaries: increasing ints; bucket `k` holds lengths `<= boundaries[k]`
       (and `> boundaries[k-1]`); a last bucket holds longer examples.
     batch_sizes: `len(boundaries) + 1` batch sizes.
     seed, tag, shuffle: as for `EpochOrder`.
+    n_examples: the number of examples; needed when `lengths` is a function.
+    window: examples per planning window.
   """
 
-  def __init__(self, lengths, boundaries, batch_sizes, seed, tag, shuffle=True):
+  def __init__(self, lengths, boundaries, batch_sizes, seed, tag, shuffle=True, *, n_examples=None,
+               window=WINDOW):
     if len(batch_sizes) != len(boundaries) + 1:
       raise DataError(f'buckets: need len(boundaries) + 1 batch sizes, got {len(boundaries)} '
                       f'boundaries and {len(batch_sizes)} batch sizes')
     if any(b <= 0 for b in batch_sizes):
       raise DataError(f'buckets: batch sizes must be > 0, got {list(batch_sizes)}')
-    self._lengths = np.asarray(lengths)
-    self._order = EpochOrder(len(self._lengths), seed, tag, shuffle)
+    if callable(lengths):
+      self._length_of, n = lengths, int(n_examples)
+    else:
+      table = np.asarray(lengths)
+      self._length_of, n = (lambda ids: table[ids]), len(table)
+    self._known = np.zeros(n, np.uint16)  # lengths + 1 (0: not computed yet), clipped
+    self._order = EpochOrder(n, seed, tag, shuffle)
+    self._window = int(window)
     self._boundaries = np.asarray(boundaries)
     self._batch_sizes = list(batch_sizes)
     self._tag = tag
-    self._counts = []  # Batches in each epoch planned so far.
-    self._lock = threading.Lock()
-    self._plan = functools.lru_cache(maxsize=2)(self._plan_epoch)
+    self._counts = []  # Batches in each (epoch, window) planned so far, in order.
+    self._lock = threading.RLock()
+    self._plan = functools.lru_cache(maxsize=4)(self._plan_window)
 
-  def _plan_epoch(self, epoch):
-    perm = self._order.permutation(epoch)
-    buckets = np.searchsorted(self._boundaries, self._lengths[perm], side='left')
+  @property
+  def windows_per_epoch(self):
+    return -(-self._order.n_examples // self._window)
+
+  def _lengths(self, ids):
+    """Bucketing lengths of example `ids`, computed once each."""
+    missing = ids[self._known[ids] == 0]
+    if len(missing):
+      found = np.asarray(self._length_of(missing), np.int64)
+      self._known[missing] = np.clip(found, 0, 65534) + 1
+    return self._known[ids].astype(np.int64) - 1
+
+  def _plan_window(self, epoch, w):
+    perm = self._order.permutation(epoch)[w * self._window:(w + 1) * self._window]
+    buckets = np.searchsorted(self._boundaries, self._lengths(perm), side='left')
     kinds, members = bucket_batches(buckets, self._batch_sizes)
-    if not members:
-      raise DataError(
-          f'{STREAM_NAMES.get(self._tag, self._tag)} stream: no bucket fills a batch within one '
-          f'epoch of {len(perm)} examples (bucket boundaries {self._boundaries.tolist()}, batch '
-          f'sizes {self._batch_sizes}); use a smaller batch size, or pad to a fixed length')
     return kinds, [perm[m] for m in members]
 
   def _locate(self, index):
-    """(epoch, index within that epoch) of batch `index`."""
+    """(epoch, window, index within that window) of batch `index`."""
     with self._lock:
-      epoch, first = 0, 0
+      first, k, per_epoch = 0, 0, self.windows_per_epoch
       while True:
-        if epoch == len(self._counts):
-          self._counts.append(len(self._plan(epoch)[1]))
-        if index < first + self._counts[epoch]:
-          return epoch, index - first
-        first += self._counts[epoch]
-        epoch += 1
+        if k == len(self._counts):
+          self._counts.append(len(self._plan(*divmod(k, per_epoch))[1]))
+          if k + 1 == per_epoch and not any(self._counts):
+            raise DataError(
+                f'{STREAM_NAMES.get(self._tag, self._tag)} stream: no bucket fills a batch within '
+                f'one epoch of {self._order.n_examples} examples (bucket boundaries '
+                f'{self._boundaries.tolist()}, batch sizes {self._batch_sizes}); use a smaller '
+                f'batch size, or pad to a fixed length')
+        if index < first + self._counts[k]:
+          return divmod(k, per_epoch) + (index - first,)
+        first += self._counts[k]
+        k += 1
 
   def batch(self, index):
     """`(example_ids, pad_length)` of batch `index`; `pad_length` None for the last bucket."""
-    epoch, j = self._locate(index)
-    kinds, members = self._plan(epoch)
+    epoch, w, j = self._locate(index)
+    with self._lock:
+      kinds, members = self._plan(epoch, w)
     k = int(kinds[j])
     pad = int(self._boundaries[k]) if k < len(self._boundaries) else None
     return members[j], pad

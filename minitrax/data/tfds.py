@@ -21,10 +21,10 @@ ids (`minitrax.data.text`), truncated to `max_length`; a text dataset whose
 input and target are the same feature (`lm1b`) gives language-model batches
 `(ids, ids, weights)` with weights 0 on padding.
 
-Bucketing needs the length of every example of a split: the first batch of
-a bucketed stream reads the whole split once (seconds for imdb_reviews'
-25,000 reviews). Datasets of many millions of texts (lm1b) are better read
-with `pad_to_length`, which needs no such pass.
+Bucketing plans each window of 65,536 examples of an epoch from the lengths
+of that window's examples (`batching.BucketedOrder`), computed when the
+window is first needed: the first batch of a bucketed stream reads one
+window, whatever the size of the dataset (lm1b's 30M sentences included).
 
 TensorFlow is never imported here, and `tensorflow_datasets` only inside the
 functions. Preparing other datasets (image encoding) or reading TFRecord files
@@ -127,8 +127,6 @@ class _Split:
   def __init__(self, source, features, max_length):
     self.source, self.features, self.max_length = source, features, max_length
     self.n_examples = len(source)
-    self._lengths = None
-    self._lock = threading.Lock()
 
   def example(self, index):
     raw = self.source[int(index)]
@@ -139,15 +137,9 @@ class _Split:
       out.append(value[:self.max_length] if f.variable and self.max_length else value)
     return tuple(out)
 
-  def lengths(self, length_fn):
-    """`length_fn` of every example, computed once (one pass over the split).
-
-    All streams of one `inputs` call share one `length_fn`, so one cache suffices.
-    """
-    with self._lock:
-      if self._lengths is None:
-        self._lengths = np.array([length_fn(self.example(i)) for i in range(self.n_examples)])
-      return self._lengths
+  def length_of(self, length_fn):
+    """A function `ids -> lengths`: `length_fn` of those examples (decoded when asked)."""
+    return lambda ids: np.array([length_fn(self.example(int(i))) for i in ids], np.int64)
 
 
 def crop_and_flip(images, rng, pad=4):
@@ -210,9 +202,10 @@ def _stream(split, tag, training, cfg):
         if bucketed:
           boundaries, sizes = cfg.buckets or batching.trax_buckets(
               cfg.bucket_length, batch_size(n_devices), n_devices, training, cfg.max_eval_length)
-          lengths = split.lengths(_length_fn(split.features, cfg.buckets_include_inputs_in_length))
+          lengths = split.length_of(_length_fn(split.features,
+                                               cfg.buckets_include_inputs_in_length))
           orders[n_devices] = batching.BucketedOrder(lengths, boundaries, sizes, cfg.seed, tag,
-                                                     cfg.shuffle)
+                                                     cfg.shuffle, n_examples=split.n_examples)
         else:
           orders[n_devices] = batching.EpochOrder(split.n_examples, cfg.seed, tag, cfg.shuffle)
       return orders[n_devices]

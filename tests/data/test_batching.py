@@ -90,6 +90,36 @@ def test_bucketed_batches_are_random_access_across_epochs():
   assert not all(np.array_equal(other_seed.batch(i)[0], sequential[i][0]) for i in range(5))
 
 
+def test_windows_plan_batches_from_the_lengths_of_their_own_examples_only():
+  asked = []
+
+  def length_of(ids):  # a "dataset" of 5 million examples whose length is id % 23
+    asked.append(len(ids))
+    return ids % 23
+
+  order = batching.BucketedOrder(length_of, [4, 8, 16], [8, 4, 2, 1], 0, batching.TRAIN,
+                                 n_examples=5_000_000, window=1000)
+  ids, pad = order.batch(0)
+  assert sum(asked) == 1000  # one window's lengths, not 5 million
+  assert all(pad is None and i % 23 > 16 or i % 23 <= pad for i in ids)
+  for index in range(1, 700):  # ~500 batches per window: the second window is read too
+    order.batch(index)
+  assert sum(asked) == 2000
+  fresh = batching.BucketedOrder(length_of, [4, 8, 16], [8, 4, 2, 1], 0, batching.TRAIN,
+                                 n_examples=5_000_000, window=1000)
+  np.testing.assert_array_equal(fresh.batch(699)[0], order.batch(699)[0])  # exact resume
+  seen = np.concatenate([order.batch(i)[0] for i in range(700)])
+  assert len(seen) == len(set(seen.tolist()))  # still the first epoch: no example twice
+
+
+def test_small_datasets_are_one_window_per_epoch_as_before():
+  lengths, order = _bucketed()
+  windowed = batching.BucketedOrder(lambda ids: lengths[ids], [4, 8, 16], [8, 4, 2, 1], 0,
+                                    batching.TRAIN, n_examples=len(lengths), window=len(lengths))
+  for index in range(50):
+    np.testing.assert_array_equal(windowed.batch(index)[0], order.batch(index)[0])
+
+
 def test_bucketing_that_never_fills_a_batch_is_an_error():
   order = batching.BucketedOrder(np.full(5, 3), [4], [8, 8], 0, batching.TRAIN)
   with pytest.raises(
