@@ -37,6 +37,7 @@ __all__ = [
     'trax_buckets',
     'bucket_batches',
     'BucketedOrder',
+    'shuffled_positions',
     'pad_stack',
     'devices_batch_size',
 ]
@@ -128,13 +129,13 @@ class EpochOrder:
     if n_examples <= 0:
       raise DataError(f'{STREAM_NAMES.get(tag, tag)} stream: the dataset has no examples')
     self.n_examples = int(n_examples)
-    self._seed, self._tag, self._shuffle = seed, tag, shuffle
+    self.seed, self.shuffle, self._tag = seed, shuffle, tag
     self.permutation = functools.lru_cache(maxsize=4)(self._permutation)
 
   def _permutation(self, epoch):
-    if not self._shuffle:
+    if not self.shuffle:
       return np.arange(self.n_examples)
-    ss = np.random.SeedSequence([self._seed, self._tag, _ORDER, int(epoch)])
+    ss = np.random.SeedSequence([self.seed, self._tag, _ORDER, int(epoch)])
     return np.random.default_rng(ss).permutation(self.n_examples)
 
   def take(self, start, count):
@@ -211,12 +212,52 @@ def bucket_batches(buckets, batch_sizes):
 
 
 WINDOW = 1 << 16  # examples per bucketing window (see BucketedOrder)
+_M32 = np.uint64(0xffffffff)
+
+
+def _mix32(v):
+  """A 32-bit integer hash (xor-shift-multiply) of uint64 `v` < 2^32, elementwise."""
+  v = v ^ (v >> np.uint64(16))
+  v = (v * np.uint64(0x7feb352d)) & _M32
+  v = v ^ (v >> np.uint64(15))
+  v = (v * np.uint64(0x846ca68b)) & _M32
+  return v ^ (v >> np.uint64(16))
+
+
+def shuffled_positions(positions, n, key):
+  """Entries `positions` of a pseudo-random permutation of `range(n)`, without making it.
+
+  An 8-round Feistel network on the smallest even number of bits that holds
+  `n`, keyed by `key` (ints for `np.random.SeedSequence`), with cycle walking
+  back into `[0, n)`: O(1) per entry, so any window of a huge epoch costs
+  only its own size. `n` must be below 2^32.
+  """
+  bits = max(2, int(n - 1).bit_length())
+  half = np.uint64((bits + 1) // 2)
+  mask = np.uint64((1 << int(half)) - 1)
+  keys = np.random.SeedSequence(key).generate_state(8, np.uint32).astype(np.uint64)
+
+  def rounds(x):
+    left, right = x >> half, x & mask
+    for k in keys:
+      left, right = right, left ^ (_mix32(right ^ k) & mask)
+    return (left << half) | right
+
+  out = rounds(np.asarray(positions, np.uint64))
+  outside = out >= np.uint64(n)
+  while outside.any():
+    out[outside] = rounds(out[outside])
+    outside = out >= np.uint64(n)
+  return out.astype(np.int64)
 
 
 class BucketedOrder:
   """Random access to length-bucketed batches along an endless sequence of epochs.
 
-  Each epoch's permutation is cut into windows of `window` examples; the
+  Each epoch's permutation is cut into windows of `window` examples (for a
+  dataset larger than one window the permutation is `shuffled_positions`,
+  computed a window at a time, so no step needs memory or time in the size
+  of the dataset); the
   batches of a window are planned from the lengths of its examples alone
   (`bucket_batches`; partial buckets at a window's end are dropped). Lengths
   are computed only when a window is first planned and kept (as uint16,
@@ -270,8 +311,16 @@ class BucketedOrder:
       self._known[missing] = np.clip(found, 0, 65534) + 1
     return self._known[ids].astype(np.int64) - 1
 
+  def _window_ids(self, epoch, w):
+    """Example ids of window `w` of `epoch`: a slice of its permutation (Feistel when large)."""
+    n = self._order.n_examples
+    if n <= self._window or not self._order.shuffle:
+      return self._order.permutation(epoch)[w * self._window:(w + 1) * self._window]
+    positions = np.arange(w * self._window, min((w + 1) * self._window, n))
+    return shuffled_positions(positions, n, [self._order.seed, self._tag, _ORDER, int(epoch)])
+
   def _plan_window(self, epoch, w):
-    perm = self._order.permutation(epoch)[w * self._window:(w + 1) * self._window]
+    perm = self._window_ids(epoch, w)
     buckets = np.searchsorted(self._boundaries, self._lengths(perm), side='left')
     kinds, members = bucket_batches(buckets, self._batch_sizes)
     return kinds, [perm[m] for m in members]

@@ -1,5 +1,7 @@
 """Tests for minitrax.data.batching: epoch order, Trax's buckets, bucket plans, padding."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,24 @@ def test_windows_plan_batches_from_the_lengths_of_their_own_examples_only():
   np.testing.assert_array_equal(fresh.batch(699)[0], order.batch(699)[0])  # exact resume
   seen = np.concatenate([order.batch(i)[0] for i in range(700)])
   assert len(seen) == len(set(seen.tolist()))  # still the first epoch: no example twice
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 1000, 65537])
+def test_shuffled_positions_are_a_permutation_that_depends_on_the_key(n):
+  perm = batching.shuffled_positions(np.arange(n), n, [0, 1])
+  assert sorted(perm.tolist()) == list(range(n))
+  np.testing.assert_array_equal(batching.shuffled_positions(np.arange(5, n), n, [0, 1]), perm[5:])
+  if n >= 1000:
+    other = batching.shuffled_positions(np.arange(n), n, [0, 2])
+    assert np.mean(other == perm) < 0.01 and abs(np.corrcoef(np.arange(n), perm)[0, 1]) < 0.05
+
+
+def test_the_first_batch_of_30_million_examples_is_quick():
+  order = batching.BucketedOrder(lambda ids: ids % 300, [8, 32, 128], [64, 32, 8, 1], 0,
+                                 batching.TRAIN, n_examples=30_000_000)
+  start = time.perf_counter()
+  order.batch(0)
+  assert time.perf_counter() - start < 5.0  # ~0.06 s: one window, no 30M permutation
 
 
 def test_small_datasets_are_one_window_per_epoch_as_before():
