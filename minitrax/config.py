@@ -21,15 +21,21 @@ with keyword arguments. Configs shipped with minitrax live in
 >>> config.train(output_dir='/tmp/copy')                          # doctest: +SKIP
 """
 
+import copy
 import difflib
+import inspect
 import os
+import re
+import tokenize
 
 import gin
+from gin import config_parser
 
 from minitrax import data
 from minitrax import lr
 from minitrax import models  # noqa: F401  pylint: disable=unused-import  (registers every model)
 from minitrax import optimizers
+from minitrax.checks import check_int
 from minitrax.errors import ConfigError
 from minitrax.layers import activation_fns, metrics, normalization, rnn
 from minitrax.models import registry
@@ -61,9 +67,12 @@ _INPUTS = {
     'idx_inputs': data.idx_inputs, 'text_inputs': data.text_inputs
 }
 
+_ORIGINALS = {}  # name -> the function or class registered under it (for its defaults)
+
 
 def _register(fn, module, name=None):
   name = name or fn.__name__
+  _ORIGINALS[name] = fn
   return gin.external_configurable(fn, name=name, module=module)
 
 
@@ -79,6 +88,8 @@ def _flat_train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None, o
   `Plan` and `Objective`; `train_steps` is the older name of `steps` (as in
   the Trax README's `--config="train.train_steps=1000"`) and wins when given.
   """
+  if train_steps is not None:
+    check_int('train', 'train_steps', train_steps, 1, error=ConfigError)
   objective = Objective(loss_fn, has_weights, id_to_mask, metrics)
   plan = Plan(train_steps if train_steps is not None else steps, eval_steps, eval_frequency,
               checkpoints_at, checkpoint_highest, checkpoint_lowest)
@@ -140,20 +151,160 @@ def config_path(name_or_path):
 def parse(config_files=(), bindings=(), finalize=True):
   """Clears gin, then parses `TRAIN_DEFAULTS`, config files (paths or shipped names) and bindings.
 
+  Each file and each binding is parsed on its own, in order (as gin would parse
+  them together), so that an error names the one it is in.
+
   Raises:
-    ConfigError: a file is missing or a binding names an unknown configurable,
-      parameter or reference (the message quotes gin's, which names it).
+    ConfigError: a file is missing; a file or binding has a syntax error (the
+      message names the file or binding, the line and the statement, in one
+      paragraph); or a binding names an unknown configurable, parameter or
+      reference (the message quotes gin's, which names it).
   """
   gin.clear_config()
   paths = [config_path(f) for f in config_files or ()]
+  gin.parse_config(TRAIN_DEFAULTS)
+  for path in paths:
+    _parse_one(gin.parse_config_file, path, f'config file {path!r}', _read_text(path))
+  for binding in bindings or ():
+    _parse_one(gin.parse_config, binding, f'binding {binding!r}', binding)
+  if finalize:
+    _parse_one(lambda _: gin.finalize(), None, 'the configuration', '')
+
+
+def _read_text(path):
   try:
-    gin.parse_config(TRAIN_DEFAULTS)
-    gin.parse_config_files_and_bindings(paths, list(bindings or ()), finalize_config=finalize)
-  except (ValueError, KeyError, SyntaxError, TypeError, ImportError) as e:
-    message = str(e).strip()
+    with open(path, encoding='utf-8') as f:
+      return f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise ConfigError(f'config file {path!r} cannot be read: {e}') from e
+
+
+def _parse_one(parse_fn, source, where, text):
+  """`parse_fn(source)`, gin's errors turned into one `ConfigError` naming `where`."""
+  try:
+    parse_fn(source)
+  except (SyntaxError, tokenize.TokenError) as e:
+    raise ConfigError(_syntax_message(e, where, text)) from e
+  except (ValueError, KeyError, TypeError, ImportError) as e:
+    message = _GIN_LOCATION.sub(lambda m: _place(where, text, m), str(e).strip())
     if 'No configurable matching' in message:
-      message += f'\nKnown models: {", ".join(MODELS)}; inputs: {", ".join(INPUTS)}.'
+      message += f' Known models: {", ".join(MODELS)}; inputs: {", ".join(INPUTS)}.'
     raise ConfigError(f'bad gin configuration: {message}') from e
+
+
+# The location gin appends to a message: '\n  In file "f.gin", line 2\n    a.b = 1\n      ^'.
+_GIN_LOCATION = re.compile(r'\n  In (?:file "[^\n]*", line|bindings string line) (\d+)\n    '
+                           r'([^\n]*)(?:\n *\^)?$')
+
+
+def _place(where, text, location):
+  """` (<where>, line <n>: '<statement>')`, or ` (<where>)` for a one-line binding."""
+  if '\n' not in text.strip():
+    return f' ({where})'
+  return f' ({where}, line {location.group(1)}: {location.group(2).strip()!r})'
+
+
+_BINDING_START = re.compile(r'[A-Za-z_][\w./]*\s*=')
+
+
+def _syntax_message(error, where, text):
+  """One paragraph for a gin syntax error: where it is, the statement, what is wrong.
+
+  A statement that runs on (an unclosed bracket) is named by the line that
+  starts it, which is the line before the error when the error is at the very
+  start of a line (the next binding read as part of the value).
+  """
+  if isinstance(error, tokenize.TokenError):  # ('EOF in multi-line statement', (line, col))
+    reason, (line, column) = 'an unclosed bracket or string', error.args[1]
+  else:
+    reason = str(error.msg).split('\n', maxsplit=1)[0].rstrip('.')
+    line, column = error.lineno or 1, error.offset or 0
+    if reason.startswith('malformed node or string'):
+      reason = 'not a literal value (a number, string, tuple, list, dict, @reference)'
+  lines = text.splitlines() or ['']
+  line = max(1, min(line, len(lines)))
+  start = line - 1 if column == 0 and line > 1 else line
+  while start > 1 and not _BINDING_START.match(lines[start - 1]):
+    start -= 1
+  if len(lines) == 1:
+    return f'bad gin configuration: syntax error in {where}: {reason}'
+  return (f'bad gin configuration: syntax error in {where}, line {start}: {reason}: '
+          f'{lines[start - 1]!r}')
+
+
+# Bindings a resumed run may change: how long it trains (resuming to train longer is the point).
+RUN_LENGTH_BINDINGS = ('train.steps', 'train.train_steps')
+
+
+def config_drift(saved_text, ignore=RUN_LENGTH_BINDINGS):
+  """The bindings of a saved config whose values the current configuration changes.
+
+  Every binding `C.p = v` of `saved_text` (a run's `config.gin`: gin's
+  operative config, which lists every parameter the run used) is compared with
+  the value the current configuration (after `parse`) gives `C.p`: its bound
+  value, else the default of `C`'s parameter `p`. Parameters whose current
+  value cannot be known (no binding and no default) are not compared.
+
+  Args:
+    saved_text: the text of a gin file.
+    ignore: bindings not compared.
+
+  Returns:
+    A list of `(binding, saved, current)` strings, in the saved text's order;
+    empty if nothing changed.
+
+  Raises:
+    ConfigError: `saved_text` is not gin.
+  """
+  try:
+    statements = list(config_parser.ConfigParser(saved_text, gin.config.ParserDelegate(True)))
+  except (SyntaxError, tokenize.TokenError, ValueError) as e:
+    raise ConfigError(f'the saved configuration is not a gin file: {e}') from e
+  drift = []
+  for s in statements:
+    if not isinstance(s, config_parser.BindingStatement):
+      continue
+    key = f'{s.scope + "/" if s.scope else ""}{s.selector}.{s.arg_name}'
+    current = _current_value(key, s.selector, s.arg_name)
+    if key not in ignore and current is not _UNKNOWN and _show(current) != _show(s.value):
+      drift.append((key, _show(s.value), _show(current)))
+  return drift
+
+
+_UNKNOWN = object()
+
+
+def _current_value(key, selector, arg_name):
+  """The value `key` (`[scope/]C.p`) has now: bound, else `C`'s default for `p`, else _UNKNOWN."""
+  try:
+    value = gin.query_parameter(key)
+  except ValueError:
+    return _default(_ORIGINALS.get(selector.rsplit('.', 1)[-1]), arg_name)
+  if isinstance(value, gin.config.ConfigurableReference) and repr(value).startswith('%'):
+    value = copy.deepcopy(value)  # a macro: its value (deepcopy evaluates gin references)
+  return value
+
+
+def _default(fn, arg_name):
+  """The default of parameter `arg_name` of function or class `fn`, or _UNKNOWN."""
+  if inspect.isclass(fn):  # Its constructor's signature (a metaclass may hide it from `fn`'s).
+    fn = next((c.__dict__['__init__'] for c in fn.__mro__ if '__init__' in c.__dict__), None)
+  try:
+    parameter = inspect.signature(fn).parameters.get(arg_name)
+  except (TypeError, ValueError):
+    return _UNKNOWN
+  if parameter is None or parameter.default is inspect.Parameter.empty:
+    return _UNKNOWN
+  return parameter.default
+
+
+def _show(value):
+  """A gin value as gin writes it (`@MLP`, `(1, 2)`, `'adam'`)."""
+  if not isinstance(value, gin.config.ConfigurableReference) and hasattr(value, 'selector'):
+    return f'@{value.selector}{"()" if value.evaluate else ""}'  # an unknown reference
+  if callable(value) and hasattr(value, '__name__'):  # a default that is a function or class
+    return f'@{value.__name__}'
+  return repr(value)
 
 
 def query(binding, default=None):
@@ -177,5 +328,6 @@ def reference_name(value):
 
 __all__ = [
     'train', 'Trainer', 'MODELS', 'INPUTS', 'SYNTHETIC_TASKS', 'TRAIN_DEFAULTS', 'CONFIGS_DIR',
-    'shipped_configs', 'config_path', 'parse', 'query', 'operative_config', 'reference_name'
+    'shipped_configs', 'config_path', 'parse', 'query', 'operative_config', 'reference_name',
+    'config_drift', 'RUN_LENGTH_BINDINGS'
 ]

@@ -11,11 +11,21 @@ applied after the files; `--dataset` and `--model` are shorthands for
 bindings. `--dataset` names a synthetic task (copy, reverse, addition,
 random: offline) or a TFDS dataset. An unknown binding, model or dataset stops
 the run before any computation, with a message naming it.
+
+Every mistake on the command line (a bad flag, binding, value, config file or
+data) prints one paragraph on stderr, `minitrax.trainer: error: ...`, and
+exits with status 2 (a run that fails, e.g. a NaN loss, exits with 1);
+`--verbose` prints the traceback too. A run resumed in an `--output_dir`
+whose `config.gin` holds other values (except `train.steps`) lists the
+changed bindings and stops, unless `--allow_config_change`: then the old
+file is kept as `config.<step>.gin` and `config.gin` gets the new config.
 """
 
 import datetime
 import os
+import re
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -42,6 +52,13 @@ flags.DEFINE_boolean(
     'disable_jit', False, 'Run every step as plain Python (op by op), for '
     'debugging with print and pdb.')
 flags.DEFINE_boolean('jax_debug_nans', False, 'Stop at the first operation that makes a NaN.')
+flags.DEFINE_boolean('verbose', False, 'On an error, print the traceback too.')
+flags.DEFINE_boolean(
+    'allow_config_change', False, 'Resume a run whose config.gin differs from the '
+    'configuration given now (the old one is kept as config.<step>.gin).')
+
+USAGE_ERROR = 2  # exit status of a mistake on the command line (as argparse's)
+RUN_ERROR = 1  # exit status of a run that could not go on (e.g. a NaN loss)
 
 
 def _bindings(config):
@@ -80,28 +97,107 @@ def _output_dir(config, log):
   return output_dir
 
 
+def _check_config_drift(config, output_dir, log):
+  """Compares a resumed run's `config.gin` with the configuration given now.
+
+  Raises:
+    ConfigError: bindings differ and `--allow_config_change` is not given;
+      the message lists them. With the flag, the old file is moved to
+      `config.<step>.gin` (`train` writes the new `config.gin`).
+  """
+  from minitrax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from minitrax.supervised import run_checkpoint  # pylint: disable=import-outside-toplevel
+  path, model_path = (os.path.join(output_dir, f) for f in ('config.gin', 'model.pkl'))
+  if not (os.path.isfile(path) and os.path.isfile(model_path)):
+    return
+  with open(path, encoding='utf-8') as f:
+    drift = config.config_drift(f.read())
+  if not drift:
+    return
+  step = run_checkpoint.read(model_path).get('step', 0)
+  listing = ''.join(f'\n  {key}: {saved} (saved) -> {now} (now)' for key, saved, now in drift)
+  if not FLAGS.allow_config_change:
+    raise ConfigError(
+        f'{path}: the configuration differs from the one of the run being resumed (step {step}):'
+        f'{listing}\nResume with the saved configuration, or pass --allow_config_change to go on '
+        f'with the new one (the old file is then kept as config.{step}.gin).')
+  kept = _free_name(output_dir, f'config.{step}')
+  os.replace(path, kept)
+  log(f'Configuration changed on resume at step {step}:{listing}')
+  log(f'Kept the old configuration as {kept}')
+
+
+def _free_name(folder, stem):
+  """`folder/<stem>.gin`, or `<stem>.<n>.gin` with the first n >= 1 that is not taken."""
+  name, n = os.path.join(folder, f'{stem}.gin'), 0
+  while os.path.exists(name):
+    n += 1
+    name = os.path.join(folder, f'{stem}.{n}.gin')
+  return name
+
+
+def _train(config, log):
+  """Parses the configuration, picks the output folder, checks a resume, trains."""
+  config.parse(FLAGS.config_file, _bindings(config))
+  output_dir = _output_dir(config, log)
+  _check_config_drift(config, output_dir, log)
+  config.train(output_dir=output_dir, config_text=config.operative_config)
+  path = os.path.join(output_dir, 'config.gin')
+  if not os.path.exists(path):  # a changed config of a run with no step left to train
+    with open(path, 'w', encoding='utf-8') as f:
+      f.write(config.operative_config())
+
+
+# What gin adds to a message passing through a configurable: the function's address.
+_GIN_CALL_NOTE = re.compile(r"\n  In call to configurable '[^']*' \(<[^>]*>\)")
+
+
+def error_message(error):
+  """`minitrax.trainer: error: <Type>: <message>`, without gin's call notes."""
+  message = _GIN_CALL_NOTE.sub('', str(error)).strip()
+  return f'minitrax.trainer: error: {type(error).__name__}: {message}'
+
+
+def _fail(error, status):
+  """Prints `error` in one paragraph (after its traceback with --verbose) and exits."""
+  if FLAGS.is_parsed() and FLAGS.verbose:
+    traceback.print_exception(error)
+  print(error_message(error), file=sys.stderr)
+  sys.exit(status)
+
+
 def main(argv):
+  from minitrax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    _fail(
+        ConfigError(f'unexpected arguments: {" ".join(argv[1:])} (flags are written '
+                    '--name=value)'), USAGE_ERROR)
   import jax  # pylint: disable=import-outside-toplevel
   from minitrax import config  # pylint: disable=import-outside-toplevel
-  from minitrax.errors import MinitraxError  # pylint: disable=import-outside-toplevel
+  from minitrax.errors import MinitraxError, TrainingError  # pylint: disable=import-outside-toplevel
   from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
   if FLAGS.disable_jit:
     jax.config.update('jax_disable_jit', True)
   if FLAGS.jax_debug_nans:
     jax.config.update('jax_debug_nans', True)
   try:
-    config.parse(FLAGS.config_file, _bindings(config))
-    output_dir = _output_dir(config, log)
-    config.train(output_dir=output_dir, config_text=config.operative_config)
+    _train(config, log)
   except MinitraxError as e:
-    sys.exit(f'minitrax.trainer: error: {type(e).__name__}: {e}')
+    _fail(e, RUN_ERROR if isinstance(e, TrainingError) else USAGE_ERROR)
+
+
+def parse_flags(argv):
+  """absl's flag parsing, a bad flag reported in one paragraph with exit status 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f'minitrax.trainer: error: {e} (see --help)', file=sys.stderr)
+    sys.exit(USAGE_ERROR)
 
 
 def run():
   """Entry point: parses the flags and trains."""
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == '__main__':

@@ -154,3 +154,92 @@ def test_every_model_is_a_configurable():
   config.parse([], ['MLP.d_hidden = 3'])
   assert config.query('MLP.d_hidden') == 3
   assert config.reference_name(config.query('train.optimizer')) == 'Adafactor'
+
+
+@pytest.mark.parametrize('binding,message', [
+    ("train.steps = 'abc'", "train: steps must be an int >= 1, got 'abc'"),
+    ('train.steps = 0', 'train: steps must be an int >= 1, got 0'),
+    ('train.steps = -5', 'train: steps must be an int >= 1, got -5'),
+    ('train.train_steps = 2.5', 'train: train_steps must be an int >= 1, got 2.5'),
+    ('train.eval_steps = -1', 'train: eval_steps must be an int >= 0, got -1'),
+    ("train.eval_frequency = '10'", "train: eval_frequency must be an int >= 0, got '10'"),
+    ('train.random_seed = -1', 'train: random_seed must be an int >= 0, got -1'),
+    ('train.n_devices = 0', 'train: n_devices must be an int >= 1, got 0'),
+    ('train.checkpoints_at = 5', 'train: checkpoints_at must be None or a list of steps, got 5'),
+    ('train.checkpoint_lowest = 3',
+     'train: checkpoint_lowest must be None or a metric name, got 3'),
+    ("train.has_weights = 'yes'", "train: has_weights must be True or False, got 'yes'"),
+    ('train.metrics = [1]', 'train: metrics must be None or a dict {name: factory or layer}, got '
+     r'\[1\]'),
+    ('train.model = 3', 'train: model must be a function of mode returning a layer, or a layer, '
+     'got 3'),
+])
+def test_bad_train_values_are_config_errors_before_anything_is_written(binding, message, tmp_path):
+  config.parse([], ['train.model = @MLP', 'train.inputs = @copy_inputs', binding])
+  with pytest.raises(ConfigError, match=message):
+    config.train(output_dir=str(tmp_path / 'out'))
+  assert not (tmp_path / 'out').exists()
+
+
+def test_gin_syntax_error_in_a_file_names_the_file_line_and_binding(tmp_path):
+  path = tmp_path / 'bad.gin'
+  path.write_text('train.steps = 3\ntrain.eval_steps = (1,\nMLP.d_hidden = 8\n')
+  with pytest.raises(ConfigError) as e:
+    config.parse([str(path)])
+  assert str(e.value) == (f"bad gin configuration: syntax error in config file '{path}', line 2: "
+                          'not a literal value (a number, string, tuple, list, dict, @reference): '
+                          "'train.eval_steps = (1,'")
+  path.write_text('train.steps = 3\n\ntrain.eval_steps = [1,\n  2\n')  # unclosed at the end
+  with pytest.raises(
+      ConfigError, match=r"config file '.*bad.gin', line 3: an unclosed bracket or "
+      r"string: 'train.eval_steps = \[1,'$"):
+    config.parse([str(path)])
+
+
+@pytest.mark.parametrize('binding,reason', [
+    ('train.steps = (', 'an unclosed bracket or string'),
+    ('train.steps 3', "Couldn't parse statement, expected ':' or '='"),
+    ('train.steps = 1 2', 'Expected newline'),
+])
+def test_gin_syntax_error_in_a_binding_is_one_line_naming_it(binding, reason):
+  with pytest.raises(ConfigError) as e:
+    config.parse([], ['train.steps = 2', binding, 'train.eval_steps = 1'])
+  assert str(e.value) == f'bad gin configuration: syntax error in binding {binding!r}: {reason}'
+
+
+def test_unknown_parameter_in_a_file_names_the_file_and_line_in_one_paragraph(tmp_path):
+  path = tmp_path / 'typo.gin'
+  path.write_text('train.steps = 3\ntrain.no_param = 1\n')
+  with pytest.raises(ConfigError) as e:
+    config.parse([str(path)])
+  assert str(e.value) == ("bad gin configuration: Configurable 'train' doesn't have a parameter "
+                          f"named 'no_param'. (config file '{path}', line 2: 'train.no_param = 1')")
+
+
+SAVED = """# Parameters for MLP:
+# ==============================================================================
+MLP.d_hidden = 32
+MLP.n_hidden_layers = 2
+
+# Parameters for train:
+# ==============================================================================
+train.eval_steps = 10
+train.model = @MLP
+train.optimizer = @Adafactor
+train.random_seed = None
+train.steps = 100
+"""
+
+
+def test_config_drift_lists_changed_bindings_but_not_the_run_length():
+  config.parse([], ['train.model = @MLP', 'MLP.d_hidden = 32', 'train.steps = 500'])
+  assert config.config_drift(SAVED) == []  # defaults (n_hidden_layers, eval_steps) match
+  config.parse([], [
+      'train.model = @MLP', 'MLP.d_hidden = 64', 'train.optimizer = @Adam', 'train.random_seed = 3',
+      'train.eval_steps = 10'
+  ])
+  assert config.config_drift(SAVED) == [('MLP.d_hidden', '32', '64'),
+                                        ('train.optimizer', '@Adafactor', '@Adam'),
+                                        ('train.random_seed', 'None', '3')]
+  config.parse([], ['train.model = @MLP'])  # a binding removed: the default differs
+  assert config.config_drift(SAVED) == [('MLP.d_hidden', '32', '512')]

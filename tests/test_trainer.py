@@ -62,14 +62,69 @@ def test_shipped_config_by_name_and_debug_flags(tmp_path):
     (['--model=NoSuchNet'], r"unknown model 'NoSuchNet'; known models: .*MLP"),
     (['--model=MLP', '--dataset=no_such_dataset'], r"unknown TFDS dataset 'no_such_dataset'"),
     (['--config_file=no_such_config'], r"config file 'no_such_config' not found"),
+    (['--model=MLP', '--dataset=copy', '--config=train.steps=-5'
+     ], r'train: steps must be an int >= 1, got -5$'),
+    (['--config=train.steps=('
+     ], r"syntax error in binding 'train.steps=\(': an unclosed bracket or string$"),
 ])
 def test_errors_stop_before_any_computation(flags, message, tmp_path):
+  """A mistake: one paragraph on stderr, exit status 2, no traceback, nothing written."""
   out = trainer(*flags, f'--output_dir={tmp_path / "out"}', home=tmp_path)
-  assert out.returncode == 1
-  assert re.search(r'minitrax\.trainer: error: \w+Error: .*' + message, out.stderr, re.S), \
+  assert out.returncode == 2
+  assert re.search(r'minitrax\.trainer: error: \w+Error: .*' + message, out.stderr.strip(), re.S), \
       out.stderr[-3000:]
-  assert 'Traceback' not in out.stderr
+  assert 'Traceback' not in out.stderr and 'In call to configurable' not in out.stderr
   assert not os.path.exists(tmp_path / 'out')
+
+
+def test_bad_flags_and_arguments_exit_2_in_one_line_and_verbose_shows_the_traceback(tmp_path):
+  out = trainer('--random_seed=abc', home=tmp_path)
+  assert (out.returncode, out.stderr) == (2, "minitrax.trainer: error: flag --random_seed=abc: "
+                                          "invalid literal for int() with base 10: 'abc' (see "
+                                          "--help)\n")
+  out = trainer('extra', home=tmp_path)
+  assert (out.returncode, out.stderr) == (2, 'minitrax.trainer: error: ConfigError: unexpected '
+                                          'arguments: extra (flags are written --name=value)\n')
+  out = trainer('--config=train.steps 3', '--verbose', home=tmp_path)
+  assert out.returncode == 2 and 'Traceback (most recent call last)' in out.stderr
+  assert out.stderr.splitlines()[-1] == ("minitrax.trainer: error: ConfigError: bad gin "
+                                         "configuration: syntax error in binding 'train.steps 3': "
+                                         "Couldn't parse statement, expected ':' or '='")
+
+
+def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
+  """config.gin of a 1-step run (made in-process), then the command line resumes it."""
+  from minitrax import config  # pylint: disable=import-outside-toplevel
+  out_dir = tmp_path / 'run'
+  tiny = [
+      '--dataset=random', '--model=MLP', '--config=random_inputs.input_shape=(4, 3)',
+      '--config=random_inputs.output_shape=(4,)', '--config=MLP.d_hidden=4',
+      '--config=MLP.flatten=False', '--config=train.eval_steps=0', '--config=train.steps=1',
+      f'--output_dir={out_dir}'
+  ]
+  config.parse([], ['train.inputs = @random_inputs', 'train.model = @MLP'] +
+               [f[len('--config='):] for f in tiny if f.startswith('--config=')])
+  config.train(output_dir=str(out_dir), config_text=config.operative_config)
+  saved = (out_dir / 'config.gin').read_text()
+  changed = trainer(*tiny, '--config=Adafactor.learning_rate=0.01', '--random_seed=4',
+                    home=tmp_path)
+  assert changed.returncode == 2, changed.stderr[-3000:]
+  assert changed.stderr.splitlines() == [
+      f'minitrax.trainer: error: ConfigError: {out_dir}/config.gin: the configuration differs '
+      'from the one of the run being resumed (step 1):',
+      '  Adafactor.learning_rate: 0.05 (saved) -> 0.01 (now)',
+      '  train.random_seed: None (saved) -> 4 (now)',
+      'Resume with the saved configuration, or pass --allow_config_change to go on with the new '
+      'one (the old file is then kept as config.1.gin).',
+  ]
+  assert (out_dir / 'config.gin').read_text() == saved
+  longer = trainer(*tiny, '--config=train.steps=2', '--allow_config_change',
+                   '--config=Adafactor.learning_rate=0.01', home=tmp_path)
+  assert longer.returncode == 0, longer.stderr[-3000:]
+  assert 'Kept the old configuration as ' + str(out_dir / 'config.1.gin') in longer.stdout
+  assert (out_dir / 'config.1.gin').read_text() == saved
+  assert 'Adafactor.learning_rate = 0.01' in (out_dir / 'config.gin').read_text()
+  assert checkpoint.load(str(out_dir / 'model.pkl'))['step'] == 2
 
 
 def test_demo_trains_then_decodes(tmp_path):

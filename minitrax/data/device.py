@@ -13,6 +13,16 @@ Its `position` is the index of the next batch it hands out, so a run saved
 between epochs resumes from exactly there; `host_batch(i)` reads batch `i`
 again (to diagnose a failed step).
 
+Every batch is checked on the host, before it reaches the devices, against
+the first batch read (`check_like`): the same number of arrays, each of the
+same dtype and rank, and of the same size on every axis except axis 0 (the
+batch size) and axis 1 (the length), the two axes that length bucketing and
+padding vary; a batch of a new shape ends a chunk and compiles the step anew.
+Any other difference is a `DataError` naming the batch (e.g. `train stream,
+batch 3: expected 3 arrays (inputs, targets, weights) like batch 0, got 2
+(inputs, targets)`). The check compares shapes and dtypes only: no work per
+element.
+
 >>> import functools, numpy as np, jax
 >>> from minitrax.data import Inputs, Stream
 >>> inputs = Inputs(Stream(lambda i, n: (np.full((4, 2), i), np.zeros((4,), np.int32))))
@@ -33,13 +43,15 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from minitrax.errors import DataError
+from minitrax.shapes import ShapeDtype
 
 __all__ = [
-    'BATCH_AXIS', 'batch_sharding', 'steps_per_call', 'stack_batches', 'DeviceBatches',
-    'inputs_batches', 'device_prefetch'
+    'BATCH_AXIS', 'VARIABLE_AXES', 'batch_sharding', 'steps_per_call', 'stack_batches',
+    'check_like', 'DeviceBatches', 'inputs_batches', 'device_prefetch'
 ]
 
 BATCH_AXIS = 'batch'
+VARIABLE_AXES = (0, 1)  # batch size and length: may differ between batches (bucketing, padding)
 
 
 def batch_sharding(mesh, stacked=False):
@@ -71,6 +83,46 @@ def stack_batches(batches, n_steps):
   return tuple(stack(arrays) for arrays in zip(*batches))
 
 
+def _array_names(n):
+  if n == 2:
+    return ('inputs', 'targets')
+  if n == 3:
+    return ('inputs', 'targets', 'weights')
+  return tuple(f'array {k}' for k in range(n))
+
+
+def _listed(n):
+  """' (inputs, targets)' for 2 arrays, ' (inputs, targets, weights)' for 3, else ''."""
+  return f' ({", ".join(_array_names(n))})' if n in (2, 3) else ''
+
+
+def check_like(batch, reference, where, reference_where):
+  """Raises unless host `batch` is structured like `reference` (see the module docstring).
+
+  Args:
+    batch, reference: tuples of NumPy arrays (`reference` may hold `ShapeDtype`s).
+    where: names `batch` in messages, e.g. 'train stream, batch 3'.
+    reference_where: names `reference`, e.g. 'batch 0'.
+
+  Raises:
+    DataError: another number of arrays, or an array of another dtype,
+      rank, or size on an axis other than `VARIABLE_AXES`.
+  """
+  like = f'like {reference_where}'
+  if len(batch) != len(reference):
+    raise DataError(f'{where}: expected {len(reference)} arrays{_listed(len(reference))} {like}, '
+                    f'got {len(batch)}{_listed(len(batch))}')
+  for name, a, r in zip(_array_names(len(batch)), batch, reference):
+    if np.dtype(a.dtype) != np.dtype(r.dtype):
+      raise DataError(f'{where}: {name} have dtype {np.dtype(a.dtype).name}, expected '
+                      f'{np.dtype(r.dtype).name} {like}')
+    shape, expected = tuple(a.shape), tuple(r.shape)
+    if len(shape) != len(expected) or any(
+        n != m for k, (n, m) in enumerate(zip(shape, expected)) if k not in VARIABLE_AXES):
+      raise DataError(f'{where}: {name} have shape {shape}, expected {expected} {like} (only axes '
+                      f'0 and 1, the batch size and the length, may differ)')
+
+
 def _same_shapes(a, b):
   return [x.shape for x in a] == [x.shape for x in b]
 
@@ -88,10 +140,13 @@ class DeviceBatches:
       hand out chunks of up to k batches stacked to `(k, B, ...)`.
     ahead: batches (or chunks) placed on the devices ahead of the consumer,
       within an epoch; 0 for none.
+    name: names the stream in messages, e.g. 'train stream'.
   """
 
-  def __init__(self, open_stream, mesh, start=0, steps_per_call=None, ahead=2):
+  def __init__(self, open_stream, mesh, start=0, steps_per_call=None, ahead=2, name='stream'):
     self._open = open_stream
+    self._name = name
+    self._reference = None  # (index, batch): the first batch read, that the others must be like
     self._k = steps_per_call
     self._sharding = batch_sharding(mesh, stacked=steps_per_call is not None)
     self._ahead = ahead
@@ -137,7 +192,7 @@ class DeviceBatches:
     run = []
     while len(run) < count:
       if self._waiting is None:
-        batch = next(self._host)
+        batch = self._checked(next(self._host), self._next_read)
         self._next_read += 1
       else:
         batch, self._waiting = self._waiting, None
@@ -146,6 +201,15 @@ class DeviceBatches:
         break
       run.append(batch)
     return run
+
+  def _checked(self, batch, index):
+    """`batch` (number `index`) once checked against the first batch read (`check_like`)."""
+    if self._reference is None:
+      self._reference = (index, tuple(ShapeDtype(a.shape, a.dtype) for a in batch))
+    else:
+      first, reference = self._reference
+      check_like(batch, reference, f'{self._name}, batch {index}', f'batch {first}')
+    return batch
 
   def _put(self, run):
     """A run of host batches on the devices: one batch, or a stacked chunk."""
@@ -163,7 +227,7 @@ def inputs_batches(inputs, mesh, train_start=0, eval_start=0, steps_per_call=1):
 
   def open_batches(kind, start, **kwargs):
     stream = functools.partial(getattr(inputs, f'{kind}_stream'), mesh.size)
-    return DeviceBatches(stream, mesh, start, **kwargs)
+    return DeviceBatches(stream, mesh, start, name=f'{kind} stream', **kwargs)
 
   return {
       'train': open_batches('train', train_start, steps_per_call=steps_per_call,

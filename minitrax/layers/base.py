@@ -311,6 +311,7 @@ class Layer(metaclass=_LayerMeta):
       return forms.forward(self, x, weights, state, rng)[0]
 
     with self._errors_named('output_signature', sig):
+      check_n_inputs(self, sig)
       out = jax.eval_shape(shapes_of_outputs, as_structs(sig), jax.random.key(0))
     return signature(out)
 

@@ -46,8 +46,8 @@ def check_n_inputs(layer, x):
   n_in = layer.n_in
   if isinstance(x, tuple) if n_in == 1 else isinstance(x, (tuple, list)):
     if len(x) > n_in:
-      raise ArgumentError(f'layer {layer.name} takes n_in={n_in} input'
-                          f'{"s" if n_in != 1 else ""} but got {len(x)}')
+      raise ArgumentError(f'layer {layer.name} (n_in={n_in}): expected {n_in} input'
+                          f'{"s" if n_in != 1 else ""}, got {len(x)}')
 
 
 def from_stack(stack, n_out):

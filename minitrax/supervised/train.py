@@ -30,7 +30,14 @@ from minitrax.errors import ConfigError
 from minitrax.layers.metrics import CrossEntropyLoss
 from minitrax.lr import MultifactorSchedule
 from minitrax.optimizers import Adafactor
+from minitrax.optimizers.base import Optimizer
 from minitrax.supervised.trainer import Trainer
+
+
+def _check_kind(what, value, test, expected):
+  """Raises `ConfigError("train: <what> must be <expected>, got <value>")` unless `test(value)`."""
+  if not test(value):
+    raise ConfigError(f'train: {what} must be {expected}, got {value!r}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +60,9 @@ class Objective:
       raise ConfigError(f'train: has_weights must be True or False, got {self.has_weights!r}')
     if self.id_to_mask is not None:
       check_int('train', 'id_to_mask', self.id_to_mask, 0, error=ConfigError)
+    _check_kind('loss_fn', self.loss_fn, callable, 'a loss factory or layer')
+    _check_kind('metrics', self.metrics, lambda m: m is None or isinstance(m, dict),
+                'None or a dict {name: factory or layer}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +89,14 @@ class Plan:
     for name in ('eval_steps', 'eval_frequency'):
       if getattr(self, name) is not None:
         check_int('train', name, getattr(self, name), 0, error=ConfigError)
+    _check_kind('checkpoints_at', self.checkpoints_at,
+                lambda v: v is None or isinstance(v, (list, tuple, set, frozenset, range)),
+                'None or a list of steps')
     for step in self.checkpoints_at or ():
       check_int('train', 'checkpoints_at', step, 1, error=ConfigError)
+    for name in ('checkpoint_highest', 'checkpoint_lowest'):
+      _check_kind(name, getattr(self, name), lambda v: v is None or isinstance(v, str),
+                  'None or a metric name')
 
   def epoch_steps(self):
     """The step counts of all epochs of a run from its start (Trax's schedule)."""
@@ -110,6 +126,8 @@ def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=
     The trainer's final `TrainerState`.
   """
   _check_given(model, inputs)
+  _check_arguments(output_dir, model, inputs, optimizer, lr_schedule, random_seed, n_devices,
+                   trainer_class, config_text)
   output_dir = os.path.expanduser(output_dir)
   trainer = trainer_class(model, objective.loss_fn, optimizer, lr_schedule, inputs, output_dir,
                           random_seed=random_seed, n_devices=n_devices,
@@ -143,6 +161,31 @@ def _check_given(model, inputs):
   if inputs is None:
     raise ConfigError('train: no inputs given; pass inputs=... (on the command line '
                       '--dataset=mnist or the binding train.inputs=@copy_inputs)')
+
+
+def _check_arguments(output_dir, model, inputs, optimizer, lr_schedule, random_seed, n_devices,
+                     trainer_class, config_text):
+  """The types and ranges of `train`'s arguments, before anything is built, read or written.
+
+  Raises:
+    ConfigError: naming the argument (the binding `train.<name>`), what it
+      must be and what it is.
+  """
+  _check_kind('output_dir', output_dir, lambda v: isinstance(v, (str, os.PathLike)) and str(v),
+              'a folder path')
+  _check_kind('model', model, callable, 'a function of mode returning a layer, or a layer')
+  _check_kind('inputs', inputs, lambda v: hasattr(v, 'train_stream') or callable(v),
+              'an Inputs or a function returning one')
+  _check_kind('optimizer', optimizer, lambda v: isinstance(v, Optimizer) or callable(v),
+              'an Optimizer class or instance')
+  _check_kind('lr_schedule', lr_schedule, callable, 'a schedule or a factory of one')
+  _check_kind('trainer_class', trainer_class, callable, 'a Trainer class')
+  _check_kind('config_text', config_text, lambda v: v is None or isinstance(v, str) or callable(v),
+              'None, a string or a function returning one')
+  if random_seed is not None:
+    check_int('train', 'random_seed', random_seed, 0, error=ConfigError)
+  if n_devices is not None:
+    check_int('train', 'n_devices', n_devices, 1, error=ConfigError)
 
 
 def epochs(total_steps, steps_to_skip, epoch_steps):

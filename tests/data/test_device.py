@@ -132,3 +132,53 @@ def test_device_prefetch_stays_ahead_of_the_consumer():
 def test_device_prefetch_size_is_validated():
   with pytest.raises(DataError, match='device_prefetch: size must be >= 1, got 0'):
     next(device_prefetch(iter(_batches(1)), size=0))
+
+
+def _changing(at, change):
+  """Inputs whose batch i is `(full((2, 3, 4), i), zeros(2))`, batch `at` passed through change."""
+
+  def batch(i, _):
+    arrays = (np.full((2, 3, 4), i, np.float32), np.zeros((2,), np.int32))
+    return change(*arrays) if i == at else arrays
+
+  return Inputs(Stream(batch))
+
+
+def test_a_batch_missing_its_weights_is_a_data_error_naming_it():
+  """Issue 13's raw IndexError in tracing: now a DataError on the host, before any device work."""
+
+  def batch(i, _):
+    x, y, w = np.zeros((2, 3), np.float32), np.zeros((2,), np.int32), np.ones((2,), np.float32)
+    return (x, y) if i == 3 else (x, y, w)
+
+  weighted = Inputs(Stream(batch))
+  batches = inputs_batches(weighted, MESH, steps_per_call=4)['train']
+  with pytest.raises(DataError) as e:
+    list(batches.epoch(6))
+  assert str(e.value) == ('train stream, batch 3: expected 3 arrays (inputs, targets, weights) '
+                          'like batch 0, got 2 (inputs, targets)')
+  assert batches.position == 0  # nothing reached the devices
+
+
+@pytest.mark.parametrize('change,message', [
+    (lambda x, y:
+     (x.astype(np.int32), y), 'inputs have dtype int32, expected float32 like batch 1'),
+    (lambda x, y: (x, y.astype(np.float32)), 'targets have dtype float32, expected int32 like '
+     'batch 1'),
+    (lambda x, y: (x[..., None], y), r'inputs have shape \(2, 3, 4, 1\), expected \(2, 3, 4\) like '
+     r'batch 1 \(only axes 0 and 1, the batch size and the length, may differ\)'),
+    (lambda x, y: (x[:, :, :3], y), r'inputs have shape \(2, 3, 3\), expected \(2, 3, 4\) like '
+     'batch 1'),
+])
+def test_a_batch_of_another_dtype_rank_or_feature_size_is_a_data_error(change, message):
+  eval_batches = inputs_batches(_changing(4, change), MESH, eval_start=1)['eval']
+  with pytest.raises(DataError, match='^eval stream, batch 4: ' + message):
+    list(eval_batches.epoch(5))
+
+
+def test_batches_may_differ_in_batch_size_and_length():
+  wider = lambda x, y: (np.zeros((4, 7, 4), np.float32), np.zeros((4,), np.int32))  # noqa: E731
+  batches = DeviceBatches(functools.partial(_changing(2, wider).train_stream, 1), MESH,
+                          steps_per_call=4)
+  assert [(c[0].shape, n) for c, n in batches.epoch(4)] == [((4, 2, 3, 4), 2), ((4, 4, 7, 4), 1),
+                                                            ((4, 2, 3, 4), 1)]

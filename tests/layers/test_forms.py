@@ -189,9 +189,9 @@ def test_wrapping_an_initialised_layer_keeps_its_weights():
 def test_surplus_inputs_are_an_error_at_the_top_and_stay_on_the_stack_inside_serial():
   log_probs = jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
   targets, weights = jnp.array([0, 1, 1]), jnp.array([1.0, 1.0, 0.0])
-  with pytest.raises(LayerError, match=r'layer Accuracy takes n_in=2 inputs but got 3'):
+  with pytest.raises(LayerError, match=r'layer Accuracy \(n_in=2\): expected 2 inputs, got 3'):
     tl.Accuracy()((log_probs, targets, weights))
-  with pytest.raises(LayerError, match=r'layer Dense_2 takes n_in=1 input but got 2'):
+  with pytest.raises(LayerError, match=r'layer Dense_2 \(n_in=1\): expected 1 input, got 2'):
     tl.Dense(2)((X, X))
   accuracy, rest = tl.Serial(tl.Select([0, 1, 2]), tl.Accuracy())((log_probs, targets, weights))
   np.testing.assert_allclose(accuracy, 2 / 3, rtol=1e-6)
