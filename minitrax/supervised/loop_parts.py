@@ -51,7 +51,7 @@ class TaskTrainer:
     self.task = task
     self.mesh = mesh
     self.layers = layers_task(model, task.loss_layer, sample_signature(task, name))
-    self.source = IteratorSource(task.labeled_data, mesh.size, name)
+    self.source, self.source_name = IteratorSource(task.labeled_data, mesh.size, name), name
     self.steps_per_call = steps_per_call(self.layers.signature)
     self.step_fn = self.batches = self.steps_log = None
 
@@ -64,7 +64,8 @@ class TaskTrainer:
 
   def open(self, position):
     """Reads the task's batches from batch `position` on (after a restore: skips the used ones)."""
-    self.batches = DeviceBatches(self.source, self.mesh, position, self.steps_per_call, ahead=0)
+    self.batches = DeviceBatches(self.source, self.mesh, position, self.steps_per_call, ahead=0,
+                                 name=self.source_name)
     self.steps_log = StepsLog(self.layers.model_with_loss, self.batches, self._train_key)
 
   def train(self, run, count, params_at, keep):
@@ -108,13 +109,14 @@ class Evaluator:
     self.eval_step = step_lib.make_eval_step(
         eval_model, list(task.metrics), mesh,
         step_lib.trailing_weight_fn(eval_model.n_in, n_rest > 1))
-    self.source = IteratorSource(task.labeled_data, mesh.size, name)
+    self.source, self.source_name = IteratorSource(task.labeled_data, mesh.size, name), name
     self.index = index
     self.batches = None
 
   def open(self, rounds):
     """Reads the eval batches as after `rounds` evaluation rounds."""
-    self.batches = DeviceBatches(self.source, self.mesh, rounds * self.task.n_eval_batches)
+    self.batches = DeviceBatches(self.source, self.mesh, rounds * self.task.n_eval_batches,
+                                 name=self.source_name)
 
   def evaluate(self, run, rounds, eval_key):
     """`{name: value}`: the task's metrics on its next `n_eval_batches` batches (round `rounds`)."""
