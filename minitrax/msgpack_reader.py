@@ -25,8 +25,8 @@ Bounds, each checked while decoding, before the object it counts is made:
   `max_containers` (default 1,048,576 + one per 8 payload bytes), and no
   declared length longer than the bytes left;
 * memory: every value is charged an upper bound of its CPython 3.11 size
-  (list or tuple of n: 88 + 10n bytes, map of n: 176 + 56n (64 if empty), int 36, float 24,
-  string of n bytes 64 + 4n, binary 40 + n, array 192 + 16 * ndim + its data)
+  (list or tuple of n: 96 + 10n bytes, map of n: 192 + 56n (80 if empty), int 48, float 32,
+  string of n bytes 64 + 4n, binary 48 + n, array 192 + 16 * ndim + its data)
   against `max_bytes` (default `BASE_BYTES` + `BYTES_PER_BYTE` * payload
   size = 64 MiB + 2 per payload byte).
 
@@ -45,12 +45,9 @@ BASE_BYTES = 64 * 2**20
 BYTES_PER_BYTE = 2
 MAX_NDIM = 64
 _TUPLE_EXT, _ARRAY_EXT = 2, 1
-_FIXED = {  # lead byte -> (struct, size, charge) of fixed-width scalars
-    0xca: (struct.Struct('>f'), 4, 24), 0xcb: (struct.Struct('>d'), 8, 24),
-    0xcc: (struct.Struct('>B'), 1, 36), 0xcd: (struct.Struct('>H'), 2, 36),
-    0xce: (struct.Struct('>I'), 4, 36), 0xcf: (struct.Struct('>Q'), 8, 36), 0xd0:
-        (struct.Struct('>b'), 1, 36), 0xd1: (struct.Struct('>h'), 2, 36), 0xd2:
-            (struct.Struct('>i'), 4, 36), 0xd3: (struct.Struct('>q'), 8, 36)
+_FIXED = {  # lead byte -> (struct, size, charge) of fixed-width scalars: 0xca float ... 0xd3 int64
+    lead: (struct.Struct(fmt), struct.calcsize(fmt), 32 if fmt in '>f>d' else 48)
+    for lead, fmt in zip(range(0xca, 0xd4), '>f >d >B >H >I >Q >b >h >i >q'.split())
 }
 _WIDTH = {'bin+', 'ext+', 'str+', 'array+', 'map+'}  # the length follows the lead
 
@@ -160,7 +157,7 @@ class _Reader:
     if kind in _WIDTH:
       return self.sized(kind[:-1], self.uint(arg), depth)
     if kind == 'negative':
-      self.charge(36)
+      self.charge(48)
       return arg
     return self.sized(kind, arg, depth)
 
@@ -170,7 +167,7 @@ class _Reader:
       unit = 'items' if kind in ('array', 'map') else 'bytes'
       self.fail(f'{kind} of {n} {unit}, longer than the {max(left, 0)} bytes left')
     if kind == 'bin':
-      self.charge(40 + n)
+      self.charge(48 + n)
       return bytes(self.take(n))
     if kind == 'str':
       self.charge(64 + 4 * n)
@@ -189,7 +186,7 @@ class _Reader:
     return self.array(n, depth) if kind == 'array' else self.map(n, depth)
 
   def array(self, n, depth):
-    self.charge(88 + 10 * n)
+    self.charge(96 + 10 * n)
     items, i = [], 0
     try:
       for i in range(n):
@@ -205,7 +202,7 @@ class _Reader:
     return items
 
   def map(self, n, depth):
-    self.charge(176 + 56 * n if n else 64)
+    self.charge(192 + 56 * n if n else 80)
     out = {}
     for _ in range(n):
       if self.pos < len(self.data) and not _is_key(self.data[self.pos]):
@@ -273,6 +270,8 @@ class _Reader:
       lead = self.uint(1)
       if lead <= 0x7f:
         shape.append(lead)
+      elif lead >= 0xe0:
+        shape.append(lead - 0x100)
       elif lead in _INTS:
         unpacker, size, _ = _FIXED[lead]
         shape.append(unpacker.unpack(self.take(size))[0])
