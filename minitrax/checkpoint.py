@@ -37,6 +37,7 @@ about `2 * n`.
 3
 """
 
+import difflib
 import glob
 import hashlib
 import os
@@ -281,52 +282,97 @@ def load(path):
 def _describe(x):
   if hasattr(x, 'shape') and hasattr(x, 'dtype'):
     return f'{tuple(x.shape)} {np.dtype(x.dtype).name}'
+  if isinstance(x, (list, tuple)):
+    return f'{type(x).__name__} of {len(x)} items'
   return type(x).__name__ if x is not None else 'None'
 
 
-def tree_mismatches(saved, expected, path=()):
+def _is_array(x):
+  return hasattr(x, 'shape') and hasattr(x, 'dtype')
+
+
+def _signature(x):
+  """A hashable summary of `x`'s structure, shapes and dtypes (equal iff no mismatch inside)."""
+  if _is_array(x):
+    return ('array', tuple(x.shape), np.dtype(x.dtype).name)
+  if isinstance(x, (list, tuple)):
+    return (type(x).__name__,) + tuple(_signature(v) for v in x)
+  if isinstance(x, dict):
+    return ('dict',) + tuple(sorted((str(k), _signature(v)) for k, v in x.items()))
+  return 'number' if isinstance(x, (int, float)) and not isinstance(x, bool) else type(x).__name__
+
+
+def tree_mismatches(saved, expected, path=(), root=None):
   """Lists every difference in structure, shape or dtype between two trees.
+
+  Args:
+    saved, expected: the trees.
+    path: the path of these trees in the whole one (for recursion).
+    root: the name of the whole tree in the paths (`'weights'` gives
+      `weights[1][0]`); None writes `[1][0]`, and `<root>` for the top.
 
   Returns:
     A list of strings `'<path>: saved <what>, expected <what>'`; empty when
     the trees have the same structure and every array the same shape and
-    dtype (values may differ).
+    dtype (values may differ). Where a list or tuple has another length than
+    expected, its items are aligned by structure and each missing item
+    (`[j]`, numbered as expected) or surplus item (`[i]`, numbered as saved)
+    is listed too, and aligned items are compared path by path.
   """
-  here = _path_str(path)
+  here = _where(root, path)
   if isinstance(expected, dict) and isinstance(saved, dict):
     out = []
     for k in sorted(set(expected) | set(saved), key=str):
       if k not in saved:
-        out.append(f'{_path_str(path + (k,))}: missing in saved, expected {_describe(expected[k])}')
+        out.append(f'{_where(root, path + (k,))}: missing in saved, expected '
+                   f'{_describe(expected[k])}')
       elif k not in expected:
-        out.append(f'{_path_str(path + (k,))}: saved {_describe(saved[k])}, not expected')
+        out.append(f'{_where(root, path + (k,))}: saved {_describe(saved[k])}, not expected')
       else:
-        out.extend(tree_mismatches(saved[k], expected[k], path + (k,)))
+        out.extend(tree_mismatches(saved[k], expected[k], path + (k,), root))
     return out
   if isinstance(expected, (list, tuple)) and isinstance(saved, (list, tuple)):
-    if len(expected) != len(saved) or type(expected) is not type(saved):
-      return [
-          f'{here}: saved {type(saved).__name__} of {len(saved)} items, expected '
-          f'{type(expected).__name__} of {len(expected)} items'
-      ]
-    out = []
-    for i, (s, e) in enumerate(zip(saved, expected)):
-      out.extend(tree_mismatches(s, e, path + (i,)))
-    return out
-  is_arr = lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype')
-  if is_arr(expected) and is_arr(saved):
+    return _sequence_mismatches(saved, expected, path, root)
+  if _is_array(expected) and _is_array(saved):
     same = (tuple(saved.shape) == tuple(expected.shape) and
             np.dtype(saved.dtype) == np.dtype(expected.dtype))
     return [] if same else [f'{here}: saved {_describe(saved)}, expected {_describe(expected)}']
-  if is_arr(expected) or is_arr(saved) or type(expected) is not type(saved):
-    if not (isinstance(expected, (int, float)) and isinstance(saved, (int, float))):
-      return [f'{here}: saved {_describe(saved)}, expected {_describe(expected)}']
+  if _signature(saved) != _signature(expected):
+    return [f'{here}: saved {_describe(saved)}, expected {_describe(expected)}']
   return []
+
+
+def _where(root, path):
+  """`path` in the tree named `root`: `weights[1][0]`, `[1][0]`, or `<root>` for the top."""
+  return (root or '') + ''.join(f'[{p!r}]' for p in path) or '<root>'
+
+
+def _sequence_mismatches(saved, expected, path, root):
+  """`tree_mismatches` of two lists or tuples: item by item, aligned if their lengths differ."""
+  here, out = _where(root, path), []
+  if len(expected) != len(saved) or type(expected) is not type(saved):
+    out.append(f'{here}: saved {_describe(saved)}, expected {_describe(expected)}')
+  if len(expected) == len(saved):
+    blocks = [('replace', 0, len(saved), 0, len(expected))]
+  else:
+    matcher = difflib.SequenceMatcher(None, [_signature(x) for x in saved],
+                                      [_signature(x) for x in expected], autojunk=False)
+    blocks = [b for b in matcher.get_opcodes() if b[0] != 'equal']
+  for _, i1, i2, j1, j2 in blocks:
+    common = min(i2 - i1, j2 - j1)
+    for k in range(common):
+      out.extend(tree_mismatches(saved[i1 + k], expected[j1 + k], path + (j1 + k,), root))
+    for j in range(j1 + common, j2):
+      out.append(f'{_where(root, path + (j,))}: missing in saved, expected '
+                 f'{_describe(expected[j])}')
+    for i in range(i1 + common, i2):
+      out.append(f'{_where(root, path + (i,))}: saved {_describe(saved[i])}, not expected')
+  return out
 
 
 def check_compatible(saved, expected, source, what='weights'):
   """Raises CheckpointError listing every mismatched path, or returns None."""
-  problems = tree_mismatches(saved, expected)
+  problems = tree_mismatches(saved, expected, root=what)
   if problems:
     lines = '\n  '.join(problems)
     raise CheckpointError(f'{source}: the saved {what} do not fit the model; '
