@@ -157,7 +157,7 @@ def _read_header(data, source):
   except msgpack_reader.FormatError as e:
     raise CheckpointError(f'{source}: the checkpoint header is corrupted ({e})') from e
   if not isinstance(header, dict) or 'format_version' not in header:
-    found = sorted(header) if isinstance(header, dict) else type(header).__name__
+    found = list(header) if isinstance(header, dict) else type(header).__name__
     raise CheckpointError(f'{source}: the checkpoint header is corrupted (expected a dict of '
                           f'{", ".join(_HEADER_FIELDS)}, found {found})')
   _check_version(header['format_version'], source)
@@ -176,7 +176,7 @@ def _check_version(version, source):
 
 def _check_header_fields(header, source):
   """The header holds exactly `_HEADER_FIELDS`: a payload size int >= 0 and a SHA-256 hex."""
-  if sorted(header) != sorted(_HEADER_FIELDS):
+  if set(header) != set(_HEADER_FIELDS):
     raise CheckpointError(f'{source}: the checkpoint header is corrupted (expected the fields '
                           f'{", ".join(_HEADER_FIELDS)}, found {", ".join(map(str, header))})')
   size, digest = header['payload_size'], header['sha256']
@@ -298,7 +298,8 @@ def _signature(x):
   if isinstance(x, (list, tuple)):
     return (type(x).__name__,) + tuple(_signature(v) for v in x)
   if isinstance(x, dict):
-    return ('dict',) + tuple(sorted((str(k), _signature(v)) for k, v in x.items()))
+    return ('dict',) + tuple(
+        sorted(((str(k), _signature(v)) for k, v in x.items()), key=lambda item: item[0]))
   return 'number' if isinstance(x, (int, float)) and not isinstance(x, bool) else type(x).__name__
 
 

@@ -22,6 +22,7 @@ from minitrax.layers import Dense, L2Loss, Relu, Serial
 from minitrax.optimizers import Adam
 from minitrax.shapes import ShapeDtype
 from minitrax.supervised import run_checkpoint, run_schema
+from minitrax.supervised.history import History
 from minitrax.supervised.run_state import new_run
 
 # Lead bytes of every msgpack type, and a few hostile lengths, for insertions and type swaps.
@@ -112,7 +113,7 @@ def _mutate(rng, data, other):
   kind = rng.integers(7)
   pos = int(rng.integers(len(data) + 1))
   if kind == 0:  # bit flips
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(1, 4)) if data else 0):
       i = int(rng.integers(len(data)))
       data[i] ^= 1 << int(rng.integers(8))
   elif kind == 1:  # truncation
@@ -139,7 +140,10 @@ def _check_one(data, fresh):
   try:
     tree = checkpoint.loads(data, source='fuzz.pkl')
     if isinstance(tree, dict):
+      if not (isinstance(tree.get('format'), str) and tree['format'] == run_checkpoint.FORMAT):
+        return  # what run_checkpoint.read refuses
       run_schema.check_fields(tree, 'fuzz.pkl')
+      History.from_dict(tree.get('history', {}), 'fuzz.pkl')
       for key, field in run_checkpoint._TREES.items():  # pylint: disable=protected-access
         checkpoint.tree_mismatches(tree[key], getattr(fresh, field), root=key)
   except MinitraxError:

@@ -207,3 +207,13 @@ def test_crafted_file_of_empty_containers_stays_in_the_memory_bound(tmp_path, mi
 @pytest.mark.parametrize('mib, unit', [(1, b'\x80'), (8, b'\x90'), (32, b'\x80'), (32, b'\x90')])
 def test_crafted_file_stays_in_the_memory_bound_with_the_real_constant(tmp_path, mib, unit):
   _check_bound(tmp_path, mib, unit, base_bytes=msgpack_reader.BASE_BYTES)
+
+
+def test_header_with_an_int_key_is_corrupted_not_a_type_error(tmp_path):
+  """Found by the fuzz test: mixed str and int header keys once raised TypeError from sorted()."""
+  payload = msgpack.packb(1)
+  header = {'format_version': 1, 2: 3, 'sha256': hashlib.sha256(payload).hexdigest()}
+  path = tmp_path / 'model.pkl'
+  path.write_bytes(_file(payload, header))
+  with pytest.raises(CheckpointError, match='header is corrupted .*found format_version, 2, '):
+    checkpoint.load(path)

@@ -74,7 +74,8 @@ def read(path):
   if not os.path.exists(path):
     return None
   saved = checkpoint.load(path)
-  if not isinstance(saved, dict) or saved.get('format') != FORMAT:
+  if not isinstance(saved, dict) or not (isinstance(saved.get('format'), str) and
+                                         saved['format'] == FORMAT):
     raise CheckpointError(f'{path}: not a Trainer checkpoint (no "format": "{FORMAT}"); '
                           'move it away or pick another output_dir')
   return saved

@@ -87,7 +87,8 @@ def check_fields(saved, path):
   if not isinstance(saved['opt_params'], dict):
     raise CheckpointError(f'{path}: field "opt_params" must be a dict {{name: float32 scalar}}, '
                           f'got {_got(saved["opt_params"])}')
-  if 'rng_impl' in saved and saved['rng_impl'] != RNG_IMPL:
+  if 'rng_impl' in saved and not (isinstance(saved['rng_impl'], str) and
+                                  saved['rng_impl'] == RNG_IMPL):
     raise CheckpointError(f'{path}: field "rng_impl" must be {RNG_IMPL!r}, '
                           f'got {_got(saved["rng_impl"])}')
   check_history(saved.get('history', {}), path)

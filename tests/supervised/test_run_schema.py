@@ -52,36 +52,52 @@ def test_an_older_file_without_optional_fields_takes_their_defaults(tmp_path):
   assert (run.step, run.input_position, run.eval_position, run.seed) == (7, 7, 0, 0)
 
 
-@pytest.mark.parametrize('changes, message', [
-    (dict(step=None), 'the checkpoint has no field "step"'),
-    (dict(step='abc'), "field \"step\" must be an int from 0 to 2147483647, got str 'abc'"),
-    (dict(step=-5), 'field "step" must be an int from 0 to 2147483647, got int -5'),
-    (dict(step=True), 'field "step" must be an int from 0 to 2147483647, got bool True'),
-    (dict(step=2.0), 'field "step" must be an int from 0 to 2147483647, got float 2.0'),
-    (dict(step=2**31), 'field "step" must be an int from 0 to 2147483647, got int 2147483648'),
-    (dict(input_position=-1), 'field "input_position" must be an int from 0 to 2147483647'),
-    (dict(eval_position=[3]), 'field "eval_position" must be an int .*, got list \\[3\\]'),
-    (dict(random_seed=2**63), 'field "random_seed" must be an int from 0 to 9223372036854775807'),
-    (dict(random_seed='7'), "field \"random_seed\" must be an int .*, got str '7'"),
-    (dict(rng_impl='rbg'), "field \"rng_impl\" must be 'threefry2x32', got str 'rbg'"),
-    (dict(weights=None), 'the checkpoint has no field "weights"'),
-    (dict(slots=None), 'the checkpoint has no field "slots"'),
-    (dict(opt_params=[1.0]), 'field "opt_params" must be a dict {name: float32 scalar}, got list'),
-    (dict(opt_params={'learning_rate': np.float32(0.1)}),
-     "mismatched path(.|\\n)*opt_params\\['mass'\\]: missing in saved"),
-    (dict(history=[1]), 'field "history" must be a dict {mode: {metric'),
-    (dict(history={'eval': [1]}), "field \"history\"\\['eval'\\] must be a dict"),
-    (dict(history={'eval': {'m': {}}}), "field \"history\"\\['eval'\\]\\['m'\\] must be a list"),
-    (dict(history={'eval': {'m': [[1, 0.5], [2, 'x']]}}),
-     "field \"history\"\\['eval'\\]\\['m'\\]\\[1\\] must be a \\[step, value\\] pair .*got list "
-     "\\[2, 'x'\\]"),
-    (dict(history={'eval': {'m': [[-1, 0.5]]}}), "\\['m'\\]\\[0\\] must be a \\[step, value\\]"),
-    (dict(history={'eval': {'m': [[True, 0.5]]}}), "\\['m'\\]\\[0\\] must be a \\[step, value\\]"),
-    (dict(history={'eval': {'m': [[1, 0.5, 2]]}}), "\\['m'\\]\\[0\\] must be a \\[step, value\\]"),
-])
+@pytest.mark.parametrize(
+    'changes, message',
+    [
+        (dict(step=None), 'the checkpoint has no field "step"'),
+        (dict(step='abc'), "field \"step\" must be an int from 0 to 2147483647, got str 'abc'"),
+        (dict(step=-5), 'field "step" must be an int from 0 to 2147483647, got int -5'),
+        (dict(step=True), 'field "step" must be an int from 0 to 2147483647, got bool True'),
+        (dict(step=2.0), 'field "step" must be an int from 0 to 2147483647, got float 2.0'),
+        (dict(step=2**31), 'field "step" must be an int from 0 to 2147483647, got int 2147483648'),
+        (dict(input_position=-1), 'field "input_position" must be an int from 0 to 2147483647'),
+        (dict(eval_position=[3]), 'field "eval_position" must be an int .*, got list \\[3\\]'),
+        (dict(random_seed=2**63),
+         'field "random_seed" must be an int from 0 to 9223372036854775807'),
+        (dict(random_seed='7'), "field \"random_seed\" must be an int .*, got str '7'"),
+        (dict(rng_impl='rbg'), "field \"rng_impl\" must be 'threefry2x32', got str 'rbg'"),
+        (dict(rng_impl=np.zeros(2)),
+         'field "rng_impl" must be .*, got ndarray'),  # found by fuzzing
+        (dict(weights=None), 'the checkpoint has no field "weights"'),
+        (dict(slots=None), 'the checkpoint has no field "slots"'),
+        (dict(opt_params=[1.0]),
+         'field "opt_params" must be a dict {name: float32 scalar}, got list'),
+        (dict(opt_params={'learning_rate': np.float32(0.1)}),
+         "mismatched path(.|\\n)*opt_params\\['mass'\\]: missing in saved"),
+        (dict(history=[1]), 'field "history" must be a dict {mode: {metric'),
+        (dict(history={'eval': [1]}), "field \"history\"\\['eval'\\] must be a dict"),
+        (dict(history={'eval': {'m': {}}}),
+         "field \"history\"\\['eval'\\]\\['m'\\] must be a list"),
+        (dict(history={'eval': {'m': [[1, 0.5], [2, 'x']]}}),
+         "field \"history\"\\['eval'\\]\\['m'\\]\\[1\\] must be a \\[step, value\\] "
+         "pair .*got list \\[2, 'x'\\]"),
+        (dict(history={'eval': {'m': [[-1, 0.5]]}}),
+         "\\['m'\\]\\[0\\] must be a \\[step, value\\]"),
+        (dict(history={'eval': {'m': [[True, 0.5]]}}),
+         "\\['m'\\]\\[0\\] must be a \\[step, value\\]"),
+        (dict(history={'eval': {'m': [[1, 0.5, 2]]}}),
+         "\\['m'\\]\\[0\\] must be a \\[step, value\\]"),
+    ])
 def test_a_malformed_field_is_refused_naming_the_file_and_field(tmp_path, changes, message):
   path = _saved(tmp_path, **changes)
   with pytest.raises(CheckpointError, match=f'^{path}: (.|\\n)*{message}'):
+    _restore(path)
+
+
+def test_a_format_field_that_is_an_array_is_not_a_trainer_checkpoint(tmp_path):
+  path = _saved(tmp_path, format=np.zeros(2))  # found by fuzzing: `array != str` is ambiguous
+  with pytest.raises(CheckpointError, match='model.pkl: not a Trainer checkpoint'):
     _restore(path)
 
 
