@@ -20,11 +20,24 @@ round trip. Writes are atomic: a temporary file in the same folder is written,
 flushed and fsync'ed, then renamed over the target, so a crash at any point
 leaves the previous checkpoint readable.
 
+Reading is strict and bounded, for files from anyone (`minitrax.msgpack_reader`):
+exactly the types above, with dict keys str or int (not bool), each once, and
+the extension types 1 (array) and 2 (tuple mark) only; the header holds exactly
+`format_version` (an int, not a bool), `payload_size` and `sha256`. Anything
+else is a `CheckpointError` naming the file, the tree path and the byte. While
+decoding, the nesting (at most `MAX_DEPTH` levels), the number of elements and
+containers and the memory of the objects built are counted before each object
+is made. Bound: loading a file of `n` bytes takes at most `n` bytes (the file,
+read once) + 64 MiB + `2 * n` bytes (the decoded tree, arrays included) of
+memory, and time linear in `n`; a valid checkpoint (mostly array data) takes
+about `2 * n`.
+
 >>> save('/tmp/ckpt', {'step': 3, 'weights': (np.ones((2, 2)), ())})
 >>> load('/tmp/ckpt')['step']
 3
 """
 
+import difflib
 import glob
 import hashlib
 import os
@@ -35,6 +48,7 @@ import ml_dtypes
 import msgpack
 import numpy as np
 
+from minitrax import msgpack_reader
 from minitrax.errors import CheckpointError
 
 MAGIC = b'MTRXCKPT'
@@ -60,13 +74,6 @@ _DTYPES = {
                                                                          np.complex128)]
 }
 ALLOWED_DTYPES = tuple(_DTYPES)
-
-
-class _TupleMark:
-  """Decoded form of the tuple marker (the first element of a tuple's array)."""
-
-
-_TUPLE_MARK = _TupleMark()
 
 
 def _path_str(path):
@@ -127,48 +134,14 @@ def dumps(tree):
 
 # ------------------------------------------------------------------ decoding
 
-
-def _ext_hook(code, data):
-  if code == _TUPLE_EXT:
-    return _TUPLE_MARK
-  if code != _ARRAY_EXT:
-    raise ValueError(f'unknown extension type {code}')
-  fields = msgpack.unpackb(data, raw=False, max_bin_len=len(data), max_str_len=64, max_array_len=64,
-                           max_map_len=0, max_ext_len=0)
-  if not (isinstance(fields, list) and len(fields) == 3):
-    raise ValueError('malformed array record')
-  name, shape, raw = fields
-  if name not in _DTYPES:
-    raise ValueError(f'array dtype {name!r} is not allowed; allowed: {", ".join(ALLOWED_DTYPES)}')
-  if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-    raise ValueError(f'malformed array shape {shape!r}')
-  dtype = _DTYPES[name]
-  if not isinstance(raw, bytes) or int(np.prod(shape, dtype=object)) * dtype.itemsize != len(raw):
-    raise ValueError(f'array of shape {tuple(shape)} and dtype {name} does not match '
-                     f'its {len(raw) if isinstance(raw, bytes) else "missing"} bytes of data')
-  return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-
-
-def _decode(obj, depth):
-  """Turns tuple-marked lists back into tuples, bounding the depth."""
-  if depth > MAX_DEPTH:
-    raise ValueError(f'tree nests deeper than {MAX_DEPTH}')
-  if isinstance(obj, list):
-    if obj and obj[0] is _TUPLE_MARK:
-      return tuple(_decode(v, depth + 1) for v in obj[1:])
-    return [_decode(v, depth + 1) for v in obj]
-  if isinstance(obj, dict):
-    return {k: _decode(v, depth + 1) for k, v in obj.items()}
-  if obj is _TUPLE_MARK:
-    raise ValueError('tuple marker outside the first position of a list')
-  return obj
+_HEADER_FIELDS = ('format_version', 'payload_size', 'sha256')
 
 
 def _read_header(data, source):
   """Checks magic and header; returns (header dict, payload offset)."""
   if len(data) == 0:
     raise CheckpointError(f'{source}: the file is empty; it is not a minitrax checkpoint')
-  if data[:2] == b'\x80\x04' or data[:1] == b'\x80' or data[:8] != MAGIC:
+  if data[:8] != MAGIC:
     what = 'a Python pickle' if data[:1] == b'\x80' else 'not a minitrax checkpoint'
     raise CheckpointError(f'{source}: the file is {what} (it does not start with '
                           f'{MAGIC!r}); minitrax never unpickles files')
@@ -179,20 +152,51 @@ def _read_header(data, source):
     raise CheckpointError(f'{source}: the file is truncated or corrupted (header of '
                           f'{size} bytes, file of {len(data)} bytes)')
   try:
-    header = msgpack.unpackb(data[12:12 + size], max_bin_len=0, max_str_len=256, max_array_len=16,
-                             max_map_len=16)
-    version = header['format_version']
-    header['payload_size'], header['sha256']  # pylint: disable=pointless-statement
-  except Exception as e:
+    header = msgpack_reader.read_tree(data[12:12 + size], {}, max_depth=1, max_elements=16,
+                                      max_containers=1, max_bytes=2**16)
+  except msgpack_reader.FormatError as e:
     raise CheckpointError(f'{source}: the checkpoint header is corrupted ({e})') from e
-  if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-    raise CheckpointError(f'{source}: written in checkpoint format version {version}; this '
-                          f'minitrax reads versions 1 to {FORMAT_VERSION}. Upgrade minitrax.')
+  if not isinstance(header, dict) or 'format_version' not in header:
+    found = list(header) if isinstance(header, dict) else type(header).__name__
+    raise CheckpointError(f'{source}: the checkpoint header is corrupted (expected a dict of '
+                          f'{", ".join(_HEADER_FIELDS)}, found {found})')
+  _check_version(header['format_version'], source)
+  _check_header_fields(header, source)
   return header, 12 + size
 
 
+def _check_version(version, source):
+  if isinstance(version, bool) or not isinstance(version, int):
+    raise CheckpointError(f'{source}: the checkpoint header field "format_version" must be an '
+                          f'int, got {type(version).__name__} {version!r:.40}')
+  if version > FORMAT_VERSION or version < 1:
+    raise CheckpointError(f'{source}: written in checkpoint format version {version}; this '
+                          f'minitrax reads versions 1 to {FORMAT_VERSION}. Upgrade minitrax.')
+
+
+def _check_header_fields(header, source):
+  """The header holds exactly `_HEADER_FIELDS`: a payload size int >= 0 and a SHA-256 hex."""
+  if set(header) != set(_HEADER_FIELDS):
+    raise CheckpointError(f'{source}: the checkpoint header is corrupted (expected the fields '
+                          f'{", ".join(_HEADER_FIELDS)}, found {", ".join(map(str, header))})')
+  size, digest = header['payload_size'], header['sha256']
+  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    raise CheckpointError(f'{source}: the checkpoint header field "payload_size" must be an '
+                          f'int >= 0, got {type(size).__name__} {size!r:.40}')
+  if not (isinstance(digest, str) and len(digest) == 64 and
+          all(c in '0123456789abcdef' for c in digest)):
+    raise CheckpointError(f'{source}: the checkpoint header field "sha256" must be 64 lowercase '
+                          f'hex digits, got {type(digest).__name__} {digest!r:.80}')
+
+
 def loads(data, source='<bytes>'):
-  """Reads a tree from checkpoint bytes; `source` names the file in errors."""
+  """Reads a tree from checkpoint bytes; `source` names the file in errors.
+
+  `data` is any buffer (bytes, bytearray, memoryview); it is only read. Peak
+  memory: `data` itself plus at most `msgpack_reader.BASE_BYTES` (64 MiB) +
+  `msgpack_reader.BYTES_PER_BYTE` (2) * payload bytes (see the module docstring).
+  """
+  data = memoryview(data).cast('B')
   header, offset = _read_header(data, source)
   payload = data[offset:]
   if len(payload) != header['payload_size']:
@@ -201,13 +205,10 @@ def loads(data, source='<bytes>'):
   if hashlib.sha256(payload).hexdigest() != header['sha256']:
     raise CheckpointError(f'{source}: the checkpoint is corrupted (payload checksum mismatch)')
   try:
-    raw = msgpack.unpackb(payload, raw=False, ext_hook=_ext_hook, strict_map_key=False,
-                          max_bin_len=len(payload), max_str_len=len(payload),
-                          max_array_len=len(payload), max_map_len=len(payload),
-                          max_ext_len=len(payload))
-    return _decode(raw, 0)
-  except Exception as e:  # a valid checksum over a hostile payload lands here
-    raise CheckpointError(f'{source}: the checkpoint payload is malformed ({e})') from e
+    return msgpack_reader.read_tree(payload, _DTYPES, max_depth=MAX_DEPTH)
+  except msgpack_reader.FormatError as e:  # a valid checksum over a hostile payload lands here
+    raise CheckpointError(f'{source}: the checkpoint payload is malformed at {e.where()} '
+                          f'(byte {offset + e.pos}): {e.what}') from e
 
 
 # ------------------------------------------------------------------ files
@@ -281,52 +282,98 @@ def load(path):
 def _describe(x):
   if hasattr(x, 'shape') and hasattr(x, 'dtype'):
     return f'{tuple(x.shape)} {np.dtype(x.dtype).name}'
+  if isinstance(x, (list, tuple)):
+    return f'{type(x).__name__} of {len(x)} items'
   return type(x).__name__ if x is not None else 'None'
 
 
-def tree_mismatches(saved, expected, path=()):
+def _is_array(x):
+  return hasattr(x, 'shape') and hasattr(x, 'dtype')
+
+
+def _signature(x):
+  """A hashable summary of `x`'s structure, shapes and dtypes (equal iff no mismatch inside)."""
+  if _is_array(x):
+    return ('array', tuple(x.shape), np.dtype(x.dtype).name)
+  if isinstance(x, (list, tuple)):
+    return (type(x).__name__,) + tuple(_signature(v) for v in x)
+  if isinstance(x, dict):
+    return ('dict',) + tuple(
+        sorted(((str(k), _signature(v)) for k, v in x.items()), key=lambda item: item[0]))
+  return 'number' if isinstance(x, (int, float)) and not isinstance(x, bool) else type(x).__name__
+
+
+def tree_mismatches(saved, expected, path=(), root=None):
   """Lists every difference in structure, shape or dtype between two trees.
+
+  Args:
+    saved, expected: the trees.
+    path: the path of these trees in the whole one (for recursion).
+    root: the name of the whole tree in the paths (`'weights'` gives
+      `weights[1][0]`); None writes `[1][0]`, and `<root>` for the top.
 
   Returns:
     A list of strings `'<path>: saved <what>, expected <what>'`; empty when
     the trees have the same structure and every array the same shape and
-    dtype (values may differ).
+    dtype (values may differ). Where a list or tuple has another length than
+    expected, its items are aligned by structure and each missing item
+    (`[j]`, numbered as expected) or surplus item (`[i]`, numbered as saved)
+    is listed too, and aligned items are compared path by path.
   """
-  here = _path_str(path)
+  here = _where(root, path)
   if isinstance(expected, dict) and isinstance(saved, dict):
     out = []
     for k in sorted(set(expected) | set(saved), key=str):
       if k not in saved:
-        out.append(f'{_path_str(path + (k,))}: missing in saved, expected {_describe(expected[k])}')
+        out.append(f'{_where(root, path + (k,))}: missing in saved, expected '
+                   f'{_describe(expected[k])}')
       elif k not in expected:
-        out.append(f'{_path_str(path + (k,))}: saved {_describe(saved[k])}, not expected')
+        out.append(f'{_where(root, path + (k,))}: saved {_describe(saved[k])}, not expected')
       else:
-        out.extend(tree_mismatches(saved[k], expected[k], path + (k,)))
+        out.extend(tree_mismatches(saved[k], expected[k], path + (k,), root))
     return out
   if isinstance(expected, (list, tuple)) and isinstance(saved, (list, tuple)):
-    if len(expected) != len(saved) or type(expected) is not type(saved):
-      return [
-          f'{here}: saved {type(saved).__name__} of {len(saved)} items, expected '
-          f'{type(expected).__name__} of {len(expected)} items'
-      ]
-    out = []
-    for i, (s, e) in enumerate(zip(saved, expected)):
-      out.extend(tree_mismatches(s, e, path + (i,)))
-    return out
-  is_arr = lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype')
-  if is_arr(expected) and is_arr(saved):
+    return _sequence_mismatches(saved, expected, path, root)
+  if _is_array(expected) and _is_array(saved):
     same = (tuple(saved.shape) == tuple(expected.shape) and
             np.dtype(saved.dtype) == np.dtype(expected.dtype))
     return [] if same else [f'{here}: saved {_describe(saved)}, expected {_describe(expected)}']
-  if is_arr(expected) or is_arr(saved) or type(expected) is not type(saved):
-    if not (isinstance(expected, (int, float)) and isinstance(saved, (int, float))):
-      return [f'{here}: saved {_describe(saved)}, expected {_describe(expected)}']
+  if _signature(saved) != _signature(expected):
+    return [f'{here}: saved {_describe(saved)}, expected {_describe(expected)}']
   return []
+
+
+def _where(root, path):
+  """`path` in the tree named `root`: `weights[1][0]`, `[1][0]`, or `<root>` for the top."""
+  return (root or '') + ''.join(f'[{p!r}]' for p in path) or '<root>'
+
+
+def _sequence_mismatches(saved, expected, path, root):
+  """`tree_mismatches` of two lists or tuples: item by item, aligned if their lengths differ."""
+  here, out = _where(root, path), []
+  if len(expected) != len(saved) or type(expected) is not type(saved):
+    out.append(f'{here}: saved {_describe(saved)}, expected {_describe(expected)}')
+  if len(expected) == len(saved):
+    blocks = [('replace', 0, len(saved), 0, len(expected))]
+  else:
+    matcher = difflib.SequenceMatcher(None, [_signature(x) for x in saved],
+                                      [_signature(x) for x in expected], autojunk=False)
+    blocks = [b for b in matcher.get_opcodes() if b[0] != 'equal']
+  for _, i1, i2, j1, j2 in blocks:
+    common = min(i2 - i1, j2 - j1)
+    for k in range(common):
+      out.extend(tree_mismatches(saved[i1 + k], expected[j1 + k], path + (j1 + k,), root))
+    for j in range(j1 + common, j2):
+      out.append(f'{_where(root, path + (j,))}: missing in saved, expected '
+                 f'{_describe(expected[j])}')
+    for i in range(i1 + common, i2):
+      out.append(f'{_where(root, path + (i,))}: saved {_describe(saved[i])}, not expected')
+  return out
 
 
 def check_compatible(saved, expected, source, what='weights'):
   """Raises CheckpointError listing every mismatched path, or returns None."""
-  problems = tree_mismatches(saved, expected)
+  problems = tree_mismatches(saved, expected, root=what)
   if problems:
     lines = '\n  '.join(problems)
     raise CheckpointError(f'{source}: the saved {what} do not fit the model; '

@@ -20,14 +20,13 @@ field               value
 'rng_impl'          'threefry2x32'
 ==================  ==========================================================
 
-`restore` checks every field: a missing or malformed one, or trees whose
-structure, shapes or dtypes differ from the model's, is a `CheckpointError`
-naming the file and the field (for trees, every mismatched path).
+`restore` checks every field (the schema and its ranges: `run_schema`): a
+missing or malformed one, or trees whose structure, shapes or dtypes differ
+from the model's, is a `CheckpointError` naming the file and the field (for
+trees, every mismatched path).
 """
 
 import os
-
-import numpy as np
 
 import jax
 
@@ -35,6 +34,7 @@ from minitrax import checkpoint
 from minitrax.errors import CheckpointError
 from minitrax.supervised.evaluation import is_best
 from minitrax.supervised.history import History
+from minitrax.supervised.run_schema import check_fields, count
 from minitrax.supervised.run_state import RNG_IMPL, check_seed, new_run
 from minitrax.supervised.summaries import log
 
@@ -74,15 +74,16 @@ def read(path):
   if not os.path.exists(path):
     return None
   saved = checkpoint.load(path)
-  if not isinstance(saved, dict) or saved.get('format') != FORMAT:
+  if not isinstance(saved, dict) or not (isinstance(saved.get('format'), str) and
+                                         saved['format'] == FORMAT):
     raise CheckpointError(f'{path}: not a Trainer checkpoint (no "format": "{FORMAT}"); '
                           'move it away or pick another output_dir')
   return saved
 
 
-def saved_seed(saved):
-  """The random seed recorded in a checkpoint dict (0 for files without one)."""
-  return saved.get('random_seed', 0)
+def saved_seed(saved, path='<checkpoint>'):
+  """The random seed recorded in a checkpoint dict (0 for files without one); checked."""
+  return count(saved, 'random_seed', path, default=0)
 
 
 def restore(saved, path, fresh):
@@ -100,14 +101,11 @@ def restore(saved, path, fresh):
   Raises:
     CheckpointError: naming the file and each malformed field or mismatched path.
   """
+  check_fields(saved, path)
   _check_trees(saved, path, fresh)
-  counts = {
-      field: _count(saved, key, path)
-      for key, field in _COUNTS.items()
-      if key in saved or key == 'step'
-  }
+  counts = {field: count(saved, key, path) for key, field in _COUNTS.items() if key in saved}
   counts.setdefault('input_position', counts['step'])
-  history = History.from_dict(_field(saved, 'history', dict, path, default={}), path)
+  history = History.from_dict(saved.get('history', {}), path)
   trees = {field: saved[key] for key, field in _TREES.items() if key != 'opt_params'}
   return fresh._replace(**trees, **counts, history=history)
 
@@ -172,7 +170,7 @@ def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None
     if clean:
       checkpoint.remove_temporaries(os.path.dirname(path) or '.', '*.pkl')
     saved = read(path)
-  seed = random_seed if random_seed is not None else saved_seed(saved) if saved else 0
+  seed = random_seed if random_seed is not None else saved_seed(saved, path) if saved else 0
   run = new_run(model_with_loss, optimizer, signature, check_seed(seed))
   if saved is None:
     return run, False
@@ -184,34 +182,10 @@ def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None
 def _check_trees(saved, path, fresh):
   problems = []
   for key, field in _TREES.items():
-    problems += [
-        f'{key}{p}' for p in checkpoint.tree_mismatches(saved.get(key), getattr(fresh, field))
-    ]
+    problems += checkpoint.tree_mismatches(saved[key], getattr(fresh, field), root=key)
   if problems:
     raise CheckpointError(f'{path}: the checkpoint does not fit this model and optimizer; '
                           f'{len(problems)} mismatched path(s):\n  ' + '\n  '.join(problems))
-
-
-def _count(saved, key, path):
-  """Field `key` of `saved`: an int >= 0."""
-  value = _field(saved, key, (int, np.integer), path)
-  if isinstance(value, bool) or value < 0:
-    raise CheckpointError(f'{path}: field "{key}" must be an int >= 0, got {value!r}')
-  return int(value)
-
-
-def _field(saved, key, types, path, default=None):
-  """Field `key` of `saved`, of one of `types`; `default` if absent and a default is given."""
-  if key not in saved and default is not None:
-    return default
-  if key not in saved:
-    raise CheckpointError(f'{path}: the checkpoint has no field "{key}"')
-  value = saved[key]
-  if not isinstance(value, types):
-    names = types.__name__ if isinstance(types, type) else types[0].__name__
-    raise CheckpointError(f'{path}: field "{key}" must be a {names}, got '
-                          f'{type(value).__name__} {value!r:.60}')
-  return value
 
 
 __all__ = [
