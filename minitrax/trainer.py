@@ -42,6 +42,30 @@ flags.DEFINE_boolean(
     'disable_jit', False, 'Run every step as plain Python (op by op), for '
     'debugging with print and pdb.')
 flags.DEFINE_boolean('jax_debug_nans', False, 'Stop at the first operation that makes a NaN.')
+flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0 of a multi-process run (the same '
+    'on every process); see minitrax.distributed.')
+flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
+flags.DEFINE_integer('process_id', None, 'This process\'s index in a multi-process run.')
+flags.DEFINE_boolean(
+    'distributed', False, 'Join a multi-process run set up by the cluster '
+    '(SLURM, TPU pod slice, MPI); implied by the three flags above.')
+flags.DEFINE_enum(
+    'sharding', None, ['replicated', 'fsdp'], 'Weights and optimizer slots: a copy '
+    'on every device (replicated, the default) or split over them (fsdp).')
+
+
+def _start_distributed():
+  """Joins a multi-process run if a distributed flag is given; `--sharding` as a binding."""
+  from minitrax import distributed  # pylint: disable=import-outside-toplevel
+  from minitrax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  given = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if FLAGS.distributed or any(flag is not None for flag in given):
+    if not FLAGS.output_dir:
+      raise ConfigError('a multi-process run needs --output_dir (the default folder is named '
+                        'after the time, which the processes may not agree on)')
+    distributed.initialize(*given)
+  return [f'Trainer.sharding = {FLAGS.sharding!r}'] if FLAGS.sharding else []
 
 
 def _bindings(config):
@@ -92,7 +116,8 @@ def main(argv):
   if FLAGS.jax_debug_nans:
     jax.config.update('jax_debug_nans', True)
   try:
-    config.parse(FLAGS.config_file, _bindings(config))
+    sharding_bindings = _start_distributed()
+    config.parse(FLAGS.config_file, _bindings(config) + sharding_bindings)
     output_dir = _output_dir(config, log)
     config.train(output_dir=output_dir, config_text=config.operative_config)
   except MinitraxError as e:
