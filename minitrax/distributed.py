@@ -34,6 +34,7 @@ Without `initialize` (one process) everything here is the identity, a no-op
 or process 0's behaviour.
 """
 
+import atexit
 import functools
 import time
 
@@ -97,6 +98,31 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
   except RuntimeError as e:
     raise TrainingError(f'initialize: process {process_id} could not join the run at '
                         f'{coordinator_address!r} within {initialization_timeout_s} s: {e}') from e
+  atexit.register(_leave, max(30, 3 * heartbeat_timeout_s))
+
+
+def _leave(timeout_s):
+  """At exit: leaves the run in order, so that no process loses the coordination service.
+
+  All processes meet at a last barrier (skipped when one is dead already),
+  the others disconnect, and process 0, which serves the coordination
+  service, shuts down last. Without this, the process that finishes first
+  may be process 0, and the others' disconnection fails (JAX aborts them).
+  """
+  client = _client()
+  if client is None or dead_processes(wait_s=0):
+    return
+  try:
+    client.wait_at_barrier('minitrax:exit', int(timeout_s * 1000))
+    if is_main():
+      deadline = time.monotonic() + timeout_s
+      while len(client.get_live_nodes(list(range(process_count())))) > 1:
+        if time.monotonic() > deadline:
+          break
+        time.sleep(0.05)
+  except Exception:  # pylint: disable=broad-except  (JAX's own shutdown follows)
+    return
+  jax.distributed.shutdown()
 
 
 def _client():
