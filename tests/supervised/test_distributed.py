@@ -1,8 +1,9 @@
-"""Tests for minitrax.distributed: training in two processes on 127.0.0.1 (gloo on CPU).
+"""Tests for minitrax.distributed and supervised.sharding: many processes, sharded weights.
 
-Each process runs `distributed_run.py` (a tiny model on the copy task, one
-CPU device per process); the reference is the same run in one process with
-the same global batch.
+Multi-process runs: each process runs `distributed_run.py` (a tiny model on
+the copy task, one CPU device per process, 127.0.0.1 with gloo); the
+reference is the same run in one process with the same global batch. FSDP:
+`sharding_run.py` on 4 virtual CPU devices.
 """
 
 import json
@@ -16,9 +17,11 @@ import time
 import numpy as np
 import pytest
 
+from jax.sharding import PartitionSpec as P
+
 from minitrax import distributed
 from minitrax.errors import ConfigError
-from minitrax.supervised import run_checkpoint
+from minitrax.supervised import run_checkpoint, sharding
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, 'distributed_run.py')
@@ -110,6 +113,43 @@ def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tm
   assert sorted(losses) == list(range(1, 13))
   np.testing.assert_allclose([losses[s] for s in range(1, 13)],
                              [expected_losses[s] for s in range(1, 13)], atol=1e-5, rtol=0)
+
+
+def test_fsdp_on_4_devices_holds_a_quarter_and_trains_as_one_device(tmp_path):
+  """Weights and Adam slots split over 4 virtual devices: <= 0.3x the bytes per device of a
+  replicated run, the same losses and weights as one device (1e-5); the checkpoint restores
+  onto 1, 2 and 4 devices."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', PYTHONPATH=ROOT,
+             JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+      [sys.executable, os.path.join(HERE, 'sharding_run.py'),
+       str(tmp_path)], capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.split('REPORT ', 1)[1])
+  replicated_bytes, fsdp_bytes = report['bytes']
+  assert fsdp_bytes <= 0.3 * replicated_bytes, report['bytes']
+  np.testing.assert_allclose(report['losses'][1], report['losses'][0], atol=1e-5, rtol=0)
+  assert report['weight_diff'] < 1e-5 and report['fsdp_step'] == 6
+  restored = report['restored']
+  assert [restored[n]['step'] for n in ('1', '2', '4')] == [6, 6, 6]
+  assert max(restored[n]['weight_diff'] for n in ('1', '2', '4')) == 0.0
+  assert restored['1']['bytes'] == replicated_bytes and restored['4']['bytes'] == fsdp_bytes
+  assert restored['2']['bytes'] <= 0.55 * replicated_bytes
+
+
+def test_array_spec_splits_the_largest_divisible_axis_of_large_arrays():
+  assert sharding.array_spec((512, 64), 4) == P('batch', None)
+  assert sharding.array_spec((3, 5000), 4) == P(None, 'batch')
+  assert sharding.array_spec((64,), 4) == P()  # small: replicated
+  assert sharding.array_spec((1001, 3), 4) == P()  # no axis divisible by 4
+  assert sharding.array_spec((512, 64), 1) == P()
+
+
+def test_sharding_must_be_a_known_mode():
+  assert sharding.check_sharding('Trainer', None) == 'replicated'
+  with pytest.raises(ConfigError,
+                     match=r"Trainer: sharding must be one of 'replicated', 'fsdp', got 'zero'"):
+    sharding.check_sharding('Trainer', 'zero')
 
 
 def test_initialize_checks_its_arguments():
