@@ -17,7 +17,7 @@ replicated. Checkpoints hold whole arrays, so a run saved on one mesh
 restores onto any other (`place` re-shards on load).
 
 >>> array_spec((512, 64), 4), array_spec((64,), 4), array_spec((3, 5000), 4)
-(PartitionSpec('batch', None), PartitionSpec(), PartitionSpec(None, 'batch'))
+(P('batch', None), P(), P(None, 'batch'))
 """
 
 import numpy as np
