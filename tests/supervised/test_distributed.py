@@ -164,3 +164,30 @@ def test_one_process_is_the_main_one_and_keeps_whole_batches():
   assert distributed.process_count() == 1 and distributed.is_main()
   assert distributed.process_rows(x) is x
   assert distributed.dead_processes() == []
+
+
+def _command_line(*flags, home):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, HOME=str(home))
+  return subprocess.run([sys.executable, '-m', 'minitrax.trainer', *flags], env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.slow  # ~20 s: the command line imports every model
+def test_command_line_sharding_flag_configures_the_trainer(tmp_path):
+  out = _command_line('--config_file=mlp_mnist', '--dataset=random', '--sharding=fsdp',
+                      f'--output_dir={tmp_path / "d"}', '--config=train.steps=1',
+                      '--config=MLP.d_hidden=8',
+                      '--config=random_inputs.input_shape=(4, 28, 28, 1)',
+                      '--config=random_inputs.output_shape=(4,)', '--config=train.eval_steps=0',
+                      '--disable_jit', home=tmp_path)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "Trainer.sharding = 'fsdp'" in (tmp_path / 'd' / 'config.gin').read_text()
+
+
+def test_command_line_multi_process_run_needs_an_output_dir(tmp_path):
+  out = _command_line('--dataset=random', '--model=MLP', '--coordinator_address=127.0.0.1:1',
+                      '--num_processes=2', '--process_id=0', home=tmp_path)
+  assert out.returncode == 1
+  assert ('minitrax.trainer: error: ConfigError: a multi-process run needs --output_dir'
+          in out.stderr), out.stderr[-3000:]
