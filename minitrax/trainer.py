@@ -60,6 +60,31 @@ flags.DEFINE_boolean(
 USAGE_ERROR = 2  # exit status of a mistake on the command line (as argparse's)
 RUN_ERROR = 1  # exit status of a run that could not go on (e.g. a NaN loss)
 
+flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0 of a multi-process run (the same '
+    'on every process); see minitrax.distributed.')
+flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
+flags.DEFINE_integer('process_id', None, 'This process\'s index in a multi-process run.')
+flags.DEFINE_boolean(
+    'distributed', False, 'Join a multi-process run set up by the cluster '
+    '(SLURM, TPU pod slice, MPI); implied by the three flags above.')
+flags.DEFINE_enum(
+    'sharding', None, ['replicated', 'fsdp'], 'Weights and optimizer slots: a copy '
+    'on every device (replicated, the default) or split over them (fsdp).')
+
+
+def _start_distributed():
+  """Joins a multi-process run if a distributed flag is given; `--sharding` as a binding."""
+  from minitrax import distributed  # pylint: disable=import-outside-toplevel
+  from minitrax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  given = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if FLAGS.distributed or any(flag is not None for flag in given):
+    if not FLAGS.output_dir:
+      raise ConfigError('a multi-process run needs --output_dir (the default folder is named '
+                        'after the time, which the processes may not agree on)')
+    distributed.initialize(*given)
+  return [f'Trainer.sharding = {FLAGS.sharding!r}'] if FLAGS.sharding else []
+
 
 def _bindings(config):
   """The gin bindings of the flags, in the order gin should apply them."""
@@ -136,14 +161,16 @@ def _free_name(folder, stem):
   return name
 
 
-def _train(config, log):
+def _train(config, log, extra_bindings=()):
   """Parses the configuration, picks the output folder, checks a resume, trains."""
-  config.parse(FLAGS.config_file, _bindings(config))
+  from minitrax import distributed  # pylint: disable=import-outside-toplevel
+  config.parse(FLAGS.config_file, _bindings(config) + list(extra_bindings))
   output_dir = _output_dir(config, log)
-  _check_config_drift(config, output_dir, log)
+  if distributed.is_main():
+    _check_config_drift(config, output_dir, log)
   config.train(output_dir=output_dir, config_text=config.operative_config)
   path = os.path.join(output_dir, 'config.gin')
-  if not os.path.exists(path):  # a changed config of a run with no step left to train
+  if distributed.is_main() and not os.path.exists(path):  # changed config, no step left
     with open(path, 'w', encoding='utf-8') as f:
       f.write(config.operative_config())
 
@@ -181,7 +208,7 @@ def main(argv):
   if FLAGS.jax_debug_nans:
     jax.config.update('jax_debug_nans', True)
   try:
-    _train(config, log)
+    _train(config, log, _start_distributed())
   except MinitraxError as e:
     _fail(e, RUN_ERROR if isinstance(e, TrainingError) else USAGE_ERROR)
 

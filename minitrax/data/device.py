@@ -42,12 +42,13 @@ import numpy as np
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from minitrax.distributed import process_rows
 from minitrax.errors import DataError
 from minitrax.shapes import ShapeDtype
 
 __all__ = [
     'BATCH_AXIS', 'VARIABLE_AXES', 'batch_sharding', 'steps_per_call', 'stack_batches',
-    'check_like', 'DeviceBatches', 'inputs_batches', 'device_prefetch'
+    'check_like', 'DeviceBatches', 'inputs_batches', 'device_prefetch', 'place_batch'
 ]
 
 BATCH_AXIS = 'batch'
@@ -214,7 +215,24 @@ class DeviceBatches:
   def _put(self, run):
     """A run of host batches on the devices: one batch, or a stacked chunk."""
     batch = run[0] if self._k is None else stack_batches(run, self._k)
-    return jax.device_put(batch, self._sharding), len(run)
+    return place_batch(batch, self._sharding, stacked=self._k is not None), len(run)
+
+
+def place_batch(batch, sharding, stacked=False):
+  """A global host batch on the devices of `sharding` (its batch axis: 1 if `stacked`, else 0).
+
+  With one process, the batch is copied to the devices. In a run of several
+  processes (`minitrax.distributed`), each process keeps only its rows of the
+  batch axis and the global array is assembled from the processes' parts
+  (`jax.make_array_from_process_local_data`); every process passes the same
+  global batch.
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  axis = 1 if stacked else 0
+  return tuple(
+      jax.make_array_from_process_local_data(sharding, process_rows(x, axis), x.shape)
+      for x in batch)
 
 
 def inputs_batches(inputs, mesh, train_start=0, eval_start=0, steps_per_call=1):

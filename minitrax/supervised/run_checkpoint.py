@@ -28,9 +28,8 @@ trees, every mismatched path).
 
 import os
 
-import jax
-
 from minitrax import checkpoint
+from minitrax import distributed
 from minitrax.errors import CheckpointError
 from minitrax.supervised.evaluation import is_best
 from minitrax.supervised.history import History
@@ -51,7 +50,7 @@ _COUNTS = {
 
 def to_tree(run):
   """The checkpoint dict of `run` (arrays fetched to the host)."""
-  trees = jax.device_get({key: getattr(run, field) for key, field in _TREES.items()})
+  trees = distributed.to_host({key: getattr(run, field) for key, field in _TREES.items()})
   return {
       'format': FORMAT, **trees, 'step': run.step, 'history': run.history.to_dict(),
       'input_position': run.input_position, 'eval_position': run.eval_position,
@@ -60,8 +59,10 @@ def to_tree(run):
 
 
 def save(path, run):
-  """Writes `run` to `path` atomically."""
-  checkpoint.save(path, to_tree(run))
+  """Writes `run` to `path` atomically; in a run of several processes, process 0 alone writes,
+  between barriers of all processes (`distributed.commit`)."""
+  tree = to_tree(run)
+  distributed.commit(f'save {path} at step {run.step}', lambda: checkpoint.save(path, tree))
 
 
 def read(path):
@@ -167,7 +168,7 @@ def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None
   """
   saved = None
   if path and os.path.exists(path):
-    if clean:
+    if clean and distributed.is_main():
       checkpoint.remove_temporaries(os.path.dirname(path) or '.', '*.pkl')
     saved = read(path)
   seed = random_seed if random_seed is not None else saved_seed(saved, path) if saved else 0
@@ -175,7 +176,8 @@ def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None
   if saved is None:
     return run, False
   run = restore(saved, path, run)
-  log(f'Model loaded from {path} at step {run.step}')
+  if distributed.is_main():
+    log(f'Model loaded from {path} at step {run.step}')
   return run, True
 
 

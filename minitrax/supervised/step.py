@@ -36,18 +36,31 @@ from minitrax.data.device import BATCH_AXIS
 from minitrax.errors import ConfigError
 from minitrax.layers.metrics import SequenceAccuracy, SumOfWeights
 from minitrax.shapes import signature
+from minitrax.supervised import sharding as sharding_lib
 
 AXIS = BATCH_AXIS
 
 
 def make_mesh(n_devices=None):
-  """A one-axis mesh (`'batch'`) over the first `n_devices` local devices (default all)."""
+  """A one-axis mesh (`'batch'`) over the first `n_devices` local devices of every process.
+
+  Default all local devices. In a run of several processes
+  (`minitrax.distributed`) the mesh is global: the devices ordered by
+  process, so process `p` holds the `p`-th part of every batch.
+  """
   devices = jax.local_devices()
   n = len(devices) if n_devices is None else n_devices
   if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(devices):
     raise ConfigError(f'n_devices must be an int from 1 to {len(devices)} (the local '
                       f'{devices[0].platform} devices), got {n_devices!r}')
-  return Mesh(np.array(devices[:int(n)]), (AXIS,))
+  if jax.process_count() == 1:
+    return Mesh(np.array(devices[:int(n)]), (AXIS,))
+  by_process = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  chosen = [
+      d for p in range(jax.process_count())
+      for d in [d for d in by_process if d.process_index == p][:int(n)]
+  ]
+  return Mesh(np.array(chosen), (AXIS,))
 
 
 def replicated(mesh):
@@ -128,16 +141,20 @@ class _Devices:
     return jax.tree.map(combine, state)
 
 
-def _compiled(device_fn, mesh, in_specs, out_specs, donate_argnums):
+def _compiled(device_fn, mesh, in_specs, out_specs, donate_argnums, layout=None):
   """`jit(shard_map(device_fn))` over `mesh`; plain Python if jit is disabled on one device.
 
   With `jax_disable_jit` (the command line's `--disable_jit`) and one device,
   the step runs op by op on real arrays, so `print` and `pdb` work inside layers.
+  `layout`, if given, maps the outputs of the shard_map inside the jit (to
+  annotate their shardings).
   """
   if jax.config.jax_disable_jit and mesh.size == 1:
     return functools.partial(device_fn, _Devices(None))
   mapped = jax.shard_map(functools.partial(device_fn, _Devices(AXIS)), mesh=mesh, in_specs=in_specs,
                          out_specs=out_specs, check_vma=False)
+  if layout is not None:
+    return jax.jit(lambda *args: layout(mapped(*args)), donate_argnums=donate_argnums)
   return jax.jit(mapped, donate_argnums=donate_argnums)
 
 
@@ -174,7 +191,7 @@ class _Reported(typing.NamedTuple):
 
 
 def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1, step_offset=0,
-                    extra_stats=()):
+                    extra_stats=(), sharding='replicated'):
   """The compiled training step: up to `n_steps` optimizer updates per call.
 
   Args:
@@ -188,6 +205,9 @@ def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1, step
       bias correction sees step 1 at the first update).
     extra_stats: names of further optimizer statistics to report per update
       (e.g. `('weights_l2',)`).
+    sharding: where the new weights and slots are placed: 'replicated' or
+      'fsdp' (split over the mesh, see `supervised.sharding`); the step takes
+      them placed either way (e.g. by `sharding.place`).
 
   Returns:
     `step_fn(weights, slots, state, opt_params, batches, first_step, n_active,
@@ -214,22 +234,27 @@ def make_train_step(model_with_loss, optimizer, mesh, weight_fn, n_steps=1, step
                                  (jnp.arange(n_steps), opt_params, batches))
     return carry + tuple(values)
 
+  def layout(outputs):
+    weights, slots, *rest = outputs
+    return (sharding_lib.constrain(weights, mesh,
+                                   sharding), sharding_lib.constrain(slots, mesh, sharding), *rest)
+
   return _compiled(device_steps, mesh, (P(), P(), P(), P(), P(None, AXIS), P(), P(), P()),
-                   (P(),) * (3 + n_values), (0, 1, 2))
+                   (P(),) * (3 + n_values), (0, 1, 2), layout)
 
 
 def bind_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call, key, step_offset=0,
-                    extra_stats=()):
+                    extra_stats=(), sharding='replicated'):
   """`make_train_step` over a `RunState`: `step(run, chunk, count, params) -> (run, losses, norms,
   *extras)`.
 
   `chunk` is `count` global batches stacked and padded to `(steps_per_call,
   batch, ...)` (`data.device.DeviceBatches`), `params` the hyperparameter
   dicts of its `count` steps; the run's trees are donated and replaced.
-  `step_offset` and `extra_stats` are `make_train_step`'s.
+  `step_offset`, `extra_stats` and `sharding` are `make_train_step`'s.
   """
   train_fn = make_train_step(model_with_loss, optimizer, mesh, weight_fn, steps_per_call,
-                             step_offset, extra_stats)
+                             step_offset, extra_stats, sharding)
 
   def step(run, chunk, count, params):
     weights, slots, state, *values = train_fn(*run.trees(), stack_params(params, steps_per_call),

@@ -25,6 +25,7 @@ import itertools
 import os
 import typing
 
+from minitrax import distributed
 from minitrax.checks import check_int
 from minitrax.errors import ConfigError
 from minitrax.layers.metrics import CrossEntropyLoss
@@ -107,7 +108,7 @@ class Plan:
 
 def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=MultifactorSchedule,
           objective=Objective(), plan=Plan(), random_seed=None, n_devices=None,
-          trainer_class=Trainer, config_text=None):
+          trainer_class=Trainer, config_text=None, sharding=None):
   """Trains `model` on `inputs` for `plan.steps` steps, saving and evaluating in `output_dir`.
 
   Args:
@@ -121,6 +122,8 @@ def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=
     config_text: the configuration to write to `config.gin`: a string or a
       function returning one (the command line passes gin's operative
       config); default, a description of this call's arguments.
+    sharding: None (the Trainer's default, replicated), 'replicated' or 'fsdp'
+      (see `Trainer`).
 
   Returns:
     The trainer's final `TrainerState`.
@@ -134,7 +137,8 @@ def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=
                           checkpoints_at=plan.checkpoints_at, has_weights=objective.has_weights,
                           id_to_mask=objective.id_to_mask, metrics=objective.metrics,
                           checkpoint_highest=plan.checkpoint_highest,
-                          checkpoint_lowest=plan.checkpoint_lowest)
+                          checkpoint_lowest=plan.checkpoint_lowest,
+                          **({} if sharding is None else {'sharding': sharding}))
   description = _describe_call(model=model, inputs=inputs, optimizer=optimizer,
                                lr_schedule=lr_schedule, random_seed=random_seed,
                                **_fields(objective), **_fields(plan))
@@ -145,7 +149,7 @@ def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=
   try:
     for n_steps in epochs(plan.steps, trainer.step, plan.epoch_steps()):
       trainer.train_epoch(n_steps, plan.eval_steps or 0)
-      if write_config:
+      if write_config and distributed.is_main():
         _write_config(trainer, config_path, config_text, description)
         write_config = False
     trainer.log_step('Training done')

@@ -29,10 +29,12 @@ import jax
 import jax.numpy as jnp
 
 from minitrax import checkpoint
+from minitrax import distributed
 from minitrax import lr
 from minitrax.data.device import inputs_batches, steps_per_call
 from minitrax.errors import CheckpointError
 from minitrax.optimizers.base import Optimizer
+from minitrax.supervised import sharding as sharding_lib
 from minitrax.supervised import step as step_lib
 from minitrax.supervised.evaluation import metrics_round
 from minitrax.supervised.run_checkpoint import Checkpoints, restore_or_new
@@ -66,12 +68,21 @@ class Trainer:
     metrics: `{name: factory or layer}`; default Trax's five (`METRICS`).
     checkpoint_highest, checkpoint_lowest: metric names; the checkpoint of
       the best eval value so far is kept as `highest_<m>.pkl`/`lowest_<m>.pkl`.
+    sharding: 'replicated' (default; a copy of the weights and optimizer slots
+      on every device) or 'fsdp' (split over the devices,
+      `supervised.sharding`).
+
+  In a run of several processes (`minitrax.distributed.initialize` first),
+  the mesh spans the devices of all processes, each process reads its part
+  of every batch, and process 0 alone logs, writes summaries and writes
+  checkpoints (`distributed.commit`).
   """
 
   def __init__(self, model, loss_fn, optimizer, lr_schedule, inputs, output_dir=None,
                random_seed=None, n_devices=None, checkpoints_at=None, should_save_checkpoints=True,
                should_write_summaries=True, has_weights=False, id_to_mask=None, metrics=None,
-               checkpoint_highest=None, checkpoint_lowest=None):
+               checkpoint_highest=None, checkpoint_lowest=None, sharding=None):
+    self._sharding = sharding_lib.check_sharding('Trainer', sharding)
     self._inputs = as_inputs(inputs)
     self._mesh = step_lib.make_mesh(n_devices)
     self._task = build_task(model, loss_fn, self._inputs, has_weights, id_to_mask, metrics)
@@ -97,18 +108,19 @@ class Trainer:
                                    self._random_seed, clean=init_checkpoint is None)
     # Copies: the layers keep the initial trees (a reset makes its new run from them), while the
     # run's are donated to the compiled step.
-    self._run = run.with_trees(
-        *jax.device_put(run.trees(), step_lib.replicated(self._mesh), may_alias=False))
+    self._run = run.with_trees(*_placed(run.trees(), self._mesh, self._sharding))
     k = steps_per_call(task.signature)
     if self._keys is None or run.seed != self._seed:  # a new seed: new keys, a new binding
       self._seed, self._keys = run.seed, run_keys(run.seed)
       self._train_step = step_lib.bind_train_step(task.model_with_loss, self._optimizer, self._mesh,
-                                                  task.weight_fn, k, self._keys[1])
+                                                  task.weight_fn, k, self._keys[1],
+                                                  sharding=self._sharding)
     self._batches = inputs_batches(self._inputs, self._mesh, run.input_position, run.eval_position,
                                    k)
     self._schedule = lr.bind(self._lr_schedule, run.history)
     self._steps_log = StepsLog(task.model_with_loss, self._batches['train'], self._keys[1])
-    self._summaries = RunSummaries(self._should_write_summaries and output_dir, run.step)
+    self._summaries = RunSummaries(
+        self._should_write_summaries and distributed.is_main() and output_dir, run.step)
     if not restored and self._checkpoints.enabled:
       self.save_state(keep=False)
 
@@ -154,7 +166,7 @@ class Trainer:
   def model_weights(self, weights):
     checkpoint.check_compatible(weights, self._run.model_weights, 'Trainer.model_weights',
                                 'weights')
-    weights = jax.device_put(weights, step_lib.replicated(self._mesh))
+    weights = sharding_lib.place(weights, self._mesh, self._sharding)
     self._run = self._run._replace(model_weights=weights)
 
   @property
@@ -166,7 +178,7 @@ class Trainer:
   def state(self):
     """`TrainerState(step, opt_state, history, model_state)` with host (NumPy) arrays."""
     run = self._run
-    weights, slots, state = jax.device_get((run.model_weights, run.slots, run.model_state))
+    weights, slots, state = distributed.to_host((run.model_weights, run.slots, run.model_state))
     return TrainerState(run.step, OptState(weights, slots, dict(run.opt_params)), run.history,
                         state)
 
@@ -177,9 +189,11 @@ class Trainer:
 
   # ---------------------------------------------------------------- training
 
+  @distributed.peer_failures
   def train_epoch(self, n_steps, n_eval_steps):
     """Runs `n_steps` training steps, evaluates on `n_eval_steps` batches, saves."""
-    print()
+    if distributed.is_main():
+      print()
     start = time.time()
     self._train_steps(n_steps)
     elapsed = time.time() - start
@@ -246,8 +260,9 @@ class Trainer:
     self._checkpoints.save(self._run, keep, prefix)
 
   def log_step(self, message):
-    """Logs `Step <step>: <message>` (Trax's format)."""
-    log(f'Step {self.step:6d}: {message}')
+    """Logs `Step <step>: <message>` (Trax's format); in process 0 of a multi-process run only."""
+    if distributed.is_main():
+      log(f'Step {self.step:6d}: {message}')
 
   def print_n_weights(self):
     """Logs the number of trainable weights of the model."""
@@ -262,6 +277,14 @@ class Trainer:
   def close(self):
     """Flushes and closes the summary files."""
     self._summaries.close()
+
+
+def _placed(trees, mesh, sharding):
+  """A run's `(weights, slots, state)` copied onto `mesh`: weights and slots by `sharding`, the
+  state replicated."""
+  weights, slots, state = trees
+  return (sharding_lib.place(weights, mesh, sharding), sharding_lib.place(slots, mesh, sharding),
+          sharding_lib.place(state, mesh))
 
 
 __all__ = ['Trainer', 'TrainerState', 'OptState', 'log']

@@ -1,0 +1,66 @@
+"""Helper for test_distributed.py: one process of a tiny `train()` run on the copy task.
+
+  python distributed_run.py OUTPUT_DIR NUM_PROCESSES PROCESS_ID PORT [--hang-at-batch N MARKER]
+
+With NUM_PROCESSES 1 it is a plain one-process run (the reference); else it
+joins a run of NUM_PROCESSES processes on 127.0.0.1:PORT (gloo on CPU).
+`--hang-at-batch N` makes this process's data source write MARKER and hang
+when asked for training batch N (so that the test can kill it mid-run).
+Prints `WEIGHTS <json>` (the final model weights, flattened) when done.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+import jax
+
+from minitrax import distributed
+from minitrax.data import Inputs, Stream, copy_inputs
+from minitrax.layers.combinators import Serial
+from minitrax.layers.core import Dense, Embedding, LogSoftmax
+from minitrax.optimizers import Adam
+from minitrax.supervised.train import Objective, Plan, train
+
+STEPS, EVAL_FREQUENCY, VOCAB, BATCH = 12, 6, 8, 8
+HEARTBEAT_S = 3
+
+
+def model(mode):
+  del mode
+  return Serial(Embedding(VOCAB, 8), Dense(16), Dense(VOCAB), LogSoftmax())
+
+
+def _inputs(hang_at, marker):
+  copy = copy_inputs(batch_size=BATCH, vocab_size=VOCAB, length=6, seed=5)
+
+  def batch(i, n):
+    if i == hang_at:
+      with open(marker, 'w', encoding='utf-8') as f:
+        f.write('hanging\n')
+      time.sleep(600)
+    return next(copy.train_stream(n, start=i, prefetch=0))
+
+  return Inputs(Stream(batch), Stream(lambda i, n: next(copy.eval_stream(n, start=i, prefetch=0))))
+
+
+def main(argv):
+  output_dir, n_processes, process_id, port = argv[1], int(argv[2]), int(argv[3]), argv[4]
+  hang_at = marker = None
+  if argv[5:] and argv[5] == '--hang-at-batch':
+    hang_at, marker = int(argv[6]), argv[7]
+  if n_processes > 1:
+    distributed.initialize(f'127.0.0.1:{port}', n_processes, process_id,
+                           heartbeat_timeout_s=HEARTBEAT_S)
+  assert len(jax.devices()) == n_processes, jax.devices()
+  state = train(output_dir, model, _inputs(hang_at, marker), optimizer=Adam,
+                objective=Objective(has_weights=True),
+                plan=Plan(steps=STEPS, eval_steps=1, eval_frequency=EVAL_FREQUENCY), random_seed=3)
+  weights = [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(state.opt_state.weights)]
+  print('WEIGHTS ' + json.dumps(weights), flush=True)
+
+
+if __name__ == '__main__':
+  main(sys.argv)

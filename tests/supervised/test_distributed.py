@@ -1,0 +1,193 @@
+"""Tests for minitrax.distributed and supervised.sharding: many processes, sharded weights.
+
+Multi-process runs: each process runs `distributed_run.py` (a tiny model on
+the copy task, one CPU device per process, 127.0.0.1 with gloo); the
+reference is the same run in one process with the same global batch. FSDP:
+`sharding_run.py` on 4 virtual CPU devices.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jax.sharding import PartitionSpec as P
+
+from minitrax import distributed
+from minitrax.errors import ConfigError
+from minitrax.supervised import run_checkpoint, sharding
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, 'distributed_run.py')
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FAILURE_BOUND_S = 30  # kill -> the survivor's exit: heartbeat (3 s) + 2 s polling + slack
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _start(tmp_path, output_dir, n_processes, process_id, port, *options):
+  """Starts one process of a run; compiled programs are shared through a cache in `tmp_path`."""
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'compiled'),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  return subprocess.Popen(  # pylint: disable=consider-using-with
+      [sys.executable, SCRIPT,
+       str(output_dir),
+       str(n_processes),
+       str(process_id),
+       str(port)] + list(options), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env=env)
+
+
+def _finish(process, timeout=240):
+  out, err = process.communicate(timeout=timeout)
+  assert process.returncode == 0, err[-3000:]
+  return json.loads(out.split('WEIGHTS ', 1)[1])
+
+
+def _losses(output_dir):
+  with open(os.path.join(output_dir, 'metrics.jsonl'), encoding='utf-8') as f:
+    rows = [json.loads(line) for line in f]
+  return {r['step']: r['value'] for r in rows if r['metric'] == 'training/loss'}
+
+
+def _wait_for(condition, timeout=180):
+  deadline = time.monotonic() + timeout
+  while not condition():
+    assert time.monotonic() < deadline, 'timed out'
+    time.sleep(0.2)
+
+
+def _saved_step(output_dir):
+  try:
+    saved = run_checkpoint.read(os.path.join(output_dir, 'model.pkl'))
+  except Exception:  # pylint: disable=broad-except  (not there yet)
+    return None
+  return saved and saved['step']
+
+
+def _assert_close(weights, expected):
+  assert len(weights) == len(expected)
+  for w, e in zip(weights, expected):
+    np.testing.assert_allclose(w, e, atol=1e-5, rtol=0)
+
+
+def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tmp_path):
+  """Process 1 is killed mid-run (after the step-6 checkpoint): process 0 exits with a
+  TrainingError naming it, within FAILURE_BOUND_S. Both restarted resume from the checkpoint:
+  every step's loss and the final weights equal one process's with the same global batch."""
+  reference = _start(tmp_path, tmp_path / 'one', 1, 0, 0)
+  port, run, marker = _free_port(), tmp_path / 'two', tmp_path / 'hang1'
+  survivor = _start(tmp_path, run, 2, 0, port)
+  victim = _start(tmp_path, run, 2, 1, port, '--hang-at-batch', '9', marker)
+  _wait_for(lambda: marker.exists() and _saved_step(run) == 6)
+  time.sleep(1.0)  # process 0 is in the collective of step 7
+  os.kill(victim.pid, signal.SIGKILL)
+  killed = time.monotonic()
+  victim.communicate()
+  _, err = survivor.communicate(timeout=120)
+  elapsed = time.monotonic() - killed
+  assert survivor.returncode not in (0, None)
+  assert 'TrainingError: process 0: training cannot go on: process(es) 1 of 2 died' in err, err[
+      -3000:]
+  assert elapsed < FAILURE_BOUND_S
+  port = _free_port()
+  restarted = [_start(tmp_path, run, 2, p, port) for p in range(2)]
+  weights = [_finish(p) for p in restarted]
+  expected = _finish(reference)
+  _assert_close(weights[0], expected)
+  _assert_close(weights[1], expected)
+  losses, expected_losses = _losses(run), _losses(tmp_path / 'one')
+  assert sorted(losses) == list(range(1, 13))
+  np.testing.assert_allclose([losses[s] for s in range(1, 13)],
+                             [expected_losses[s] for s in range(1, 13)], atol=1e-5, rtol=0)
+
+
+def test_fsdp_on_4_devices_holds_a_quarter_and_trains_as_one_device(tmp_path):
+  """Weights and Adam slots split over 4 virtual devices: <= 0.3x the bytes per device of a
+  replicated run, the same losses and weights as one device (1e-5); the checkpoint restores
+  onto 1, 2 and 4 devices."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', PYTHONPATH=ROOT,
+             JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+      [sys.executable, os.path.join(HERE, 'sharding_run.py'),
+       str(tmp_path)], capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.split('REPORT ', 1)[1])
+  replicated_bytes, fsdp_bytes = report['bytes']
+  assert fsdp_bytes <= 0.3 * replicated_bytes, report['bytes']
+  np.testing.assert_allclose(report['losses'][1], report['losses'][0], atol=1e-5, rtol=0)
+  assert report['weight_diff'] < 1e-5 and report['fsdp_step'] == 6
+  restored = report['restored']
+  assert [restored[n]['step'] for n in ('1', '2', '4')] == [6, 6, 6]
+  assert max(restored[n]['weight_diff'] for n in ('1', '2', '4')) == 0.0
+  assert restored['1']['bytes'] == replicated_bytes and restored['4']['bytes'] == fsdp_bytes
+  assert restored['2']['bytes'] <= 0.55 * replicated_bytes
+
+
+def test_array_spec_splits_the_largest_divisible_axis_of_large_arrays():
+  assert sharding.array_spec((512, 64), 4) == P('batch', None)
+  assert sharding.array_spec((3, 5000), 4) == P(None, 'batch')
+  assert sharding.array_spec((64,), 4) == P()  # small: replicated
+  assert sharding.array_spec((1001, 3), 4) == P()  # no axis divisible by 4
+  assert sharding.array_spec((512, 64), 1) == P()
+
+
+def test_sharding_must_be_a_known_mode():
+  assert sharding.check_sharding('Trainer', None) == 'replicated'
+  with pytest.raises(ConfigError,
+                     match=r"Trainer: sharding must be one of 'replicated', 'fsdp', got 'zero'"):
+    sharding.check_sharding('Trainer', 'zero')
+
+
+def test_initialize_checks_its_arguments():
+  with pytest.raises(ConfigError, match=r'initialize: num_processes must be an int >= 1, got 0'):
+    distributed.initialize('127.0.0.1:1', num_processes=0, process_id=0)
+  with pytest.raises(ConfigError, match=r'initialize: process_id must be < num_processes=2, got 2'):
+    distributed.initialize('127.0.0.1:1', num_processes=2, process_id=2)
+
+
+def test_one_process_is_the_main_one_and_keeps_whole_batches():
+  x = np.arange(12).reshape(6, 2)
+  assert distributed.process_count() == 1 and distributed.is_main()
+  assert distributed.process_rows(x) is x
+  assert distributed.dead_processes() == []
+
+
+def _command_line(*flags, home):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, HOME=str(home))
+  return subprocess.run([sys.executable, '-m', 'minitrax.trainer', *flags], env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.slow  # ~20 s: the command line imports every model
+def test_command_line_sharding_flag_configures_the_trainer(tmp_path):
+  out = _command_line('--config_file=mlp_mnist', '--dataset=random', '--sharding=fsdp',
+                      f'--output_dir={tmp_path / "d"}', '--config=train.steps=1',
+                      '--config=MLP.d_hidden=8',
+                      '--config=random_inputs.input_shape=(4, 28, 28, 1)',
+                      '--config=random_inputs.output_shape=(4,)', '--config=train.eval_steps=0',
+                      '--disable_jit', home=tmp_path)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "Trainer.sharding = 'fsdp'" in (tmp_path / 'd' / 'config.gin').read_text()
+
+
+def test_command_line_multi_process_run_needs_an_output_dir(tmp_path):
+  out = _command_line('--dataset=random', '--model=MLP', '--coordinator_address=127.0.0.1:1',
+                      '--num_processes=2', '--process_id=0', home=tmp_path)
+  assert out.returncode == 1
+  assert ('minitrax.trainer: error: ConfigError: a multi-process run needs --output_dir'
+          in out.stderr), out.stderr[-3000:]
