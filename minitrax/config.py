@@ -137,8 +137,15 @@ def config_path(name_or_path):
                     f'shipped configs: {", ".join(shipped_configs())}')
 
 
-def parse(config_files=(), bindings=(), finalize=True):
-  """Clears gin, then parses `TRAIN_DEFAULTS`, config files (paths or shipped names) and bindings.
+def parse(config_files=(), bindings=(), finalize=True, defaults=()):
+  """Clears gin, then parses `TRAIN_DEFAULTS`, `defaults`, config files and bindings.
+
+  Args:
+    config_files: paths or names of shipped configs.
+    bindings: gin bindings, applied after the files.
+    finalize: lock gin's configuration after parsing.
+    defaults: gin bindings parsed before the files (the dataset shortcut's,
+      `minitrax.shortcuts.defaults`), so that files and bindings override them.
 
   Raises:
     ConfigError: a file is missing or a binding names an unknown configurable,
@@ -147,7 +154,7 @@ def parse(config_files=(), bindings=(), finalize=True):
   gin.clear_config()
   paths = [config_path(f) for f in config_files or ()]
   try:
-    gin.parse_config(TRAIN_DEFAULTS)
+    gin.parse_config(TRAIN_DEFAULTS + list(defaults or ()))
     gin.parse_config_files_and_bindings(paths, list(bindings or ()), finalize_config=finalize)
   except (ValueError, KeyError, SyntaxError, TypeError, ImportError) as e:
     message = str(e).strip()

@@ -14,11 +14,15 @@ the run before any computation, with a message naming it.
 """
 
 import datetime
+import logging
 import os
 import sys
 
 from absl import app
 from absl import flags
+
+from minitrax import shortcuts
+from minitrax.errors import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -42,6 +46,12 @@ flags.DEFINE_boolean(
     'disable_jit', False, 'Run every step as plain Python (op by op), for '
     'debugging with print and pdb.')
 flags.DEFINE_boolean('jax_debug_nans', False, 'Stop at the first operation that makes a NaN.')
+flags.DEFINE_string(
+    'train_split', None, 'TFDS split string to train on, e.g. train, test[:80%], '
+    'train[:1000] (TFDS datasets only; default train).')
+flags.DEFINE_string(
+    'eval_split', None, 'TFDS split string to evaluate on, e.g. test[80%:] (TFDS '
+    'datasets only; default validation, else test).')
 
 
 def _bindings(config):
@@ -59,7 +69,41 @@ def _bindings(config):
     bindings.append(f'train.model = @{FLAGS.model}')
   if FLAGS.random_seed is not None:
     bindings.append(f'train.random_seed = {FLAGS.random_seed}')
-  return bindings
+  return bindings + _split_bindings(config)
+
+
+def _split_bindings(config):
+  """`inputs.train_split`/`inputs.eval_split` of `--train_split`/`--eval_split`."""
+  splits = {'train_split': FLAGS.train_split, 'eval_split': FLAGS.eval_split}
+  given = {name: value for name, value in splits.items() if value}
+  if given and FLAGS.dataset in config.SYNTHETIC_TASKS:
+    raise ConfigError(f'--{next(iter(given))} applies to TFDS datasets, not to the '
+                      f'synthetic task --dataset={FLAGS.dataset}')
+  return [f'inputs.{name} = {value!r}' for name, value in given.items()]
+
+
+def _dataset_name(config):
+  """The dataset of the parsed configuration: a synthetic task's name or a TFDS name."""
+  inputs = config.reference_name(config.query('train.inputs')) or 'inputs'
+  if inputs == 'inputs':
+    return config.query('inputs.dataset_name', 'random')
+  return inputs.replace('_inputs', '')
+
+
+def _shortcut_defaults(config):
+  """The dataset shortcut's bindings for the model (`minitrax.shortcuts`), checked.
+
+  Raises:
+    ConfigError: the model cannot train on the dataset (one line, before any computation).
+  """
+  config.parse(FLAGS.config_file, _bindings(config), finalize=False)
+  model = FLAGS.model or config.reference_name(config.query('train.model'))
+  return shortcuts.defaults(FLAGS.dataset or _dataset_name(config), model)
+
+
+def quiet_jax_logs():
+  """Keeps JAX's start-up notes (e.g. "Unable to initialize backend 'tpu'") off the output."""
+  logging.getLogger('jax').setLevel(logging.WARNING)
 
 
 def _output_dir(config, log):
@@ -68,11 +112,7 @@ def _output_dir(config, log):
     log(f'Using --output_dir {FLAGS.output_dir}')
     return os.path.expanduser(FLAGS.output_dir)
   model = FLAGS.model or config.reference_name(config.query('train.model')) or 'model'
-  dataset = FLAGS.dataset
-  if not dataset:
-    inputs = config.reference_name(config.query('train.inputs')) or 'inputs'
-    dataset = (config.query('inputs.dataset_name', 'random')
-               if inputs == 'inputs' else inputs.replace('_inputs', ''))
+  dataset = FLAGS.dataset or _dataset_name(config)
   name = f'{model}_{dataset}_{datetime.datetime.now().strftime("%Y%m%d_%H%M")}'
   output_dir = os.path.join(os.path.expanduser('~'), 'minitrax', name.replace('/', '_'))
   log('No --output_dir specified')
@@ -87,12 +127,13 @@ def main(argv):
   from minitrax import config  # pylint: disable=import-outside-toplevel
   from minitrax.errors import MinitraxError  # pylint: disable=import-outside-toplevel
   from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
+  quiet_jax_logs()
   if FLAGS.disable_jit:
     jax.config.update('jax_disable_jit', True)
   if FLAGS.jax_debug_nans:
     jax.config.update('jax_debug_nans', True)
   try:
-    config.parse(FLAGS.config_file, _bindings(config))
+    config.parse(FLAGS.config_file, _bindings(config), defaults=_shortcut_defaults(config))
     output_dir = _output_dir(config, log)
     config.train(output_dir=output_dir, config_text=config.operative_config)
   except MinitraxError as e:

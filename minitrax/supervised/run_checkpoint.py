@@ -188,7 +188,9 @@ def _check_trees(saved, path, fresh):
         f'{key}{p}' for p in checkpoint.tree_mismatches(saved.get(key), getattr(fresh, field))
     ]
   if problems:
-    raise CheckpointError(f'{path}: the checkpoint does not fit this model and optimizer; '
+    raise CheckpointError(f'{path}: the checkpoint does not fit this model and optimizer (it is '
+                          'another run\'s: to start a new run, give a new output_dir, on the '
+                          'command line --output_dir); '
                           f'{len(problems)} mismatched path(s):\n  ' + '\n  '.join(problems))
 
 
