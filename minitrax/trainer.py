@@ -56,7 +56,7 @@ flags.DEFINE_string(
 
 def _bindings(config):
   """The gin bindings of the flags, in the order gin should apply them."""
-  bindings = list(FLAGS.config or ())
+  bindings = []
   if FLAGS.dataset:
     if FLAGS.dataset in config.SYNTHETIC_TASKS:
       bindings.append(f'train.inputs = @{FLAGS.dataset}_inputs')
@@ -69,7 +69,7 @@ def _bindings(config):
     bindings.append(f'train.model = @{FLAGS.model}')
   if FLAGS.random_seed is not None:
     bindings.append(f'train.random_seed = {FLAGS.random_seed}')
-  return bindings + _split_bindings(config)
+  return bindings + _split_bindings(config) + list(FLAGS.config or ())  # --config last: it wins
 
 
 def _split_bindings(config):
