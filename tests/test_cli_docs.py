@@ -11,6 +11,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'supervised'))
 from codelab_source import subprocess_env  # noqa: E402
 
@@ -73,6 +75,7 @@ def commands():
   return out
 
 
+@pytest.mark.slow
 def test_run_each_command_for_one_step(tmp_path):
   runs = []
   for i, flag_list in enumerate(commands()):
