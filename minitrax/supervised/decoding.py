@@ -389,22 +389,11 @@ def autoregressive_sample(model, inputs=None, batch_size=1, temperature=1.0, sta
   equals the first ids of `autoregressive_sample_stream`.
 
   Args:
-    model: predict-mode model with trained weights; with `eval_mode`, any
-      model, e.g. an eval-mode `TransformerLM`.
-    inputs: None, or int ids (batch_size, n): the prompt of a language model
-      or the source of an encoder-decoder.
-    batch_size: number of sequences decoded side by side.
-    temperature: 0 gives the argmax; 1 samples from the model; higher is
-      more uniform.
-    start_id: id fed first, or ids of shape (batch_size, 1) (Trax 1.4).
+    model, inputs, batch_size, temperature, start_id, accelerate, eval_mode,
+      eval_min_length, rng: as for `autoregressive_sample_stream` (a
+      predict-mode model; an optional prompt (batch_size, n); 0 is greedy).
     eos_id: the id that ends a sequence (kept in the output).
     max_length: at most this many ids per sequence, `eos_id` included.
-    accelerate: Trax 1.4's flag for compiling the model; minitrax always
-      compiles, so True and False decode alike.
-    eval_mode: Trax 1.4's slow path: each step runs the model on the whole
-      sequence so far.
-    eval_min_length: with `eval_mode`, the least padded length.
-    rng: JAX key or int seed for the sampling noise; default seed 0.
 
   Returns:
     int32 NumPy array (batch_size, length), length <= max_length.
