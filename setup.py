@@ -24,8 +24,11 @@ setuptools.setup(
     ],
     entry_points={'console_scripts': ['minitrax-trainer = minitrax.trainer:run']},
     extras_require={
-        'test': ['pytest>=8', 'pytest-xdist', 'nbclient', 'nbformat', 'ipykernel',
-                 'yapf==0.43.0', 'ruff==0.17.6'],  # style checks of .ci/run, versions pinned
+        'test': [
+            'pytest>=8', 'pytest-xdist', 'nbclient', 'nbformat', 'ipykernel', 'yapf==0.43.0',
+            'ruff==0.17.6'
+        ],  # style checks of .ci/run, versions pinned
         'tfds': ['tensorflow-cpu'],
+        'plot': ['matplotlib'],  # minitrax.supervised.plot_history
     },
 )

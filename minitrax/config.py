@@ -148,8 +148,15 @@ def config_path(name_or_path):
                     f'shipped configs: {", ".join(shipped_configs())}')
 
 
-def parse(config_files=(), bindings=(), finalize=True):
-  """Clears gin, then parses `TRAIN_DEFAULTS`, config files (paths or shipped names) and bindings.
+def parse(config_files=(), bindings=(), finalize=True, defaults=()):
+  """Clears gin, then parses `TRAIN_DEFAULTS`, `defaults`, config files and bindings.
+
+  Args:
+    config_files: paths or names of shipped configs.
+    bindings: gin bindings, applied after the files.
+    finalize: lock gin's configuration after parsing.
+    defaults: gin bindings parsed before the files (the dataset shortcut's,
+      `minitrax.shortcuts.defaults`), so that files and bindings override them.
 
   Each file and each binding is parsed on its own, in order (as gin would parse
   them together), so that an error names the one it is in.
@@ -162,7 +169,7 @@ def parse(config_files=(), bindings=(), finalize=True):
   """
   gin.clear_config()
   paths = [config_path(f) for f in config_files or ()]
-  gin.parse_config(TRAIN_DEFAULTS)
+  gin.parse_config(TRAIN_DEFAULTS + list(defaults or ()))
   for path in paths:
     _parse_one(gin.parse_config_file, path, f'config file {path!r}', _read_text(path))
   for binding in bindings or ():

@@ -93,3 +93,8 @@ class ConfigError(MinitraxError, ValueError):
 
 class TrainingError(MinitraxError, RuntimeError):
   """Training cannot go on (for example, the loss became NaN or infinite)."""
+
+
+class ExtraMissingError(MinitraxError, ImportError):
+  """An optional dependency is not installed; the message names the pip extra that installs it
+  (e.g. `pip install -e '.[plot]'` for matplotlib)."""

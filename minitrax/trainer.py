@@ -22,6 +22,7 @@ file is kept as `config.<step>.gin` and `config.gin` gets the new config.
 """
 
 import datetime
+import logging
 import os
 import re
 import sys
@@ -29,6 +30,9 @@ import traceback
 
 from absl import app
 from absl import flags
+
+from minitrax import shortcuts
+from minitrax.errors import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -86,9 +90,17 @@ def _start_distributed():
   return [f'Trainer.sharding = {FLAGS.sharding!r}'] if FLAGS.sharding else []
 
 
+flags.DEFINE_string(
+    'train_split', None, 'TFDS split string to train on, e.g. train, test[:80%], '
+    'train[:1000] (TFDS datasets only; default train).')
+flags.DEFINE_string(
+    'eval_split', None, 'TFDS split string to evaluate on, e.g. test[80%:] (TFDS '
+    'datasets only; default validation, else test).')
+
+
 def _bindings(config):
   """The gin bindings of the flags, in the order gin should apply them."""
-  bindings = list(FLAGS.config or ())
+  bindings = []
   if FLAGS.dataset:
     if FLAGS.dataset in config.SYNTHETIC_TASKS:
       bindings.append(f'train.inputs = @{FLAGS.dataset}_inputs')
@@ -101,7 +113,41 @@ def _bindings(config):
     bindings.append(f'train.model = @{FLAGS.model}')
   if FLAGS.random_seed is not None:
     bindings.append(f'train.random_seed = {FLAGS.random_seed}')
-  return bindings
+  return bindings + _split_bindings(config) + list(FLAGS.config or ())  # --config last: it wins
+
+
+def _split_bindings(config):
+  """`inputs.train_split`/`inputs.eval_split` of `--train_split`/`--eval_split`."""
+  splits = {'train_split': FLAGS.train_split, 'eval_split': FLAGS.eval_split}
+  given = {name: value for name, value in splits.items() if value}
+  if given and FLAGS.dataset in config.SYNTHETIC_TASKS:
+    raise ConfigError(f'--{next(iter(given))} applies to TFDS datasets, not to the '
+                      f'synthetic task --dataset={FLAGS.dataset}')
+  return [f'inputs.{name} = {value!r}' for name, value in given.items()]
+
+
+def _dataset_name(config):
+  """The dataset of the parsed configuration: a synthetic task's name or a TFDS name."""
+  inputs = config.reference_name(config.query('train.inputs')) or 'inputs'
+  if inputs == 'inputs':
+    return config.query('inputs.dataset_name', 'random')
+  return inputs.replace('_inputs', '')
+
+
+def _shortcut_defaults(config):
+  """The dataset shortcut's bindings for the model (`minitrax.shortcuts`), checked.
+
+  Raises:
+    ConfigError: the model cannot train on the dataset (one line, before any computation).
+  """
+  config.parse(FLAGS.config_file, _bindings(config), finalize=False)
+  model = FLAGS.model or config.reference_name(config.query('train.model'))
+  return shortcuts.defaults(FLAGS.dataset or _dataset_name(config), model)
+
+
+def quiet_jax_logs():
+  """Keeps JAX's start-up notes (e.g. "Unable to initialize backend 'tpu'") off the output."""
+  logging.getLogger('jax').setLevel(logging.WARNING)
 
 
 def _output_dir(config, log):
@@ -110,11 +156,7 @@ def _output_dir(config, log):
     log(f'Using --output_dir {FLAGS.output_dir}')
     return os.path.expanduser(FLAGS.output_dir)
   model = FLAGS.model or config.reference_name(config.query('train.model')) or 'model'
-  dataset = FLAGS.dataset
-  if not dataset:
-    inputs = config.reference_name(config.query('train.inputs')) or 'inputs'
-    dataset = (config.query('inputs.dataset_name', 'random')
-               if inputs == 'inputs' else inputs.replace('_inputs', ''))
+  dataset = FLAGS.dataset or _dataset_name(config)
   name = f'{model}_{dataset}_{datetime.datetime.now().strftime("%Y%m%d_%H%M")}'
   output_dir = os.path.join(os.path.expanduser('~'), 'minitrax', name.replace('/', '_'))
   log('No --output_dir specified')
@@ -164,7 +206,8 @@ def _free_name(folder, stem):
 def _train(config, log, extra_bindings=()):
   """Parses the configuration, picks the output folder, checks a resume, trains."""
   from minitrax import distributed  # pylint: disable=import-outside-toplevel
-  config.parse(FLAGS.config_file, _bindings(config) + list(extra_bindings))
+  config.parse(FLAGS.config_file,
+               _bindings(config) + list(extra_bindings), defaults=_shortcut_defaults(config))
   output_dir = _output_dir(config, log)
   if distributed.is_main():
     _check_config_drift(config, output_dir, log)
@@ -203,6 +246,7 @@ def main(argv):
   from minitrax import config  # pylint: disable=import-outside-toplevel
   from minitrax.errors import MinitraxError, TrainingError  # pylint: disable=import-outside-toplevel
   from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
+  quiet_jax_logs()
   if FLAGS.disable_jit:
     jax.config.update('jax_disable_jit', True)
   if FLAGS.jax_debug_nans:

@@ -142,3 +142,30 @@ def test_demo_trains_then_decodes(tmp_path):
   assert all(
       re.fullmatch(r'  w = \[[\d, ]+\]  ->  \[[\d, ]+\]  \((not )?copied\)', line)
       for line in lines[-3:])
+
+
+SHARED_MNIST = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'mnist')
+
+
+def test_split_flags_on_a_synthetic_task_are_refused(tmp_path):
+  out = trainer('--dataset=copy', '--model=GRULM', '--train_split=train[:10]',
+                f'--output_dir={tmp_path / "out"}', home=tmp_path)
+  assert out.returncode == 1
+  assert out.stderr.strip().endswith('ConfigError: --train_split applies to TFDS datasets, not '
+                                     'to the synthetic task --dataset=copy')
+  assert 'Unable to initialize backend' not in out.stderr
+  assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(SHARED_MNIST), reason='no ../shared/data/mnist')
+def test_mnist_test_files_alone_reach_95_percent(tmp_path):
+  """The issue's command: MLP trained on test[:80%], evaluated on test[80%:], offline."""
+  out = trainer('--dataset=mnist', '--model=MLP', f'--data_dir={SHARED_MNIST}',
+                '--train_split=test[:80%]', '--eval_split=test[80%:]',
+                '--config=train.train_steps=1000', f'--output_dir={tmp_path / "out"}',
+                home=tmp_path)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stderr == ''  # No library noise.
+  accuracy = re.findall(r'Step   1000: eval +accuracy \|  ([\d.]+)', out.stdout)
+  assert float(accuracy[0]) >= 0.95, out.stdout[-2000:]

@@ -300,7 +300,7 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
   Raises:
     DataError: unknown dataset, feature or split; files missing and not
       downloadable (the message says which, and where to put them);
-      TensorFlow needed (the message gives `pip install minitrax[tfds]`).
+      TensorFlow needed (the message gives `pip install -e '.[tfds]'`).
 
   >>> data = inputs('mnist', data_dir='../shared/data/mnist',  # doctest: +SKIP
   ...               train_split='test[:80%]', eval_split='test[80%:]')

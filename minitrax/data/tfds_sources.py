@@ -30,7 +30,7 @@ from minitrax.errors import DataError
 
 __all__ = ['open_dataset', 'open_split', 'require_splits', 'tf_guard', 'TF_EXTRA']
 
-TF_EXTRA = 'pip install minitrax[tfds]'
+TF_EXTRA = "pip install -e '.[tfds]'"  # from a checkout: minitrax is not on PyPI
 _TF_WORD = re.compile(r'\btensorflow\b')
 _NOT_PREPARED = (KeyError, ValueError, AssertionError, FileNotFoundError, NotImplementedError)
 

@@ -186,7 +186,9 @@ def _check_trees(saved, path, fresh):
   for key, field in _TREES.items():
     problems += checkpoint.tree_mismatches(saved[key], getattr(fresh, field), root=key)
   if problems:
-    raise CheckpointError(f'{path}: the checkpoint does not fit this model and optimizer; '
+    raise CheckpointError(f'{path}: the checkpoint does not fit this model and optimizer (it is '
+                          'another run\'s: to start a new run, give a new output_dir, on the '
+                          'command line --output_dir); '
                           f'{len(problems)} mismatched path(s):\n  ' + '\n  '.join(problems))
 
 

@@ -121,18 +121,31 @@ def _write(summaries, step, loss, lr):
 
 
 class Progress:
-  """Logs `Ran <done> of <n> train steps (<rate> steps/s)` every `every_secs` in a long epoch."""
+  """Logs `Ran <done> of <n> train steps (<rate> steps/s, loss <loss>)` every `every_secs`.
+
+  Args:
+    n_steps: steps in the epoch.
+    log_step: logs one line (`Trainer.log_step`).
+    every_secs: seconds between two lines.
+  """
 
   def __init__(self, n_steps, log_step, every_secs):
     self._n, self._log_step, self._every = n_steps, log_step, every_secs
     self._start = self._shown = time.time()
 
-  def update(self, done):
-    """Called after each compiled call with the steps done so far in the epoch."""
+  def update(self, done, losses=None):
+    """Called after each compiled call with the steps done so far in the epoch.
+
+    Args:
+      done: steps done so far in the epoch.
+      losses: the last compiled call's `(n,)` losses (a device array); its
+        last is shown (read from the device only when a line is logged).
+    """
     if time.time() - self._shown > self._every:
       self._shown = time.time()
+      loss = '' if losses is None else f', loss {float(np.asarray(losses)[-1]):0.8f}'
       self._log_step(f'Ran {done} of {self._n} train steps '
-                     f'({done / (self._shown - self._start):0.2f} steps/s)')
+                     f'({done / (self._shown - self._start):0.2f} steps/s{loss})')
 
 
 __all__ = ['IN_FLIGHT', 'StepsLog', 'Progress']

@@ -43,7 +43,7 @@ from minitrax.supervised.steps_log import Progress, StepsLog
 from minitrax.supervised.summaries import RunSummaries, log
 from minitrax.supervised.task import as_inputs, build_task
 
-PROGRESS_SECS = 60.0  # A long epoch logs its progress this often.
+PROGRESS_SECS = 30.0  # A long epoch logs its progress this often.
 
 
 class Trainer:
@@ -219,7 +219,7 @@ class Trainer:
         self._steps_log.record(self._run, self._summaries)
         self._summaries.flush()
         self._checkpoints.at_step(self._run)
-      progress.update(self.step - first)
+      progress.update(self.step - first, losses)
 
   def _params_at(self, step):
     """The optimizer's hyperparameters at `step` (host float32 scalars), schedule applied."""

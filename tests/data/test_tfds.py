@@ -257,7 +257,7 @@ def test_missing_python_module_while_preparing(tmp_path, monkeypatch):
 
 TF_MESSAGE = ("TFDS dataset 'minitrax_test_images' needs TensorFlow to prepare it (encode its "
               'examples), and TensorFlow is not installed (minitrax itself never imports it). '
-              'Install the extra with `pip install minitrax[tfds]` and run again.')
+              "Install the extra with `pip install -e '.[tfds]'` and run again.")
 
 
 def test_dataset_that_needs_tensorflow_simulated(tmp_path, monkeypatch):

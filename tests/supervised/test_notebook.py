@@ -17,9 +17,10 @@ def _notebook():
   return nbformat.read(NOTEBOOK, as_version=4)
 
 
-def test_notebook_code_is_the_codelab():
+def test_notebook_code_is_the_codelab_then_the_curves():
   cells = [cell.source for cell in _notebook().cells if cell.cell_type == 'code']
-  assert cells == [as_minitrax(block, keep_shell=True) for block in code_blocks()]
+  assert cells[:-1] == [as_minitrax(block, keep_shell=True) for block in code_blocks()]
+  assert 'trax.supervised.plot_history(trainer.history' in cells[-1]
 
 
 def test_notebook_runs(tmp_path, monkeypatch):
@@ -44,3 +45,10 @@ def test_notebook_runs(tmp_path, monkeypatch):
   decoded = eval(outputs[5])  # pylint: disable=eval-used
   assert decoded[:5] == [0, 1, 2, 3, 4] and len(decoded) == 10
   assert os.path.exists(tmp_path / 'train_dir' / 'model.pkl')
+  curves = nb.cells[-1].outputs
+  try:
+    import matplotlib  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    assert [o.get('output_type') for o in curves] == ['display_data']
+    assert 'image/png' in curves[0]['data'] and (tmp_path / 'curves.png').exists()
+  except ImportError:
+    assert outputs[-1].startswith('plot_history needs matplotlib'), outputs[-1]
