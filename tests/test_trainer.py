@@ -62,7 +62,7 @@ def test_shipped_config_by_name_and_debug_flags(tmp_path):
     (['--model=NoSuchNet'], r"unknown model 'NoSuchNet'; known models: .*MLP"),
     (['--model=MLP', '--dataset=no_such_dataset'], r"unknown TFDS dataset 'no_such_dataset'"),
     (['--config_file=no_such_config'], r"config file 'no_such_config' not found"),
-    (['--model=MLP', '--dataset=copy', '--config=train.steps=-5'
+    (['--model=GRULM', '--dataset=copy', '--config=train.steps=-5'
      ], r'train: steps must be an int >= 1, got -5$'),
     (['--config=train.steps=('
      ], r"syntax error in binding 'train.steps=\(': an unclosed bracket or string$"),
@@ -150,7 +150,7 @@ SHARED_MNIST = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'da
 def test_split_flags_on_a_synthetic_task_are_refused(tmp_path):
   out = trainer('--dataset=copy', '--model=GRULM', '--train_split=train[:10]',
                 f'--output_dir={tmp_path / "out"}', home=tmp_path)
-  assert out.returncode == 1
+  assert out.returncode == 2  # a usage mistake
   assert out.stderr.strip().endswith('ConfigError: --train_split applies to TFDS datasets, not '
                                      'to the synthetic task --dataset=copy')
   assert 'Unable to initialize backend' not in out.stderr
