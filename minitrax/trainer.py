@@ -85,7 +85,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   import jax  # pylint: disable=import-outside-toplevel
   from minitrax import config  # pylint: disable=import-outside-toplevel
-  from minitrax.errors import MinitraxError  # pylint: disable=import-outside-toplevel
+  from minitrax.errors import MinitraxError, TrainingInterrupted  # pylint: disable=import-outside-toplevel
   from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
   if FLAGS.disable_jit:
     jax.config.update('jax_disable_jit', True)
@@ -95,6 +95,9 @@ def main(argv):
     config.parse(FLAGS.config_file, _bindings(config))
     output_dir = _output_dir(config, log)
     config.train(output_dir=output_dir, config_text=config.operative_config)
+  except TrainingInterrupted as e:  # saved; exit as the signal would have (128 + its number)
+    print(f'minitrax.trainer: {e}', file=sys.stderr, flush=True)
+    sys.exit(128 + (e.signum or 0))
   except MinitraxError as e:
     sys.exit(f'minitrax.trainer: error: {type(e).__name__}: {e}')
 
