@@ -214,3 +214,34 @@ def test_sigterm_to_a_run_in_a_subprocess_exits_143_and_the_run_resumes_exactly(
   final = interrupt_run.run(out, interrupt_run.inputs())
   _assert_same_run(reference, final)
   assert final.history == reference.history
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_command_line_saves_and_exits_143_then_it_resumes(tmp_path):
+  out = str(tmp_path / 'copy')
+  command = [
+      sys.executable, '-m', 'minitrax.trainer', '--config_file=transformer_copy',
+      f'--output_dir={out}', '--config=train.steps=3000', '--config=train.eval_frequency=1000',
+      '--config=train.eval_steps=1', '--config=TransformerLM.n_layers=1'
+  ]
+  process = subprocess.Popen(command, env=subprocess_env(HOME=str(tmp_path)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  lines = []
+  for line in iter(process.stdout.readline, ''):
+    lines.append(line)
+    if line == 'Step      1: Finished evaluation\n':
+      process.send_signal(signal.SIGTERM)
+      break
+  rest, stderr = process.communicate(timeout=600)
+  stdout = ''.join(lines) + rest
+  assert process.returncode == 143, stderr[-3000:]
+  path = os.path.join(out, 'model.pkl')
+  match = re.search(rf'^Step +(\d+): interrupted, saved {re.escape(path)}$', stdout, re.M)
+  assert match and 1 <= int(match.group(1)) < 3000, stdout[-3000:]
+  assert 'Traceback' not in stderr
+  assert checkpoint.load(path)['step'] == int(match.group(1))
+  again = subprocess.run(command, env=subprocess_env(HOME=str(tmp_path)), capture_output=True,
+                         text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f'Model loaded from {path} at step {match.group(1)}' in again.stdout
+  assert again.stdout.endswith('Step   3000: Training done\n')
