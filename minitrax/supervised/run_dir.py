@@ -48,6 +48,9 @@ def check_folder(path, who):
   Args:
     path: the output folder (absolute or relative).
     who: the caller, for messages ('Trainer', 'Loop', ...).
+
+  Returns:
+    Whether the folder was created.
   """
   full = os.path.abspath(path)
   if os.path.lexists(full) and not os.path.isdir(full):
@@ -64,6 +67,7 @@ def check_folder(path, who):
     os.makedirs(full, exist_ok=True)
   except OSError as e:
     _fail(who, path, f'cannot create it ({e.strerror})', e)
+  return existing != full
 
 
 class RunDir:
@@ -72,10 +76,11 @@ class RunDir:
   Attributes:
     path: the output folder.
     lock_path: `<path>/.lock`.
+    created: whether this run created the folder.
   """
 
-  def __init__(self, path, fd):
-    self.path = path
+  def __init__(self, path, fd, created=False):
+    self.path, self.created = path, created
     self.lock_path = os.path.join(path, LOCK_NAME)
     self._release = weakref.finalize(self, os.close, fd)
 
@@ -87,6 +92,16 @@ class RunDir:
   def release(self):
     """Releases the lock (closes the lock file); a second call does nothing."""
     self._release()
+
+  def abandon(self):
+    """Releases the lock of a run that failed to start; removes the folder if it made it empty."""
+    if self.held and self.created and os.listdir(self.path) == [LOCK_NAME]:
+      try:
+        os.remove(self.lock_path)
+        os.rmdir(self.path)
+      except OSError:
+        pass
+    self.release()
 
 
 def acquire(output_dir, who):
@@ -102,7 +117,7 @@ def acquire(output_dir, who):
   if not output_dir:
     return None
   path = os.path.expanduser(os.fspath(output_dir))
-  check_folder(path, who)
+  created = check_folder(path, who)
   lock_path = os.path.join(path, LOCK_NAME)
   try:
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -118,7 +133,7 @@ def acquire(output_dir, who):
     busy = holder
   else:
     _write_holder(fd)
-    return RunDir(path, fd)
+    return RunDir(path, fd, created)
   _fail(
       who, path, f'another run holds its lock {lock_path} ({busy}); wait for that run to end '
       'or pick another output_dir' + _same_process_hint(busy))
@@ -179,6 +194,8 @@ class RunDirOwner:
     try:
       yield
     except BaseException:
+      if self._run_dir is not None:
+        self._run_dir.abandon()
       self.close()
       raise
 

@@ -89,6 +89,12 @@ def test_a_trainer_is_released_when_garbage_collected_or_when_it_fails_to_start(
   make(folder).close()
 
 
+def test_a_trainer_that_fails_to_start_leaves_no_folder_it_made(tmp_path):
+  with pytest.raises(ConfigError, match='inputs must be an Inputs'):
+    make(str(tmp_path / 'new'), inputs=lambda: 'not inputs')
+  assert os.listdir(tmp_path) == []
+
+
 def test_a_closed_trainer_refuses_to_train(tmp_path):
   trainer = make(str(tmp_path))
   trainer.close()
