@@ -24,6 +24,7 @@ from minitrax.layers.core import Dense, Embedding, LogSoftmax
 from minitrax.layers.metrics import CrossEntropyLoss, L2Loss
 from minitrax.optimizers import Adam, Momentum
 from minitrax.supervised import run_dir
+from minitrax.supervised.summaries import MetricsLog, SummaryWriter
 from minitrax.supervised.train import Objective, Plan, train
 from minitrax.supervised.trainer import Trainer
 from minitrax.supervised.training import Loop, TrainTask
@@ -317,3 +318,27 @@ def test_an_empty_output_folder_logs_that_the_run_starts_afresh(tmp_path, capsys
   assert capsys.readouterr().out == f'No checkpoint in {tmp_path}; initialising\n'
   make(str(tmp_path)).close()
   assert capsys.readouterr().out.startswith('Model loaded from')
+
+
+def test_a_full_disk_while_writing_summaries_names_the_file(tmp_path):
+  full = OSError(errno.ENOSPC, 'No space left on device')
+
+  class FullFile:
+
+    closed = False
+
+    def write(self, data):
+      raise full
+
+    flush = write
+
+  log = MetricsLog(str(tmp_path / 'metrics.jsonl'))
+  log._file = FullFile()  # pylint: disable=protected-access
+  with pytest.raises(RunDirError) as error:
+    log.write(1, 'train', 'metrics/loss', 0.5)
+  assert str(error.value) == (f'{tmp_path / "metrics.jsonl"}: cannot write summaries (No space '
+                              'left on device)')
+  with pytest.raises(RunDirError,
+                     match=re.escape(f'{tmp_path / "a_file"}: cannot write summaries')):
+    (tmp_path / 'a_file').write_text('x')
+    SummaryWriter(str(tmp_path / 'a_file'))
