@@ -89,6 +89,11 @@ class RunDir:
     """Whether this run still holds the lock."""
     return self._release.alive
 
+  def is_for(self, output_dir):
+    """Whether `output_dir` names this run's folder."""
+    path = os.path.expanduser(os.fspath(output_dir)) if output_dir else None
+    return bool(path) and os.path.isdir(path) and os.path.samefile(path, self.path)
+
   def release(self):
     """Releases the lock (closes the lock file); a second call does nothing."""
     self._release()

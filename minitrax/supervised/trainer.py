@@ -145,13 +145,23 @@ class Trainer(run_dir.RunDirOwner):
     weights initialised from the seed), and re-opens the data streams at that
     run's position.
 
+    The trainer keeps holding its folder if `output_dir` is the same one, and
+    holds the new one before it releases the old one otherwise.
+
     Raises:
       CheckpointError: `init_checkpoint` is given but there is no such file.
+      RunDirError: `output_dir` cannot be used (the trainer is unchanged).
     """
     if init_checkpoint is not None and not os.path.exists(init_checkpoint):
       raise CheckpointError(f'Trainer.reset: init_checkpoint {init_checkpoint} does not exist')
-    self.close()
-    self._run_dir = run_dir.acquire(output_dir, 'Trainer.reset')
+    old = self._run_dir
+    same = old is not None and old.held and old.is_for(output_dir)
+    new = old if same else run_dir.acquire(output_dir, 'Trainer.reset')
+    self._run_dir = None
+    self.close()  # the summaries
+    if old is not None and old is not new:
+      old.release()
+    self._run_dir = new
     with self._closed_on_error():
       self._start(output_dir, init_checkpoint)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from minitrax import checkpoint
+from minitrax import config
 from minitrax import lr
 from minitrax.data import copy_inputs
 from minitrax.errors import (ArgumentError, CheckpointError, ConfigError, RunDirError,
@@ -94,6 +95,22 @@ def test_a_trainer_that_fails_to_start_leaves_no_folder_it_made(tmp_path):
   with pytest.raises(ConfigError, match='inputs must be an Inputs'):
     make(str(tmp_path / 'new'), inputs=lambda: 'not inputs')
   assert os.listdir(tmp_path) == []
+
+
+def test_reset_keeps_its_own_folder_and_takes_a_new_one_before_letting_the_old_go(tmp_path):
+  first, second = str(tmp_path / 'a'), str(tmp_path / 'b')
+  trainer = make(first)
+  trainer.reset(first)  # the same folder: still held
+  with pytest.raises(RunDirError, match='another run holds its lock'):
+    make(first)
+  other = make(second)
+  with pytest.raises(RunDirError, match='^Trainer.reset: cannot use output_dir .*another run'):
+    trainer.reset(second)
+  trainer.train_epoch(1, 0)  # unchanged: still on the first folder
+  other.close()
+  trainer.reset(second)
+  make(first).close()  # released
+  trainer.close()
 
 
 def test_a_closed_trainer_refuses_to_train(tmp_path):
@@ -180,6 +197,10 @@ def test_an_output_dir_that_is_or_lies_under_a_file_is_refused_before_any_work(t
   assert str(error.value) == f'Trainer: cannot use output_dir {folder}: {reason}'
   with pytest.raises(RunDirError, match=re.escape(reason)):
     train(folder, tiny, _counting_inputs(calls), objective=Objective(has_weights=True))
+  with pytest.raises(RunDirError,
+                     match=re.escape(f'Loop: cannot use output_dir {folder}: {reason}')):
+    Loop(Serial(Dense(1)), TrainTask(itertools.repeat(_batch), L2Loss(), Momentum(.01)),
+         output_dir=folder)
   assert not calls  # no data read, nothing built or compiled
 
 
@@ -292,14 +313,16 @@ def test_retention_keeps_the_newest_numbered_and_the_permanent_checkpoints(tmp_p
   assert checkpoint.load(str(tmp_path / 'model.pkl'))['step'] == 12
 
 
-def test_train_keeps_checkpoints_as_its_plan_says(tmp_path):
-  train(str(tmp_path), tiny, copy_inputs(4, VOCAB, 6), optimizer=Adam,
+def test_train_and_its_gin_bindings_keep_checkpoints_as_the_plan_says(tmp_path):
+  train(str(tmp_path / 'a'), tiny, copy_inputs(4, VOCAB, 6), optimizer=Adam,
         objective=Objective(has_weights=True), plan=Plan(steps=7, eval_steps=0, eval_frequency=0,
                                                          keep_checkpoints=1, permanent_every=3))
-  # One epoch of 7 steps: permanent ones at steps 3 and 6, the newest at the end.
-  assert sorted(f for f in os.listdir(tmp_path) if f.endswith('.pkl')) == [
-      'model.pkl', 'model_3.pkl', 'model_6.pkl', 'model_7.pkl'
-  ]
+  config.train(str(tmp_path / 'b'), model=tiny, inputs=copy_inputs(4, VOCAB, 6), optimizer=Adam,
+               has_weights=True, steps=7, eval_steps=0, keep_checkpoints=1, permanent_every=3)
+  for run in 'ab':  # one epoch of 7 steps: permanent ones at steps 3 and 6, the newest at the end
+    assert sorted(f for f in os.listdir(tmp_path / run) if f.endswith('.pkl')) == [
+        'model.pkl', 'model_3.pkl', 'model_6.pkl', 'model_7.pkl'
+    ]
 
 
 @pytest.mark.parametrize('make_bad,message', [
