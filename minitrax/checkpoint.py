@@ -38,6 +38,7 @@ about `2 * n`.
 """
 
 import difflib
+import errno
 import glob
 import hashlib
 import os
@@ -220,9 +221,32 @@ def _temporary_prefix(path):
 
 
 def save(path, tree):
-  """Writes `tree` to `path` atomically (temporary file, fsync, rename)."""
+  """Writes `tree` to `path` atomically (temporary file, fsync, rename).
+
+  Raises:
+    CheckpointError: the tree holds a type the format has not, or the file
+      cannot be written (disk full, no permission, ...): the message names
+      the file and the reason, the temporary file is removed and a previous
+      file at `path` is left as it was.
+  """
   data = dumps(tree)
   path = os.fspath(path)
+  try:
+    _write_atomically(path, data)
+  except OSError as e:
+    raise CheckpointError(f'{path}: cannot write checkpoint ({_reason(e)}); the previous '
+                          'checkpoint there, if any, is unchanged') from e
+
+
+def _reason(error):
+  """`'<strerror> [<errno name>]'` of an OSError, e.g. 'No space left on device [ENOSPC]'."""
+  name = errno.errorcode.get(error.errno)
+  text = error.strerror or str(error)
+  return f'{text} [{name}]' if name else text
+
+
+def _write_atomically(path, data):
+  """Writes `data` to a temporary file beside `path`, fsyncs it, renames it over `path`."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temporary_prefix(path), suffix=_TMP_SUFFIX)

@@ -80,8 +80,8 @@ def _flat_train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None, o
                 lr_schedule=MultifactorSchedule, trainer_class=_Trainer, steps=1000,
                 checkpoints_at=None, eval_steps=10, eval_frequency=100, random_seed=None,
                 n_devices=None, has_weights=False, id_to_mask=None, metrics=None,
-                checkpoint_highest=None, checkpoint_lowest=None, train_steps=None,
-                config_text=None):
+                checkpoint_highest=None, checkpoint_lowest=None, train_steps=None, config_text=None,
+                keep_checkpoints=None, permanent_every=None):
   """`supervised.train` with its settings as flat keywords: the names gin bindings use.
 
   `train.steps = 1000`, `train.has_weights = True`, ... fill the groups
@@ -92,7 +92,8 @@ def _flat_train(output_dir, model=None, loss_fn=CrossEntropyLoss, inputs=None, o
     check_int('train', 'train_steps', train_steps, 1, error=ConfigError)
   objective = Objective(loss_fn, has_weights, id_to_mask, metrics)
   plan = Plan(train_steps if train_steps is not None else steps, eval_steps, eval_frequency,
-              checkpoints_at, checkpoint_highest, checkpoint_lowest)
+              checkpoints_at, checkpoint_highest, checkpoint_lowest, keep_checkpoints,
+              permanent_every)
   return _train(output_dir, model, inputs, optimizer, lr_schedule, objective, plan, random_seed,
                 n_devices, trainer_class, config_text)
 

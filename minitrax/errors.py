@@ -98,3 +98,32 @@ class TrainingError(MinitraxError, RuntimeError):
 class ExtraMissingError(MinitraxError, ImportError):
   """An optional dependency is not installed; the message names the pip extra that installs it
   (e.g. `pip install -e '.[plot]'` for matplotlib)."""
+
+
+class RunDirError(CheckpointError):
+  """A run's output folder cannot be used.
+
+  The message names the folder and the reason: it is a file, it lies under a
+  file, it is not writable, or another run (whose pid and host are named)
+  holds its lock `<output_dir>/.lock`. Raised when a `Trainer`, `train()` or
+  `Loop` starts, before anything is compiled or written.
+
+  Fix: pick another `output_dir`, make it writable, or wait for (or close) the
+  run that holds it.
+  """
+
+
+class TrainingInterrupted(TrainingError):
+  """Training stopped at a SIGTERM or SIGINT, after saving a checkpoint.
+
+  Attributes:
+    signum: the signal's number (`signal.SIGTERM` or `signal.SIGINT`).
+    step: the training step saved.
+    path: the checkpoint written, or None when there is no output folder.
+
+  Fix: run again on the same output folder to continue where it stopped.
+  """
+
+  def __init__(self, message, signum=None, step=None, path=None):
+    super().__init__(message)
+    self.signum, self.step, self.path = signum, step, path

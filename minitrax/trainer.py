@@ -244,7 +244,8 @@ def main(argv):
                     '--name=value)'), USAGE_ERROR)
   import jax  # pylint: disable=import-outside-toplevel
   from minitrax import config  # pylint: disable=import-outside-toplevel
-  from minitrax.errors import MinitraxError, TrainingError  # pylint: disable=import-outside-toplevel
+  from minitrax.errors import (  # pylint: disable=import-outside-toplevel
+      MinitraxError, TrainingError, TrainingInterrupted)
   from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
   quiet_jax_logs()
   if FLAGS.disable_jit:
@@ -253,6 +254,9 @@ def main(argv):
     jax.config.update('jax_debug_nans', True)
   try:
     _train(config, log, _start_distributed())
+  except TrainingInterrupted as e:  # saved; exit as the signal would have (128 + its number)
+    print(f'minitrax.trainer: {e}', file=sys.stderr, flush=True)
+    sys.exit(128 + (e.signum or 0))
   except MinitraxError as e:
     _fail(e, RUN_ERROR if isinstance(e, TrainingError) else USAGE_ERROR)
 

@@ -31,7 +31,8 @@ def test_readme_mlp_command_with_a_default_output_dir(tmp_path):
   assert lines[0] == 'No --output_dir specified'
   match = re.fullmatch(r'Using default output_dir: (.*/minitrax/MLP_random_\d{8}_\d{4})', lines[1])
   assert match and match.group(1).startswith(str(tmp_path))
-  assert lines[2:4] == [
+  assert lines[2:5] == [
+      f'No checkpoint in {match.group(1)}; initialising',
       'Step      0: Starting training using 1 devices',
       'Step      0: Total number of trainable weights: 669706'
   ]

@@ -19,6 +19,7 @@ import jax
 
 from minitrax.data.device import DeviceBatches, steps_per_call
 from minitrax.errors import ConfigError
+from minitrax.supervised import interrupts
 from minitrax.supervised import step as step_lib
 from minitrax.supervised.evaluation import metrics_round
 from minitrax.supervised.loop_data import IteratorSource, batch_signature, check_batch
@@ -26,9 +27,24 @@ from minitrax.supervised.steps_log import StepsLog
 from minitrax.supervised.summaries import MetricsLog, SummaryWriter
 from minitrax.supervised.task import layers_task
 
-__all__ = ['TaskTrainer', 'Evaluator', 'Progress', 'summary_writers']
+__all__ = [
+    'TaskTrainer', 'Evaluator', 'Progress', 'summary_writers', 'at_step_1_and_every', 'never'
+]
 
 EXTRA_STATS = ('weights_l2',)  # reported by each step besides the loss and gradients_l2
+
+
+def at_step_1_and_every(period):
+  """`step -> bool`: True at step 1 and every `period` steps; never if `period` is None."""
+  if period is None:
+    return never
+  return lambda step: step == 1 or (step > 0 and step % period == 0)
+
+
+def never(step):
+  """`step -> False`: a schedule that never fires."""
+  del step
+  return False
 
 
 def sample_signature(task, name):
@@ -73,7 +89,8 @@ class TaskTrainer:
 
     `params_at(step)` gives the hyperparameters of (1-based) step `step`;
     `keep(run)` is called with the run after each compiled call (the trees
-    given to a call are donated, so the caller must hold the new ones).
+    given to a call are donated, so the caller must hold the new ones). After
+    a SIGTERM or SIGINT (`interrupts.pending()`) it stops after the running call.
     """
     self.steps_log.check_not_diverged()
     for chunk, n in self.batches.epoch(count):
@@ -81,6 +98,8 @@ class TaskTrainer:
       run, losses, norms, *extras = self.step_fn(run, chunk, n, params)
       keep(run)
       self.steps_log.add(losses, norms, params, *extras)
+      if interrupts.pending() is not None:
+        break
     return run, self.steps_log.record(run)
 
 

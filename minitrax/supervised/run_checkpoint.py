@@ -27,6 +27,7 @@ trees, every mismatched path).
 """
 
 import os
+import re
 
 from minitrax import checkpoint
 from minitrax import distributed
@@ -112,7 +113,14 @@ def restore(saved, path, fresh):
 
 
 class Checkpoints:
-  """Where and when a run's checkpoints are written.
+  """Where and when a run's checkpoints are written, and which numbered ones are kept.
+
+  `model.pkl` is written at each epoch's end and is never deleted. Numbered
+  checkpoints `model_<step>.pkl` are written at the steps of `steps`, at every
+  `permanent_every`-th step (these are permanent: never deleted) and, when
+  `keep` is set, at each epoch's end, after which only the newest `keep`
+  numbered ones that are not permanent are kept (the one just written always
+  among them). With `keep=None` no numbered checkpoint is ever deleted.
 
   Args:
     output_dir: the run's folder, or None (then nothing is saved).
@@ -120,17 +128,29 @@ class Checkpoints:
     steps: steps at which `model_{step}.pkl` is also kept.
     highest, lowest: metric names; the checkpoint with the highest (lowest)
       eval value so far is kept as `highest_<m>.pkl` (`lowest_<m>.pkl`).
+    keep: int >= 1 or None (see above).
+    permanent_every: int >= 1 or None (see above).
   """
 
-  def __init__(self, output_dir, enabled=True, steps=(), highest=None, lowest=None):
+  def __init__(self, output_dir, enabled=True, steps=(), highest=None, lowest=None, keep=None,
+               permanent_every=None):
     self.output_dir = os.path.expanduser(output_dir) if output_dir else None
     self.enabled = bool(enabled and self.output_dir)
     self.steps = set(steps or ())
     self._best = {'highest': highest, 'lowest': lowest}
+    self.keep, self.permanent_every = keep, permanent_every
 
   def path(self, prefix='model'):
     """`<output_dir>/<prefix>.pkl`; None without an output folder."""
     return os.path.join(self.output_dir, f'{prefix}.pkl') if self.output_dir else None
+
+  def is_permanent(self, step):
+    """Whether `model_<step>.pkl` is written mid-epoch if need be and never deleted."""
+    return step in self.steps or bool(self.permanent_every and step % self.permanent_every == 0)
+
+  def breaks(self, first, n_steps):
+    """The offsets from step `first` inside an epoch of `n_steps` at which to stop and save."""
+    return [i for i in range(1, n_steps) if self.is_permanent(first + i)]
 
   def save(self, run, keep=False, prefix='model'):
     """Writes `<prefix>.pkl`, and `<prefix>_<step>.pkl` too if `keep`."""
@@ -139,18 +159,44 @@ class Checkpoints:
       save(self.path(f'{prefix}_{run.step}'), run)
 
   def at_step(self, run):
-    """After a training step: keeps `model_{step}.pkl` if the step is one of `steps`."""
-    if self.enabled and run.step in self.steps:
+    """After a training step: keeps `model_{step}.pkl` if the step is a permanent one."""
+    if self.enabled and self.is_permanent(run.step):
       self.save(run, keep=True)
 
   def at_epoch_end(self, run):
-    """After an epoch's evaluation: `model.pkl`, and the best checkpoints if best."""
+    """After an epoch's evaluation: `model.pkl` (and numbered ones), and the best if best."""
     if not self.enabled:
       return
-    self.save(run)
+    numbered = self.keep is not None and not self.is_permanent(run.step)
+    self.save(run, keep=numbered)
+    if numbered:
+      self.prune(run.step)
     for kind, metric in self._best.items():
       if metric is not None and is_best(run.history, metric, run.step, kind == 'highest'):
         self.save(run, prefix=f'{kind}_{metric}')
+
+  def numbered(self):
+    """`{step: path}` of the `model_<step>.pkl` files in the output folder."""
+    found = {}
+    for name in os.listdir(self.output_dir):
+      match = re.fullmatch(r'model_(\d+)\.pkl', name)
+      if match:
+        found[int(match.group(1))] = os.path.join(self.output_dir, name)
+    return found
+
+  def prune(self, latest):
+    """Deletes numbered checkpoints of steps < `latest` beyond the newest `keep` (not permanent).
+
+    Files of steps after `latest` (from another run that went further) are left alone.
+    """
+    candidates = sorted(
+        (step for step in self.numbered() if step < latest and not self.is_permanent(step)),
+        reverse=True)
+    for step in candidates[self.keep - 1:]:
+      try:
+        os.remove(self.path(f'model_{step}'))
+      except FileNotFoundError:
+        pass
 
 
 def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None, clean=True):
@@ -158,7 +204,9 @@ def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None
 
   The model's layers are initialised either way (they hold the new weights).
   With `clean`, temporary files that killed saves left beside `path` are
-  removed (not for a file of another run, which may be saving now).
+  removed (not for a file of another run, which may be saving now; the caller
+  holds the folder's lock, `run_dir`), and a folder without a checkpoint logs
+  `No checkpoint in <dir>; initialising`.
 
   Args:
     path: the run's `model.pkl`, or None for no file.
@@ -167,10 +215,12 @@ def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None
     clean: whether `path` is in this run's own folder.
   """
   saved = None
+  if path and clean and distributed.is_main():
+    checkpoint.remove_temporaries(os.path.dirname(path) or '.', '*.pkl')
   if path and os.path.exists(path):
-    if clean and distributed.is_main():
-      checkpoint.remove_temporaries(os.path.dirname(path) or '.', '*.pkl')
     saved = read(path)
+  elif path and clean and distributed.is_main():
+    log(f'No checkpoint in {os.path.dirname(path) or "."}; initialising')
   seed = random_seed if random_seed is not None else saved_seed(saved, path) if saved else 0
   run = new_run(model_with_loss, optimizer, signature, check_seed(seed))
   if saved is None:

@@ -16,6 +16,7 @@ the restored step (TensorBoard then drops the older events of later steps), and
 the log drops its records of steps after the restored one.
 """
 
+import functools
 import json
 import math
 import os
@@ -29,6 +30,8 @@ from tensorboard.compat.proto import tensor_shape_pb2
 from tensorboard.compat.proto import types_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from minitrax.errors import RunDirError
+
 _FILE_VERSION = 'brain.Event:2'
 _uid = [0]
 
@@ -36,6 +39,20 @@ _uid = [0]
 def log(message):
   """Prints a log line to stdout at once (as Trax's `trainer_lib.log`)."""
   print(message, flush=True)
+
+
+def _write_errors(method):
+  """Turns an OSError of a summary file (disk full, ...) into a RunDirError naming the file."""
+
+  @functools.wraps(method)
+  def wrapped(self, *args, **kwargs):
+    try:
+      return method(self, *args, **kwargs)
+    except OSError as e:
+      path = getattr(self, 'path', None) or args[0]
+      raise RunDirError(f'{path}: cannot write summaries ({e.strerror or e})') from e
+
+  return wrapped
 
 
 class SummaryWriter:
@@ -48,6 +65,7 @@ class SummaryWriter:
       interrupted earlier run in the same folder.
   """
 
+  @_write_errors
   def __init__(self, logdir, start_step=0):
     os.makedirs(logdir, exist_ok=True)
     _uid[0] += 1
@@ -67,6 +85,7 @@ class SummaryWriter:
   def _add(self, event):
     self._writer.write(event.SerializeToString())
 
+  @_write_errors
   def scalar(self, tag, value, step):
     """Records the float `value` under `tag` at `step`."""
     value = summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
@@ -74,6 +93,7 @@ class SummaryWriter:
         event_pb2.Event(wall_time=time.time(), step=int(step),
                         summary=summary_pb2.Summary(value=[value])))
 
+  @_write_errors
   def text(self, tag, text, step):
     """Records a Markdown `text` under `tag` at `step` (TensorBoard's Text tab)."""
     tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[text.encode('utf-8')],
@@ -85,6 +105,7 @@ class SummaryWriter:
         event_pb2.Event(wall_time=time.time(), step=int(step),
                         summary=summary_pb2.Summary(value=[value])))
 
+  @_write_errors
   def flush(self):
     """Pushes written events to the file."""
     if not self._writer.closed:
@@ -121,6 +142,7 @@ class MetricsLog:
       the file (left by an interrupted run) are dropped.
   """
 
+  @_write_errors
   def __init__(self, path, start_step=0):
     self.path = path
     kept = [
@@ -134,6 +156,7 @@ class MetricsLog:
     os.replace(tmp, path)
     self._file = open(path, 'a', encoding='utf-8')  # pylint: disable=consider-using-with
 
+  @_write_errors
   def write(self, step, mode, metric, value):
     """Appends one record; non-finite values are written as null."""
     self._file.write(
@@ -142,6 +165,7 @@ class MetricsLog:
             'value': float(value) if math.isfinite(value) else None, 'time': round(time.time(), 3)
         }))
 
+  @_write_errors
   def flush(self):
     """Pushes written records to the file."""
     if not self._file.closed:

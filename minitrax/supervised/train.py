@@ -27,11 +27,12 @@ import typing
 
 from minitrax import distributed
 from minitrax.checks import check_int
-from minitrax.errors import ConfigError
+from minitrax.errors import ConfigError, RunDirError
 from minitrax.layers.metrics import CrossEntropyLoss
 from minitrax.lr import MultifactorSchedule
 from minitrax.optimizers import Adafactor
 from minitrax.optimizers.base import Optimizer
+from minitrax.supervised import interrupts
 from minitrax.supervised.trainer import Trainer
 
 
@@ -77,6 +78,10 @@ class Plan:
     checkpoints_at: steps at which to also keep `model_{step}.pkl`.
     checkpoint_highest, checkpoint_lowest: metric names whose best
       checkpoints are kept (`highest_<m>.pkl`, `lowest_<m>.pkl`).
+    keep_checkpoints: None, or N >= 1: `model_<step>.pkl` is also saved at
+      each epoch's end and the newest N are kept (see `Trainer`).
+    permanent_every: None, or K >= 1: `model_<step>.pkl` of every K-th step
+      is saved and never deleted.
   """
   steps: int = 1000
   eval_steps: int = 10
@@ -84,6 +89,8 @@ class Plan:
   checkpoints_at: typing.Optional[typing.Sequence[int]] = None
   checkpoint_highest: typing.Optional[str] = None
   checkpoint_lowest: typing.Optional[str] = None
+  keep_checkpoints: typing.Optional[int] = None
+  permanent_every: typing.Optional[int] = None
 
   def __post_init__(self):
     check_int('train', 'steps', self.steps, 1, error=ConfigError)
@@ -98,6 +105,9 @@ class Plan:
     for name in ('checkpoint_highest', 'checkpoint_lowest'):
       _check_kind(name, getattr(self, name), lambda v: v is None or isinstance(v, str),
                   'None or a metric name')
+    for name in ('keep_checkpoints', 'permanent_every'):
+      if getattr(self, name) is not None:
+        check_int('train', name, getattr(self, name), 1, error=ConfigError)
 
   def epoch_steps(self):
     """The step counts of all epochs of a run from its start (Trax's schedule)."""
@@ -127,35 +137,52 @@ def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=
 
   Returns:
     The trainer's final `TrainerState`.
+
+  Raises:
+    RunDirError: `output_dir` is a file, lies under a file, is not writable,
+      or another run holds it (checked first, before any compiling).
+    TrainingInterrupted: a SIGTERM or SIGINT came; the steps done are saved
+      in `model.pkl` and a new call on the same `output_dir` continues them.
   """
   _check_given(model, inputs)
   _check_arguments(output_dir, model, inputs, optimizer, lr_schedule, random_seed, n_devices,
                    trainer_class, config_text)
   output_dir = os.path.expanduser(output_dir)
+  retention = {
+      name: getattr(plan, name)
+      for name in ('keep_checkpoints', 'permanent_every')
+      if getattr(plan, name) is not None
+  }
   trainer = trainer_class(model, objective.loss_fn, optimizer, lr_schedule, inputs, output_dir,
                           random_seed=random_seed, n_devices=n_devices,
                           checkpoints_at=plan.checkpoints_at, has_weights=objective.has_weights,
                           id_to_mask=objective.id_to_mask, metrics=objective.metrics,
                           checkpoint_highest=plan.checkpoint_highest,
-                          checkpoint_lowest=plan.checkpoint_lowest,
+                          checkpoint_lowest=plan.checkpoint_lowest, **retention,
                           **({} if sharding is None else {'sharding': sharding}))
-  description = _describe_call(model=model, inputs=inputs, optimizer=optimizer,
-                               lr_schedule=lr_schedule, random_seed=random_seed,
-                               **_fields(objective), **_fields(plan))
-  trainer.log_step(f'Starting training using {trainer.n_devices} devices')
-  trainer.print_n_weights()
-  config_path = os.path.join(output_dir, 'config.gin')
-  write_config = trainer.step == 0 or not os.path.exists(config_path)
   try:
-    for n_steps in epochs(plan.steps, trainer.step, plan.epoch_steps()):
-      trainer.train_epoch(n_steps, plan.eval_steps or 0)
-      if write_config and distributed.is_main():
-        _write_config(trainer, config_path, config_text, description)
-        write_config = False
-    trainer.log_step('Training done')
+    description = _describe_call(model=model, inputs=inputs, optimizer=optimizer,
+                                 lr_schedule=lr_schedule, random_seed=random_seed,
+                                 **_fields(objective), **_fields(plan))
+    with interrupts.watching():
+      _run_epochs(trainer, plan, os.path.join(output_dir, 'config.gin'), lambda: config_text()
+                  if callable(config_text) else config_text, description)
   finally:
     trainer.close()
   return trainer.state
+
+
+def _run_epochs(trainer, plan, config_path, config_text, description):
+  """Trains the epochs still to run; writes `config.gin` after the first (if new)."""
+  trainer.log_step(f'Starting training using {trainer.n_devices} devices')
+  trainer.print_n_weights()
+  write_config = trainer.step == 0 or not os.path.exists(config_path)
+  for n_steps in epochs(plan.steps, trainer.step, plan.epoch_steps()):
+    trainer.train_epoch(n_steps, plan.eval_steps or 0)
+    if write_config and distributed.is_main():
+      _write_config(trainer, config_path, config_text(), description)
+      write_config = False
+  trainer.log_step('Training done')
 
 
 def _check_given(model, inputs):
@@ -235,13 +262,15 @@ def _describe_call(**kwargs):
   return ''.join(f'train.{k} = {show(v)}\n' for k, v in kwargs.items())
 
 
-def _write_config(trainer, path, config_text, description):
-  text = config_text() if callable(config_text) else config_text
+def _write_config(trainer, path, text, description):
   text = text if text is not None else description
   tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError as e:
+    raise RunDirError(f'train: cannot write {path} ({e.strerror or e})') from e
   trainer.text_summary('gin_config', '\n'.join('    ' + line for line in text.splitlines()))
 
 

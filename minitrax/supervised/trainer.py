@@ -32,8 +32,10 @@ from minitrax import checkpoint
 from minitrax import distributed
 from minitrax import lr
 from minitrax.data.device import inputs_batches, steps_per_call
+from minitrax.checks import check_int
 from minitrax.errors import CheckpointError
 from minitrax.optimizers.base import Optimizer
+from minitrax.supervised import interrupts, run_dir
 from minitrax.supervised import sharding as sharding_lib
 from minitrax.supervised import step as step_lib
 from minitrax.supervised.evaluation import metrics_round
@@ -46,7 +48,7 @@ from minitrax.supervised.task import as_inputs, build_task
 PROGRESS_SECS = 30.0  # A long epoch logs its progress this often.
 
 
-class Trainer:
+class Trainer(run_dir.RunDirOwner):
   """Trains `model` on `inputs`; see the module docstring.
 
   Args:
@@ -68,6 +70,17 @@ class Trainer:
     metrics: `{name: factory or layer}`; default Trax's five (`METRICS`).
     checkpoint_highest, checkpoint_lowest: metric names; the checkpoint of
       the best eval value so far is kept as `highest_<m>.pkl`/`lowest_<m>.pkl`.
+    keep_checkpoints: None keeps every numbered checkpoint; an int N >= 1
+      also saves `model_<step>.pkl` at each epoch's end and keeps the newest
+      N of them (`run_checkpoint.Checkpoints`).
+    permanent_every: None, or an int K >= 1: `model_<step>.pkl` is saved at
+      every K-th step and never deleted.
+
+  The Trainer holds its `output_dir` (a lock, `run_dir`) from its creation to
+  `close()` (or the end of a `with Trainer(...) as trainer:` block); another
+  Trainer, `train()` or `Loop` on the folder is refused meanwhile. A SIGTERM
+  or SIGINT during `train_epoch` saves `model.pkl` after the running compiled
+  call and raises `TrainingInterrupted` (`interrupts`).
     sharding: 'replicated' (default; a copy of the weights and optimizer slots
       on every device) or 'fsdp' (split over the devices,
       `supervised.sharding`).
@@ -81,27 +94,38 @@ class Trainer:
   def __init__(self, model, loss_fn, optimizer, lr_schedule, inputs, output_dir=None,
                random_seed=None, n_devices=None, checkpoints_at=None, should_save_checkpoints=True,
                should_write_summaries=True, has_weights=False, id_to_mask=None, metrics=None,
-               checkpoint_highest=None, checkpoint_lowest=None, sharding=None):
+               checkpoint_highest=None, checkpoint_lowest=None, keep_checkpoints=None,
+               permanent_every=None, sharding=None):
     self._sharding = sharding_lib.check_sharding('Trainer', sharding)
+    self._checkpoint_options = dict(
+        enabled=should_save_checkpoints, steps=checkpoints_at, highest=checkpoint_highest,
+        lowest=checkpoint_lowest, keep=_optional_count('keep_checkpoints', keep_checkpoints),
+        permanent_every=_optional_count('permanent_every', permanent_every))
+    self._random_seed = random_seed
+    self._should_write_summaries = should_write_summaries
+    self._summaries = self._run_dir = None
+    self._run_dir = run_dir.acquire(output_dir, 'Trainer')  # first: before any data or compiling
+    with self._closed_on_error():
+      self._build(model, loss_fn, optimizer, lr_schedule, inputs, n_devices, has_weights,
+                  id_to_mask, metrics)
+      self._start(output_dir)
+
+  def _build(self, model, loss_fn, optimizer, lr_schedule, inputs, n_devices, has_weights,
+             id_to_mask, metrics):
+    """Makes the parts that do not depend on the output folder: task, optimizer, eval step."""
     self._inputs = as_inputs(inputs)
     self._mesh = step_lib.make_mesh(n_devices)
     self._task = build_task(model, loss_fn, self._inputs, has_weights, id_to_mask, metrics)
-    self._checkpoint_options = dict(enabled=should_save_checkpoints, steps=checkpoints_at,
-                                    highest=checkpoint_highest, lowest=checkpoint_lowest)
     self._optimizer = optimizer if isinstance(optimizer, Optimizer) else optimizer()
-    self._lr_schedule, self._random_seed = lr_schedule, random_seed
-    self._should_write_summaries = should_write_summaries
+    self._lr_schedule = lr_schedule
     self._eval_step = step_lib.make_eval_step(self._task.model_eval, self._task.metric_layers,
                                               self._mesh, self._task.weight_fn)
     self._keys = self._seed = self._summaries = None
-    self._start(output_dir)
 
   def _start(self, output_dir, init_checkpoint=None):
-    """Targets `output_dir`: restores its (or `init_checkpoint`'s) run or makes a new one."""
+    """Targets `output_dir` (locked): restores its (or `init_checkpoint`'s) run or makes one."""
     self._checkpoints = Checkpoints(output_dir, **self._checkpoint_options)
     output_dir = self._checkpoints.output_dir
-    if output_dir:
-      os.makedirs(output_dir, exist_ok=True)
     task = self._task
     run, restored = restore_or_new(init_checkpoint or self._checkpoints.path(),
                                    task.model_with_loss, self._optimizer, task.signature,
@@ -133,13 +157,25 @@ class Trainer:
     weights initialised from the seed), and re-opens the data streams at that
     run's position.
 
+    The trainer keeps holding its folder if `output_dir` is the same one, and
+    holds the new one before it releases the old one otherwise.
+
     Raises:
       CheckpointError: `init_checkpoint` is given but there is no such file.
+      RunDirError: `output_dir` cannot be used (the trainer is unchanged).
     """
     if init_checkpoint is not None and not os.path.exists(init_checkpoint):
       raise CheckpointError(f'Trainer.reset: init_checkpoint {init_checkpoint} does not exist')
-    self.close()
-    self._start(output_dir, init_checkpoint)
+    old = self._run_dir
+    same = old is not None and old.held and old.is_for(output_dir)
+    new = old if same else run_dir.acquire(output_dir, 'Trainer.reset')
+    self._run_dir = None
+    self.close()  # the summaries
+    if old is not None and old is not new:
+      old.release()
+    self._run_dir = new
+    with self._closed_on_error():
+      self._start(output_dir, init_checkpoint)
 
   # ---------------------------------------------------------------- properties
 
@@ -191,26 +227,46 @@ class Trainer:
 
   @distributed.peer_failures
   def train_epoch(self, n_steps, n_eval_steps):
-    """Runs `n_steps` training steps, evaluates on `n_eval_steps` batches, saves."""
-    if distributed.is_main():
-      print()
-    start = time.time()
-    self._train_steps(n_steps)
-    elapsed = time.time() - start
-    self.log_step(f'Ran {n_steps} train steps in {elapsed:0.2f} secs')
-    if n_steps > 1:
-      self._summaries.write('train', 'training/steps per second', n_steps / elapsed, self.step,
-                            json_lines=False)
-    self.evaluate(n_eval_steps)
+    """Runs `n_steps` training steps, evaluates on `n_eval_steps` batches, saves.
+
+    Raises:
+      TrainingInterrupted: a SIGTERM or SIGINT came; `model.pkl` holds the
+        steps done (`interrupts`).
+    """
+    with interrupts.watching():
+      if distributed.is_main():
+        print()
+      start = time.time()
+      self._train_steps(n_steps)
+      elapsed = time.time() - start
+      self.log_step(f'Ran {n_steps} train steps in {elapsed:0.2f} secs')
+      if n_steps > 1:
+        self._summaries.write('train', 'training/steps per second', n_steps / elapsed, self.step,
+                              json_lines=False)
+      self.evaluate(n_eval_steps)
+      self._summaries.flush()
+      self._checkpoints.at_epoch_end(self._run)
+      self._schedule = lr.bind(self._lr_schedule, self._run.history)
+      if interrupts.pending() is not None:
+        self._interrupt(saved=True)
+
+  def _interrupt(self, saved=False):
+    """After a signal: records the losses, saves `model.pkl` (unless `saved`), raises."""
+    self._steps_log.record(self._run, self._summaries)
     self._summaries.flush()
-    self._checkpoints.at_epoch_end(self._run)
-    self._schedule = lr.bind(self._lr_schedule, self._run.history)
+    if self._checkpoints.enabled and not saved:
+      self.save_state(keep=False)
+    path = self._checkpoints.path() if self._checkpoints.enabled else None
+    interrupts.stop(self.step, path, self.log_step)
 
   def _train_steps(self, n_steps):
     """Runs `n_steps` steps, several per compiled call; checks the losses; keeps checkpoints_at."""
+    self._check_open('Trainer')
     self._steps_log.check_not_diverged()
     first, progress = self.step, Progress(n_steps, self.log_step, PROGRESS_SECS)
-    breaks = sorted(s - first for s in self._checkpoints.steps if first < s < first + n_steps)
+    breaks = self._checkpoints.breaks(first, n_steps)
+    if interrupts.pending() is not None:  # came between epochs
+      self._interrupt()
     for chunk, count in self._batches['train'].epoch(n_steps, breaks):
       params = [self._params_at(self.step + i) for i in range(count)]
       self._run, losses, norms = self._train_step(self._run, chunk, count, params)
@@ -220,6 +276,8 @@ class Trainer:
         self._summaries.flush()
         self._checkpoints.at_step(self._run)
       progress.update(self.step - first, losses)
+      if interrupts.pending() is not None and self.step - first < n_steps:
+        self._interrupt()
 
   def _params_at(self, step):
     """The optimizer's hyperparameters at `step` (host float32 scalars), schedule applied."""
@@ -275,8 +333,19 @@ class Trainer:
     self._summaries.flush()
 
   def close(self):
-    """Flushes and closes the summary files."""
-    self._summaries.close()
+    """Ends the run: flushes and closes the summary files, releases the output folder.
+
+    Done also at the end of a `with` block, and (the folder only) when the
+    Trainer is garbage-collected or the interpreter exits.
+    """
+    if self._summaries is not None:
+      self._summaries.close()
+    super().close()
+
+
+def _optional_count(name, value):
+  """`value` if None or an int >= 1; else ArgumentError naming `Trainer: <name>`."""
+  return None if value is None else check_int('Trainer', name, value, 1)
 
 
 def _placed(trees, mesh, sharding):

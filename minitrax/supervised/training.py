@@ -49,10 +49,11 @@ from minitrax.checks import check_int
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Layer
 from minitrax.optimizers.base import Optimizer
-from minitrax.supervised import loop_checkpoint
+from minitrax.supervised import interrupts, loop_checkpoint, run_dir
 from minitrax.supervised import step as step_lib
 from minitrax.supervised.evaluation import last_is_best
-from minitrax.supervised.loop_parts import Evaluator, Progress, TaskTrainer, summary_writers
+from minitrax.supervised.loop_parts import (Evaluator, Progress, TaskTrainer, at_step_1_and_every,
+                                            never, summary_writers)
 from minitrax.supervised.loop_tasks import EvalTask, TrainTask, as_task_list, check_supported
 from minitrax.supervised.run_state import check_seed, new_run, run_keys
 from minitrax.supervised.summaries import log
@@ -70,24 +71,12 @@ def _log(message, stdout=True):
     log(message)
 
 
-def _at_step_1_and_every(period):
-  """`step -> bool`: True at step 1 and every `period` steps; never if `period` is None."""
-  if period is None:
-    return lambda step: False
-  return lambda step: step == 1 or (step > 0 and step % period == 0)
-
-
-def _never(step):
-  del step
-  return False
-
-
 def _copied(tree):
   """A copy of a tree of arrays (device buffers given to a compiled step are donated)."""
   return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
-class Loop:
+class Loop(run_dir.RunDirOwner):
   """Trains a model on one or more `TrainTask`s, evaluates, saves checkpoints (Trax 1.4's `Loop`).
 
   Args:
@@ -114,6 +103,10 @@ class Loop:
     random_seed: int >= 0; None for the resumed run's seed, else 0.
     loss_chunk_size, use_memory_efficient_trainer, adasum, callbacks: must
       keep their defaults (see the module docstring).
+
+  The Loop holds `output_dir` (`run_dir`) until `close()` or the end of its
+  `with` block; a SIGTERM or SIGINT during `run` saves `model.pkl.gz` after the
+  running compiled call and raises `TrainingInterrupted` (`interrupts`).
   """
 
   def __init__(self, model, tasks, eval_model=None, eval_tasks=None, output_dir=None,
@@ -127,32 +120,33 @@ class Loop:
     self._tasks = as_task_list(tasks, TrainTask, 'tasks')
     if not self._tasks:
       raise ArgumentError('Loop: tasks must hold at least one TrainTask, got none')
-    self._eval_tasks = [] if eval_tasks is None else as_task_list(eval_tasks, EvalTask,
-                                                                  'eval_tasks')
-    self._model, self._eval_model = model, eval_model or model
-    self._mesh = step_lib.make_mesh(n_devices)
-    self._output_dir = os.path.expanduser(output_dir) if output_dir else None
-    first = self._tasks[0]
-    default_at = _at_step_1_and_every(first.n_steps_per_checkpoint)
-    self._checkpoint_at = checkpoint_at or default_at
-    self._permanent_checkpoint_at = permanent_checkpoint_at or _at_step_1_and_every(
-        first.n_steps_per_permanent_checkpoint)
-    self._eval_at = _never if eval_tasks is None else eval_at or default_at
-    self._best = {'lowest': checkpoint_low_metric, 'highest': checkpoint_high_metric}
-    self._which_task = which_task or (lambda step: step % len(self._tasks))
-    self._rng = jax.random.split(jax.random.key(random_seed or 0), 4)[3]  # for new_rng only
-    self._eval_pending, self._metrics_log = False, None
-    if self._output_dir:
-      os.makedirs(self._output_dir, exist_ok=True)
-      checkpoint.remove_temporaries(self._output_dir, '*' + loop_checkpoint.SUFFIX)
-    self._setup(random_seed)
-    names = [t.loss_name for t in self._tasks
-            ] + [n for t in self._eval_tasks for n in t.metric_names]
-    self._rjust_len = max(map(len, names))
-    if self._output_dir is None:
-      _log('Will not write evaluation metrics, because output_dir is None.')
-    self._train_dirs, self._eval_dirs = self._task_dirs(self._tasks), self._task_dirs(
-        self._eval_tasks)
+    self._run_dir = run_dir.acquire(output_dir, 'Loop')  # before reading data or compiling
+    with self._closed_on_error():
+      self._eval_tasks = [] if eval_tasks is None else as_task_list(eval_tasks, EvalTask,
+                                                                    'eval_tasks')
+      self._model, self._eval_model = model, eval_model or model
+      self._mesh = step_lib.make_mesh(n_devices)
+      self._output_dir = os.path.expanduser(output_dir) if output_dir else None
+      first = self._tasks[0]
+      default_at = at_step_1_and_every(first.n_steps_per_checkpoint)
+      self._checkpoint_at = checkpoint_at or default_at
+      self._permanent_checkpoint_at = permanent_checkpoint_at or at_step_1_and_every(
+          first.n_steps_per_permanent_checkpoint)
+      self._eval_at = never if eval_tasks is None else eval_at or default_at
+      self._best = {'lowest': checkpoint_low_metric, 'highest': checkpoint_high_metric}
+      self._which_task = which_task or (lambda step: step % len(self._tasks))
+      self._rng = jax.random.split(jax.random.key(random_seed or 0), 4)[3]  # for new_rng only
+      self._eval_pending, self._metrics_log = False, None
+      if self._output_dir:
+        checkpoint.remove_temporaries(self._output_dir, '*' + loop_checkpoint.SUFFIX)
+      self._setup(random_seed)
+      names = [t.loss_name for t in self._tasks
+              ] + [n for t in self._eval_tasks for n in t.metric_names]
+      self._rjust_len = max(map(len, names))
+      if self._output_dir is None:
+        _log('Will not write evaluation metrics, because output_dir is None.')
+      self._train_dirs, self._eval_dirs = self._task_dirs(self._tasks), self._task_dirs(
+          self._eval_tasks)
 
   def _setup(self, random_seed):
     """Builds the parts, makes the runs (or restores those in output_dir), binds the steps."""
@@ -171,6 +165,8 @@ class Loop:
         Evaluator(i, t, self._eval_model, self._mesh) for i, t in enumerate(self._eval_tasks)
     ]
     restored = self._read_checkpoint(self._output_dir, None, fresh)
+    if restored is None and self._output_dir:
+      _log(f'No checkpoint in {self._output_dir}; initialising')
     self._seed = restored[0].seed if restored and random_seed is None else seed
     _, train_key, self._eval_key = run_keys(self._seed)
     for trainer in self._trainers:
@@ -273,9 +269,11 @@ class Loop:
   def run(self, n_steps=1):
     """Trains `n_steps` steps; checkpoints and evaluates at the steps the schedules say."""
     n_steps = check_int('Loop.run', 'n_steps', n_steps, 0)
+    self._check_open('Loop')
     if self._output_dir is not None:
       _log(f'Metrics will be written in {self._output_dir}.', stdout=False)
-    with summary_writers(self._train_dirs, self._eval_dirs, self._output_dir, self.step) as writers:
+    with summary_writers(self._train_dirs, self._eval_dirs, self._output_dir,
+                         self.step) as writers, interrupts.watching():
       self._metrics_log = writers[2]
       try:
         progress, done = Progress(), 0
@@ -284,12 +282,23 @@ class Loop:
           if index != self._which_task(self.step):
             progress.reset_loss()
           count = self._segment(index, n_steps - done)
-          progress.add(self._train(index, count))
-          done += count
-          self._after_steps(index, progress, writers)
+          rows = self._train(index, count)  # fewer than `count` after a signal
+          progress.add(rows)
+          done += len(rows)
+          if len(rows) == count:
+            self._after_steps(index, progress, writers)
+          if interrupts.pending() is not None:
+            self._interrupt()
       finally:
         self._metrics_log = None
     self._store_on_layers()
+
+  def _interrupt(self):
+    """After a signal: saves `model.pkl.gz`, logs, raises `TrainingInterrupted`."""
+    self.save_checkpoint('model')
+    self._store_on_layers()
+    path = self._output_dir and os.path.join(self._output_dir, 'model' + loop_checkpoint.SUFFIX)
+    interrupts.stop(self.step, path, self._log_step)
 
   def _segment(self, index, remaining):
     """Steps of task `index` to train before the next checkpoint, evaluation or task change."""

@@ -59,7 +59,8 @@ def test_train_runs_epochs_logs_and_resumes(tmp_path, capsys):
   state = train(out, tiny, plan=Plan(steps=3, eval_steps=1, eval_frequency=2), **kwargs)
   log = capsys.readouterr().out
   assert state.step == 3
-  assert log.startswith('Step      0: Starting training using 1 devices\n'
+  assert log.startswith(f'No checkpoint in {out}; initialising\n'
+                        'Step      0: Starting training using 1 devices\n'
                         'Step      0: Total number of trainable weights: 136\n\n'
                         'Step      1: Ran 1 train steps in ')
   assert 'Step      2: Ran 1 train steps in ' in log and 'Step      3: Ran 1 train steps' in log

@@ -37,7 +37,7 @@ METRIC_LINE = re.compile(r'^Step {6}3: (train|eval ) ( *[a-z_]+) \| [ -]\d+\.\d{
 
 def test_train_epoch_prints_trax_logs_and_saves(tmp_path, capsys):
   trainer = make(str(tmp_path))
-  assert capsys.readouterr().out == ''
+  assert capsys.readouterr().out == f'No checkpoint in {tmp_path}; initialising\n'
   trainer.train_epoch(3, 1)
   lines = capsys.readouterr().out.split('\n')
   assert lines[0] == ''
@@ -72,6 +72,7 @@ def test_resumed_trainer_continues_exactly(tmp_path, capsys):
   straight.train_epoch(2, 1)
   first = make(str(tmp_path / 'b'))
   first.train_epoch(2, 1)
+  first.close()  # releases the folder for the next Trainer
   capsys.readouterr()
   resumed = make(str(tmp_path / 'b'))
   assert capsys.readouterr().out == f'Model loaded from {tmp_path / "b" / "model.pkl"} at step 2\n'

@@ -212,10 +212,10 @@ def _simple_loop(output_dir, optimizer=None, **kwargs):
 
 def test_checkpoint_and_eval_schedules(tmp_path, capsys):
   loop = _simple_loop(str(tmp_path))
-  assert sorted(os.listdir(tmp_path)) == []
+  assert sorted(os.listdir(tmp_path)) == ['.lock']
   loop.run(12)
   assert sorted(os.listdir(tmp_path)) == [
-      'eval', 'metrics.jsonl', 'model.pkl.gz', 'model_1.pkl.gz', 'model_10.pkl.gz', 'train'
+      '.lock', 'eval', 'metrics.jsonl', 'model.pkl.gz', 'model_1.pkl.gz', 'model_10.pkl.gz', 'train'
   ]
   assert [s for s, _ in loop.history.get('eval', 'metrics/l2_loss')] == [1, 5, 10]
   assert [len(os.listdir(tmp_path / d)) for d in ('train', 'eval')] == [1, 1]  # event files
@@ -262,6 +262,7 @@ def test_a_restarted_loop_continues_exactly(tmp_path):
   straight.run(12)
   first = _resumable(tmp_path / 'b')
   first.run(6)  # checkpoints at steps 1 and 4; steps 5 and 6 are lost
+  first.close()  # releases the folder for the next Loop
   resumed = _resumable(tmp_path / 'b')
   assert resumed.step == 4
   resumed.run(8)
@@ -341,7 +342,8 @@ def test_two_tasks_alternate_and_resume(tmp_path):
   assert all(
       np.abs(a - np.asarray(b)).max() > 0
       for a, b in zip(initial, jax.tree.leaves(loop.model.weights)))
-  assert sorted(os.listdir(tmp_path))[:2] == ['0', '1']  # eval summaries per task
+  assert sorted(os.listdir(tmp_path))[:3] == ['.lock', '0', '1']  # eval summaries per task
+  loop.close()
   again = make()
   assert again.step == 4
   for task_a, task_b in zip(loop.tasks, again.tasks):
