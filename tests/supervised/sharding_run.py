@@ -57,6 +57,7 @@ def main(output_dir):
   # Replicated, every device holds what the one device of this run holds.
   _, losses_1, weights_1, bytes_1 = run(1, 'replicated')
   fsdp, losses_f, weights_f, bytes_f = run(4, 'fsdp', output_dir)
+  fsdp.close()  # releases output_dir for the trainers that restore from it
   restored = {}
   for n in (1, 2, 4):
     t = trainer(n, 'fsdp', output_dir)
@@ -66,6 +67,7 @@ def main(output_dir):
                                                 weights_f),
         'bytes': max(device_bytes((run_state.weights, run_state.slots)).values())
     }
+    t.close()
   report = {
       'bytes': [bytes_1, bytes_f], 'losses': [losses_1, losses_f],
       'weight_diff': max_diff(weights_1, weights_f), 'fsdp_step': fsdp.step, 'restored': restored

@@ -188,6 +188,6 @@ def test_command_line_sharding_flag_configures_the_trainer(tmp_path):
 def test_command_line_multi_process_run_needs_an_output_dir(tmp_path):
   out = _command_line('--dataset=random', '--model=MLP', '--coordinator_address=127.0.0.1:1',
                       '--num_processes=2', '--process_id=0', home=tmp_path)
-  assert out.returncode == 1
+  assert out.returncode == 2  # a usage mistake
   assert ('minitrax.trainer: error: ConfigError: a multi-process run needs --output_dir'
           in out.stderr), out.stderr[-3000:]

@@ -233,7 +233,7 @@ def test_a_read_only_output_dir_is_refused_with_os_access_patched(tmp_path, monk
 def test_the_command_line_prints_a_folder_error_without_a_traceback(tmp_path):
   (tmp_path / 'a_file').write_text('x')
   out = subprocess.run([
-      sys.executable, '-m', 'minitrax.trainer', '--dataset=copy', '--model=MLP',
+      sys.executable, '-m', 'minitrax.trainer', '--dataset=copy', '--model=GRULM',
       f'--output_dir={tmp_path / "a_file"}'
   ], env=subprocess_env(HOME=str(tmp_path)), capture_output=True, text=True, timeout=300)
   assert out.returncode != 0

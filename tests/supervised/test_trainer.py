@@ -272,6 +272,7 @@ def test_long_epochs_log_progress(monkeypatch, capsys):
       'Step      1: Ran 1 of 3 train steps (', 'Step      2: Ran 2 of 3 train steps (',
       'Step      3: Ran 3 of 3 train steps ('
   ]
-  assert all(re.fullmatch(r'Step {6}\d: Ran \d of 3 train steps \(\d+\.\d\d steps/s, '
-                          r'loss \d\.\d{8}\)', line) for line in lines[1:4]), lines[1:4]
+  assert all(
+      re.fullmatch(r'Step {6}\d: Ran \d of 3 train steps \(\d+\.\d\d steps/s, '
+                   r'loss \d\.\d{8}\)', line) for line in lines[1:4]), lines[1:4]
   assert re.fullmatch(r'Step {6}3: Ran 3 train steps in \d+\.\d\d secs', lines[4])
