@@ -59,7 +59,7 @@ from minitrax.data.synthetic import copy_inputs
 from minitrax.data.synthetic import random_inputs
 from minitrax.data.synthetic import reverse_inputs
 from minitrax.data.synthetic import synthetic_inputs
-from minitrax.data.tfds import inputs as tfds_inputs
+from minitrax.data.tfds import tfds_inputs
 from minitrax.data.tfds_stream import TFDS
 from minitrax.data.tokenization import Detokenize
 from minitrax.data.tokenization import Tokenize

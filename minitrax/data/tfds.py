@@ -1,6 +1,6 @@
 """TFDS datasets by name, read without TensorFlow through random-access data sources.
 
-`inputs('mnist')` opens a TFDS dataset (`minitrax.data.tfds_sources`): TFDS's
+`tfds_inputs('mnist')` (Trax's `inputs`) opens a TFDS dataset (`minitrax.data.tfds_sources`): TFDS's
 prepared `array_record` copy, whose examples `tfds` decodes with NumPy (and
 PIL for images); for the seed's datasets (mnist, fashion_mnist, kmnist,
 emnist, cifar10, cifar100, imdb_reviews, lm1b) otherwise their original
@@ -45,7 +45,7 @@ from minitrax.data.inputs import Inputs, Stream
 from minitrax.data.tfds_sources import TF_EXTRA
 from minitrax.errors import DataError
 
-__all__ = ['inputs', 'crop_and_flip', 'TF_EXTRA']
+__all__ = ['tfds_inputs', 'inputs', 'crop_and_flip', 'TF_EXTRA']
 
 # The openers `minitrax.data.tfds_stream` uses, under their former names.
 _open_builder = tfds_sources.open_dataset
@@ -249,12 +249,12 @@ def _open_splits(dataset_name, data_dir, download, names, split_args, max_length
   return train, evals
 
 
-def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
-           batch_size_per_device=32, batch_size=None, eval_batch_size=32, eval_holdout_size=0.0,
-           shuffle=True, seed=0, scale_images=True, augment_images=False, max_length=None,
-           pad_to_length=None, bucket_length=32, buckets=None,
-           buckets_include_inputs_in_length=False, max_eval_length=None, download=True,
-           train_split=None, eval_split=None):
+def tfds_inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
+                batch_size_per_device=32, batch_size=None, eval_batch_size=32,
+                eval_holdout_size=0.0, shuffle=True, seed=0, scale_images=True,
+                augment_images=False, max_length=None, pad_to_length=None, bucket_length=32,
+                buckets=None, buckets_include_inputs_in_length=False, max_eval_length=None,
+                download=True, train_split=None, eval_split=None):
   """`Inputs` for the TFDS dataset `dataset_name` (Trax's `inputs`, offline and exact).
 
   The seed's datasets (mnist, fashion_mnist, kmnist, emnist/CONFIG, cifar10,
@@ -302,7 +302,7 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
       downloadable (the message says which, and where to put them);
       TensorFlow needed (the message gives `pip install -e '.[tfds]'`).
 
-  >>> data = inputs('mnist', data_dir='../shared/data/mnist',  # doctest: +SKIP
+  >>> data = tfds_inputs('mnist', data_dir='../shared/data/mnist',  # doctest: +SKIP
   ...               train_split='test[:80%]', eval_split='test[80%:]')
   """
   count = lambda value, what: check_int(None, what, value, error=DataError)
@@ -327,3 +327,6 @@ def inputs(dataset_name, data_dir=None, input_name=None, target_name=None, *,
   return Inputs(_stream(train, batching.TRAIN, True, cfg), _stream(evals, batching.EVAL, False,
                                                                    cfg),
                 _stream(train, batching.TRAIN_EVAL, False, cfg))
+
+
+inputs = tfds_inputs  # Trax's name (`trax.data.inputs`, the gin configurable `inputs`)

@@ -32,6 +32,7 @@ compiled call is explained by an eager re-run in `diagnosis.py`.
 
 import contextlib
 import difflib
+import inspect
 
 import jax
 
@@ -63,6 +64,12 @@ class _LayerMeta(type):
     layer = super().__call__(*args, **kwargs)
     object.__setattr__(layer, '_constructed', True)
     return layer
+
+  @property
+  def __signature__(cls):
+    """The constructor's signature (without `self`), for `help()` and `inspect`."""
+    init = inspect.signature(cls.__init__)
+    return init.replace(parameters=list(init.parameters.values())[1:])
 
 
 class Layer(metaclass=_LayerMeta):

@@ -148,3 +148,10 @@ def test_scan_sru_cell_is_the_recurrence_of_sru():
   # c_t = f c_{t-1} + xf_t: 1, 2.5, 4.25
   np.testing.assert_allclose(cs[0, :, 0], [1.0, 2.5, 4.25])
   np.testing.assert_allclose(last, [[4.25]])
+
+
+def test_help_shows_each_layers_constructor_signature():
+  import inspect  # pylint: disable=import-outside-toplevel
+  assert str(inspect.signature(tl.Serial)) == '(*sublayers, name=None, sublayers_to_print=None)'
+  assert list(inspect.signature(tl.Dense).parameters)[:2] == ['n_units', 'kernel_initializer']
+  assert list(inspect.signature(tl.Dense(2)).parameters) == ['x', 'weights', 'state', 'rng']
