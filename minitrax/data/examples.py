@@ -71,12 +71,22 @@ def AddLossWeights(id_to_mask=None):  # pylint: disable=invalid-name
   An example `(inputs, targets)` gets float32 weights of ones shaped like its
   targets; one with weights keeps them (as float32). Examples of another size
   pass unchanged (only without `id_to_mask`).
+
+  Args:
+    id_to_mask: the target id (padding) whose positions get weight 0; None
+      weights every position 1.
   """
   return per_example(lambda example: _loss_weights(example, id_to_mask))
 
 
 def add_loss_weights(generator, id_to_mask=None):
-  """`AddLossWeights(id_to_mask)` applied to `generator`."""
+  """`AddLossWeights(id_to_mask)` applied to `generator`.
+
+  Args:
+    generator: an iterable of `(inputs, targets)` or `(inputs, targets,
+      weights)` examples.
+    id_to_mask: the target id whose positions get weight 0; None for none.
+  """
   return AddLossWeights(id_to_mask)(generator)
 
 
@@ -168,5 +178,10 @@ def at_keys(fn, keys):
 
 
 def ConvertToUnicode(keys=None):  # pylint: disable=invalid-name
-  """Decodes the bytes elements at `keys` (all if None) as UTF-8 str, dropping bad bytes."""
+  """Decodes the bytes elements at `keys` as UTF-8 str, dropping bad bytes.
+
+  Args:
+    keys: which elements of tuple (or keys of dict) examples to decode; None
+      for all.
+  """
   return per_example(at_keys(to_unicode, keys))

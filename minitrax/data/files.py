@@ -68,7 +68,13 @@ def read_idx(path):
 
 
 def write_idx(path, array):
-  """Writes `array` as an IDX file, gzipped if `path` ends in `.gz`."""
+  """Writes `array` as an IDX file, gzipped if `path` ends in `.gz`.
+
+  Args:
+    path: the file to write.
+    array: an array of a dtype IDX has a code for (uint8, int8, int16,
+      int32, float32, float64).
+  """
   array = np.asarray(array)
   codes = {np.dtype(v).newbyteorder('='): k for k, v in _IDX_DTYPES.items()}
   if array.dtype not in codes:

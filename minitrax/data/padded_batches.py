@@ -115,7 +115,13 @@ def Batch(batch_size):  # pylint: disable=invalid-name
 
 
 def batch(generator, batch_size):
-  """The batches of `Batch(batch_size)` from `generator` (a `Seekable` for a `Seekable`)."""
+  """The batches of `Batch(batch_size)` from `generator` (a `Seekable` for a `Seekable`).
+
+  Args:
+    generator: an iterable of examples (tuples of arrays), or a `Seekable`.
+    batch_size: int >= 1, examples per batch; a last incomplete batch is
+      dropped.
+  """
   if not isinstance(batch_size, int) or batch_size <= 0:
     raise DataError(f'Batch: batch_size must be an int >= 1, got {batch_size!r}')
   if isinstance(generator, Seekable):
@@ -186,7 +192,17 @@ def BucketByLength(  # pylint: disable=invalid-name
 
 
 def bucket_by_length(generator, length_fn, boundaries, batch_sizes, strict_pad_on_len=False):
-  """Batches from buckets filled by `length_fn(example)`; see `BucketByLength`."""
+  """Batches from buckets filled by `length_fn(example)`; see `BucketByLength`.
+
+  Args:
+    generator: an iterable of examples (tuples of arrays).
+    length_fn: `example -> int`, the length that picks the bucket.
+    boundaries: increasing ints; bucket `k` takes lengths `<= boundaries[k]`,
+      one more bucket the longer ones.
+    batch_sizes: `len(boundaries) + 1` ints, each bucket's batch size.
+    strict_pad_on_len: pad the length axis to a multiple of the bucket's
+      boundary (else towards the boundary, see `pad_to_max_dims`).
+  """
   bounds = list(boundaries) + [math.inf]
   buckets = [[] for _ in bounds]
   for example in generator:

@@ -177,8 +177,12 @@ def FilterByLength(  # pylint: disable=invalid-name
     max_length, min_length=0, length_keys=None, length_axis=0):
   """Keeps the examples whose length is in `[min_length, max_length]` (None: no bound).
 
-  An example's length is the longest `shape[length_axis]` of its elements at
-  `length_keys` (default `[0, 1]`).
+  Args:
+    max_length: the longest length kept, or None for no upper bound.
+    min_length: the shortest length kept, or None for no lower bound.
+    length_keys: elements whose longest `shape[length_axis]` is an example's
+      length; default `[0, 1]`.
+    length_axis: the axis that is the length.
   """
   if max_length is None and min_length is None:
     raise DataError('FilterByLength: give max_length or min_length (both are None)')
@@ -191,7 +195,12 @@ def FilterByLength(  # pylint: disable=invalid-name
 
 
 def FilterEmptyExamples(axes=None, debug=False):  # pylint: disable=invalid-name
-  """Drops examples with an element of shape `(0,)` among `axes` (element indices; None: all)."""
+  """Drops examples with an element of shape `(0,)`.
+
+  Args:
+    axes: indices of the elements to look at; None for all of them.
+    debug: log each dropped example (at INFO level).
+  """
 
   def keep(example):
     empty = any(np.shape(x) == (0,) for i, x in enumerate(example) if axes is None or i in axes)
@@ -245,6 +254,10 @@ def Log(n_steps_per_example=1, only_shapes=True):  # pylint: disable=invalid-nam
 
   Over a random-access input the count is the example's position, so a
   resumed stream prints the same examples as an uninterrupted one.
+
+  Args:
+    n_steps_per_example: print one example in this many.
+    only_shapes: print the example's shapes and dtypes instead of its values.
   """
 
   def show(position, example):

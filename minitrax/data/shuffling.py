@@ -46,6 +46,11 @@ def Shuffle(queue_size=1024, *, seed=0):  # pylint: disable=invalid-name
 def shuffle(samples, queue_size, *, seed=0):
   """The examples of `samples` shuffled through a queue (see the module docstring).
 
+  Args:
+    samples: an iterable of examples, or a random-access `Seekable`.
+    queue_size: int >= 1; how far an example can move ahead (1: no shuffling).
+    seed: int >= 0; seeds the queue's random slot draws.
+
   Returns:
     A `Seekable` if `samples` is one, else a generator.
   """

@@ -83,7 +83,14 @@ def copy_inputs(batch_size=16, vocab_size=32, length=10, seed=0):
 
 
 def reverse_inputs(batch_size=16, vocab_size=32, length=10, seed=0):
-  """As `copy_inputs`, but the second copy is reversed: `0 w 0 reverse(w)`."""
+  """As `copy_inputs`, but the second copy is reversed: `0 w 0 reverse(w)`.
+
+  Args:
+    batch_size: examples per batch `B`.
+    vocab_size: ids are drawn from `[1, vocab_size - 1)`; 0 separates.
+    length: even sequence length `L >= 4`; `w` has length `L // 2 - 1`.
+    seed: int >= 0.
+  """
   return _copy_task(batch_size, vocab_size, length, seed, True, 'reverse_inputs')
 
 
@@ -133,8 +140,15 @@ def addition_inputs(vocab_size=13, batch_size=16, train_length=16, eval_min_leng
   Digits are written lowest first and shifted by 1 (0 pads); `+` is
   `base + 1` and `<S>` is `base + 2`. Loss weights are 1 on the answer only.
   Train examples have `x` and `y` of total length up to `train_length`; eval
-  examples between `eval_min_length` and `eval_max_length`. Each batch is
-  padded to a multiple of `pad_to_multiple`.
+  examples between `eval_min_length` and `eval_max_length`.
+
+  Args:
+    vocab_size: int >= 5; the digits' base is `vocab_size - 3`.
+    batch_size: examples per batch `B`.
+    train_length: longest total length of `x` and `y` in training, >= 3.
+    eval_min_length, eval_max_length: the range of that length in eval.
+    pad_to_multiple: each batch's length `L` is padded to a multiple of this.
+    seed: int >= 0.
 
   Returns:
     `Inputs` of `(ids (B, L) int32, ids (B, L) int32, weights (B, L) float32)`.
@@ -163,7 +177,7 @@ def _random_array(rng, shape, dtype, value_range):
 
 def random_inputs(input_shape=(128, 28, 28, 1), input_dtype=np.float32, input_range=(0.0, 1.0),
                   output_shape=(128,), output_dtype=np.int32, output_range=(0, 9), seed=0):
-  """Random batches for debugging and benchmarks (defaults: W2's MNIST-shaped data).
+  """Random batches for debugging and benchmarks (by default MNIST-shaped, 128 a batch).
 
   Integers are uniform in `[low, high]` (both included, as Trax); floats in
   `[low, high)`.
@@ -197,7 +211,11 @@ SYNTHETIC_TASKS = types.MappingProxyType({
 
 
 def synthetic_inputs(name, **kwargs):
-  """The synthetic task `name` (a key of `SYNTHETIC_TASKS`) built with `kwargs`.
+  """The synthetic task `name` built with `kwargs`.
+
+  Args:
+    name: a key of `SYNTHETIC_TASKS`: 'copy', 'reverse', 'addition', 'random'.
+    **kwargs: the task function's keyword arguments.
 
   >>> synthetic_inputs('copy', batch_size=4, length=6).input_shape
   (6,)

@@ -277,7 +277,8 @@ def tfds_inputs(dataset_name, data_dir=None, input_name=None, target_name=None, 
     eval_batch_size: eval and train-eval batch size.
       (Batch sizes become multiples of `n_devices`, as in Trax.)
     eval_holdout_size: if > 0, eval on this fraction of train (whole percents).
-    shuffle: permute each epoch (seeded); seed: int >= 0.
+    shuffle: permute each epoch (seeded).
+    seed: int >= 0, the shuffling seed.
     scale_images: uint8 images as float32 in `[0, 1]`.
     augment_images: Trax's CIFAR-10 augmentation on training batches.
     max_length: truncate variable-length features (text ids) to this length.

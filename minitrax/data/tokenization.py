@@ -156,12 +156,29 @@ def Tokenize(  # pylint: disable=invalid-name
 
 def tokenize(stream, keys=None, vocab_type='subword', vocab_file=None, vocab_dir=None,
              n_reserved_ids=0):
-  """`Tokenize(...)` applied to `stream`."""
+  """`Tokenize(...)` applied to `stream`.
+
+  Args:
+    stream: an iterable of examples (texts, tuples or dicts of texts).
+    keys: which elements to tokenize; None for all.
+    vocab_type: `'subword'`, `'sentencepiece'` or `'char'` (module docstring).
+    vocab_file: the vocabulary file's name (not for `'char'`).
+    vocab_dir: the folder holding it; None: `vocab_file` is a path.
+    n_reserved_ids: added to every id.
+  """
   return Tokenize(keys, vocab_type, vocab_file, vocab_dir, n_reserved_ids)(stream)
 
 
 def detokenize(x, vocab_type='subword', vocab_file=None, vocab_dir=None, n_reserved_ids=0):
-  """The text of ids `x` (a list or array), with `n_reserved_ids` taken off first."""
+  """The text of ids `x`, with `n_reserved_ids` taken off first.
+
+  Args:
+    x: the ids, a list or array of any shape (read flattened).
+    vocab_type: `'subword'`, `'sentencepiece'` or `'char'` (module docstring).
+    vocab_file: the vocabulary file's name (not for `'char'`).
+    vocab_dir: the folder holding it; None: `vocab_file` is a path.
+    n_reserved_ids: subtracted from every id before decoding.
+  """
   vocab = get_vocab(vocab_type, vocab_file, vocab_dir)
   ids = (np.asarray(x, np.int64).reshape(-1) - n_reserved_ids).tolist()
   return str(vocab.decode(ids))
@@ -171,7 +188,15 @@ def Detokenize(  # pylint: disable=invalid-name
     keys=None, vocab_type='subword', vocab_file=None, vocab_dir=None, n_reserved_ids=0):
   """A stream function that turns the id arrays at `keys` back into texts (a minitrax addition).
 
-  Arguments as `Tokenize`; each element becomes `detokenize(ids, ...)`.
+  Each element becomes `detokenize(ids, ...)`.
+
+  Args:
+    keys: which elements of tuple (or keys of dict) examples to decode; None
+      for all.
+    vocab_type: `'subword'`, `'sentencepiece'` or `'char'` (module docstring).
+    vocab_file: the vocabulary file's name (not for `'char'`).
+    vocab_dir: the folder holding it; None: `vocab_file` is a path.
+    n_reserved_ids: subtracted from every id before decoding.
   """
   vocab = get_vocab(vocab_type, vocab_file, vocab_dir)
   decode = lambda ids: str(vocab.decode((np.asarray(ids).reshape(-1) - n_reserved_ids).tolist()))
@@ -179,5 +204,12 @@ def Detokenize(  # pylint: disable=invalid-name
 
 
 def vocab_size(vocab_type='subword', vocab_file=None, vocab_dir=None, n_reserved_ids=0):
-  """The number of ids a model must cover: the vocabulary's size + `n_reserved_ids`."""
+  """The number of ids a model must cover: the vocabulary's size + `n_reserved_ids`.
+
+  Args:
+    vocab_type: `'subword'`, `'sentencepiece'` or `'char'` (module docstring).
+    vocab_file: the vocabulary file's name (not for `'char'`).
+    vocab_dir: the folder holding it; None: `vocab_file` is a path.
+    n_reserved_ids: the ids reserved below the vocabulary's.
+  """
   return get_vocab(vocab_type, vocab_file, vocab_dir).vocab_size + n_reserved_ids

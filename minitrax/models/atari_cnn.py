@@ -56,6 +56,13 @@ def AtariCnn(n_frames=4, hidden_sizes=(32, 32), output_size=128, mode='train'):
 
   Weights: two `Conv` (5x5, stride 2, 'SAME') and one `Dense`, each `(kernel,
   bias)`.
+
+  Args:
+    n_frames: frames stacked along channels: step t sees frames t, t-1, ...,
+      t - n_frames + 1 (earlier steps see zeros).
+    hidden_sizes: the two convolutions' output channels.
+    output_size: width of the final Dense (+ Relu) output.
+    mode: 'train', 'eval' or 'predict'; checked, no layer depends on it.
   """
   check_mode('AtariCnn', 'mode', mode)
   sizes = _widths('AtariCnn', hidden_sizes, 2)

@@ -72,7 +72,13 @@ def NeuralGPU(d_feature=96, steps=16, vocab_size=2, mode='train'):
   """Neural GPU, Trax 1.2: (batch, h, w) ids -> (batch, h, w, vocab_size) log-probabilities.
 
   Weights: the embedding, one `ConvDiagonalGRU` (three (kernel, bias) pairs)
-  used `steps` times, the output `Dense`. `mode` is unused, as in Trax.
+  used `steps` times, the output `Dense`.
+
+  Args:
+    d_feature: channels of the embedded grid and of the GRU state.
+    steps: number of applications of the shared convolutional GRU.
+    vocab_size: number of token ids, in and out.
+    mode: checked, then ignored, as in Trax (dropout runs in every mode).
   """
   return _neural_gpu(d_feature, steps, vocab_size, mode, log_softmax=True)
 
@@ -81,6 +87,12 @@ def NeuralGPU14(d_feature=96, steps=16, vocab_size=2, mode='train'):
   """Neural GPU, Trax 1.4: as `NeuralGPU` without the final `LogSoftmax` (logits out).
 
   Not registered: `get_model('NeuralGPU')` keeps Trax 1.2's meaning.
+
+  Args:
+    d_feature: channels of the embedded grid and of the GRU state.
+    steps: number of applications of the shared convolutional GRU.
+    vocab_size: number of token ids, in and out.
+    mode: checked, then ignored, as in Trax (dropout runs in every mode).
   """
   return _neural_gpu(d_feature, steps, vocab_size, mode, log_softmax=False)
 

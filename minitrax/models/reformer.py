@@ -390,6 +390,18 @@ def Reformer(
   attention to the encoder (`AttentionQKV`) and feed-forward. Predict mode:
   the encoder runs on the first call and is cached; feed the start id (0),
   then each target token.
+
+  Args:
+    input_vocab_size: number of source token ids.
+    output_vocab_size: number of target token ids (None: input_vocab_size).
+    d_model: width of embeddings and of each reversible half.
+    d_ff: width of the feed-forward hidden layers.
+    n_encoder_layers, n_decoder_layers: number of encoder and decoder blocks.
+    n_heads: attention heads; must divide d_model.
+    dropout: dropout rate (training only).
+    max_len: longest sequence; the predict-mode cache length.
+    ff_activation: function returning the feed-forward activation layer.
+    mode: 'train', 'eval' or 'predict'.
   """
   _check_args('Reformer', mode, dropout, input_vocab_size=(input_vocab_size, 1),
               output_vocab_size=(output_vocab_size, 1), d_model=(d_model, 1), d_ff=(d_ff, 1),

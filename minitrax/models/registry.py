@@ -25,6 +25,10 @@ def register(fn, name=None):
   that a module may be re-imported. Returns `fn`, so that `register` also
   works as a decorator: model modules write `@register` above each model.
 
+  Args:
+    fn: the model function, returning a layer.
+    name: the registry name (None: `fn.__name__`).
+
   Raises:
     ConfigError: `fn` is not callable, `name` is not a non-empty string, or
       `name` is already taken by a different function.
@@ -44,6 +48,9 @@ def register(fn, name=None):
 
 def get_model(name):
   """The model function registered under `name`.
+
+  Args:
+    name: the registered name, e.g. 'TransformerLM'.
 
   Raises:
     ConfigError: no model has that name; the message lists the known names

@@ -87,6 +87,13 @@ def IdentityBlock(kernel_size, filters, norm=BatchNorm, non_linearity=Relu, mode
 
   n_in = n_out = 1; `(batch, h, w, c) -> (batch, h, w, c)` with
   `c == filters[2]`. As `ConvBlock` without stride or shortcut projection.
+
+  Args:
+    kernel_size: height and width of the middle convolution.
+    filters: output channels of the three convolutions (1x1, k x k, 1x1).
+    norm: function returning the normalization layer, called with `mode`.
+    non_linearity: function returning the activation layer.
+    mode: 'train', 'eval' or 'predict'.
   """
   filters1, filters2, filters3 = filters
   main = [
@@ -150,6 +157,12 @@ def WideResnetBlock(channels, strides=(1, 1), bn_momentum=0.9, mode='train'):
 
   n_in = n_out = 1; `(batch, h, w, c) -> (batch, h / s, w / s, channels)`.
   No residual connection here; `WideResnetGroup` adds it.
+
+  Args:
+    channels: output channels of both convolutions.
+    strides: the first convolution's (height, width) strides `s`.
+    bn_momentum: BatchNorm's moving-average momentum.
+    mode: 'train', 'eval' or 'predict'.
   """
   return Serial(BatchNorm(momentum=bn_momentum, mode=mode), Relu(),
                 Conv(channels, (3, 3), strides, padding='SAME'),
@@ -163,6 +176,13 @@ def WideResnetGroup(n, channels, strides=(1, 1), bn_momentum=0.9, mode='train'):
   n_in = n_out = 1; `(batch, h, w, c) -> (batch, h / s, w / s, channels)`.
   Each of the other `n - 1` blocks has its own identity shortcut (Trax wraps
   them all in one residual connection; this is the paper's structure).
+
+  Args:
+    n: number of blocks.
+    channels: output channels of every block.
+    strides: the first block's (height, width) strides `s`.
+    bn_momentum: BatchNorm's moving-average momentum.
+    mode: 'train', 'eval' or 'predict'.
   """
   first = Residual(WideResnetBlock(channels, strides, bn_momentum, mode),
                    shortcut=Conv(channels, (3, 3), strides, padding='SAME'))

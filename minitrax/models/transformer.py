@@ -172,8 +172,23 @@ def TransformerDecoder(vocab_size=None, d_model=512, d_ff=2048, n_layers=6, n_he
   Embedding (ids, when `vocab_size` is given) or Dense(d_model) (vectors,
   when it is None), Dropout, PositionalEncoding, `n_layers` decoder blocks,
   LayerNorm (Trax 1.2's weights). Does not shift its input: output t sees
-  inputs 0..t. Supports predict mode like `TransformerLM`. Arguments as for
-  `TransformerLM`.
+  inputs 0..t. Supports predict mode like `TransformerLM`.
+
+  Args:
+    vocab_size: number of token ids; None takes float vectors (batch, n, d)
+      through Dense(d_model) instead of an Embedding.
+    d_model: width of embeddings and residual stream.
+    d_ff: width of the feed-forward hidden layer.
+    n_layers: number of decoder blocks.
+    n_heads: attention heads (must divide d_model unless both head sizes given).
+    d_attention_key, d_attention_value: features per head of queries/keys and
+      of values (None: d_model // n_heads).
+    attention_type: the causal attention core, `attention_type(mode=mode)`.
+    dropout: dropout rate (training only).
+    share_qk: queries are the keys (one projection fewer).
+    max_len: longest sequence; the predict-mode cache length.
+    mode: 'train', 'eval' or 'predict'.
+    ff_activation: function returning the feed-forward activation layer.
   """
   check_args('TransformerDecoder', mode, dropout, d_model,
              n_heads if d_attention_key is None else 1, vocab_size=vocab_size, d_ff=d_ff,
@@ -200,6 +215,18 @@ def TransformerEncoder(vocab_size, n_classes=10, d_model=512, d_ff=2048, n_layer
   over positions (padding included, as in Trax), Dense(n_classes),
   LogSoftmax: Trax 1.2's weights in Trax's order. Predict mode is eval mode
   (no cache needed).
+
+  Args:
+    vocab_size: number of token ids.
+    n_classes: number of output classes.
+    d_model: width of embeddings and residual stream.
+    d_ff: width of the feed-forward hidden layer.
+    n_layers: number of encoder blocks.
+    n_heads: attention heads; must divide d_model.
+    dropout: dropout rate (training only).
+    max_len: longest input sequence.
+    mode: 'train', 'eval' or 'predict' (run as 'eval').
+    ff_activation: function returning the feed-forward activation layer.
   """
   check_args('TransformerEncoder', mode, dropout, d_model, n_heads, vocab_size=vocab_size,
              n_classes=n_classes, d_ff=d_ff, n_layers=n_layers, max_len=max_len)
@@ -246,6 +273,19 @@ def Transformer(input_vocab_size, output_vocab_size=None, d_model=512, d_ff=2048
   Predict mode: call with `(source, target_chunk)`; the encoder runs on the
   first call and is cached (`Cache`), the decoder keeps key/value caches.
   Feed the start id (0) first, then each target token.
+
+  Args:
+    input_vocab_size: number of source token ids.
+    output_vocab_size: number of target token ids; None shares the source's
+      vocabulary, embedding and position table.
+    d_model: width of embeddings and residual stream.
+    d_ff: width of the feed-forward hidden layers.
+    n_encoder_layers, n_decoder_layers: number of encoder and decoder blocks.
+    n_heads: attention heads; must divide d_model.
+    dropout: dropout rate (training only).
+    max_len: longest sequence on either side; the predict-mode cache length.
+    mode: 'train', 'eval' or 'predict'.
+    ff_activation: function returning the feed-forward activation layer.
   """
   check_args('Transformer', mode, dropout, d_model, n_heads, input_vocab_size=input_vocab_size,
              output_vocab_size=output_vocab_size, d_ff=d_ff, n_encoder_layers=n_encoder_layers,

@@ -62,8 +62,20 @@ def TransformerLM(vocab_size, d_model=D_MODEL, d_ff=D_FF, n_layers=N_LAYERS, n_h
   ShiftRight, Embedding, Dropout, PositionalEncoding (max_len, d_model),
   `n_layers` decoder blocks (causal attention with biases, feed-forward),
   LayerNorm, Dense(vocab_size). Predict mode as in the Trax 1.2 form
-  (`minitrax.models.transformer.TransformerLM`). `dropout_shared_axes`: axes
-  sharing one dropout mask entry.
+  (`minitrax.models.transformer.TransformerLM`).
+
+  Args:
+    vocab_size: number of token ids.
+    d_model: width of embeddings and residual stream.
+    d_ff: width of the feed-forward hidden layer.
+    n_layers: number of decoder blocks.
+    n_heads: attention heads; must divide d_model.
+    max_len: longest sequence; the predict-mode cache length.
+    dropout: dropout rate (training only).
+    dropout_shared_axes: axes along which one dropout mask entry is shared
+      (None: an independent mask entry per element).
+    mode: 'train', 'eval' or 'predict'.
+    ff_activation: function returning the feed-forward activation layer.
   """
   check_args('TransformerLM', mode, dropout, d_model, n_heads, vocab_size=vocab_size, d_ff=d_ff,
              n_layers=n_layers, max_len=max_len)
@@ -84,6 +96,19 @@ def TransformerDecoder(vocab_size=None, d_model=D_MODEL, d_ff=D_FF, n_layers=N_L
   Embedding (or Dense(d_model) when `vocab_size` is None), Dropout,
   PositionalEncoding (max_len, d_model), `n_layers` decoder blocks, LayerNorm.
   No shift: output t sees inputs 0..t.
+
+  Args:
+    vocab_size: number of token ids; None takes float vectors (batch, n, d) through Dense(d_model).
+    d_model: width of embeddings and residual stream.
+    d_ff: width of the feed-forward hidden layer.
+    n_layers: number of decoder blocks.
+    n_heads: attention heads; must divide d_model.
+    max_len: longest sequence; the predict-mode cache length.
+    dropout: dropout rate (training only).
+    dropout_shared_axes: axes along which one dropout mask entry is shared
+      (None: an independent mask entry per element).
+    mode: 'train', 'eval' or 'predict'.
+    ff_activation: function returning the feed-forward activation layer.
   """
   check_args('TransformerDecoder', mode, dropout, d_model, n_heads, vocab_size=vocab_size,
              d_ff=d_ff, n_layers=n_layers, max_len=max_len)
@@ -104,6 +129,20 @@ def TransformerEncoder(vocab_size, n_classes=10, d_model=D_MODEL, d_ff=D_FF, n_l
   Padding mask from the ids, Embedding, Dropout, PositionalEncoding,
   `n_layers` encoder blocks, LayerNorm, mean over positions, Dense(n_classes).
   Predict mode is eval mode.
+
+  Args:
+    n_classes: number of output classes.
+    vocab_size: number of token ids; 0 is padding.
+    d_model: width of embeddings and residual stream.
+    d_ff: width of the feed-forward hidden layer.
+    n_layers: number of encoder blocks.
+    n_heads: attention heads; must divide d_model.
+    max_len: longest sequence.
+    dropout: dropout rate (training only).
+    dropout_shared_axes: axes along which one dropout mask entry is shared
+      (None: an independent mask entry per element).
+    mode: 'train', 'eval' or 'predict' ('predict' runs as 'eval').
+    ff_activation: function returning the feed-forward activation layer.
   """
   check_args('TransformerEncoder', mode, dropout, d_model, n_heads, vocab_size=vocab_size,
              n_classes=n_classes, d_ff=d_ff, n_layers=n_layers, max_len=max_len)
@@ -128,6 +167,21 @@ def Transformer(input_vocab_size, output_vocab_size=None, d_model=D_MODEL, d_ff=
   As the Trax 1.2 form (`minitrax.models.transformer.Transformer`) with Trax
   1.4's weights: one embedding shared when `output_vocab_size` is None, but a
   position table per side; biases in the decoder's causal attention; logits.
+
+  Args:
+    input_vocab_size: number of source token ids; 0 is padding.
+    output_vocab_size: number of target token ids; None shares the source's
+      vocabulary and embedding.
+    d_model: width of embeddings and residual stream.
+    d_ff: width of the feed-forward hidden layers.
+    n_encoder_layers, n_decoder_layers: number of encoder and decoder blocks.
+    n_heads: attention heads; must divide d_model.
+    max_len: longest sequence on either side; the predict-mode cache length.
+    dropout: dropout rate (training only).
+    dropout_shared_axes: axes along which one dropout mask entry is shared
+      (None: an independent mask entry per element).
+    mode: 'train', 'eval' or 'predict'.
+    ff_activation: function returning the feed-forward activation layer.
   """
   check_args('Transformer', mode, dropout, d_model, n_heads, input_vocab_size=input_vocab_size,
              output_vocab_size=output_vocab_size, d_ff=d_ff, n_encoder_layers=n_encoder_layers,
@@ -158,13 +212,30 @@ def RNNLM(vocab_size, d_model=512, n_layers=2, rnn_cell=LSTMCell, rnn_cell_d_sta
   """Trax 1.4's recurrent language model: (batch, time) int -> (batch, time, vocab_size) logits.
 
   As `minitrax.models.rnn.RNNLM` (same weights), without the final LogSoftmax.
+
+  Args:
+    vocab_size: number of token ids.
+    d_model: width of the embedding and of each cell's output.
+    n_layers: number of recurrent layers.
+    rnn_cell: the cell class, built as `rnn_cell(n_units=d_model)`.
+    rnn_cell_d_state_multiplier: the cell's state width over d_model (2 for
+      `LSTMCell`, whose state holds c and h).
+    dropout: dropout rate after the embedding and each layer (training only).
+    mode: 'train', 'eval' or 'predict'.
   """
   return rnn.StackedRNNLM('RNNLM', vocab_size, d_model, n_layers, rnn_cell,
                           rnn_cell_d_state_multiplier, dropout, mode, [])
 
 
 def GRULM(vocab_size=256, d_model=512, n_layers=1, mode='train'):
-  """Trax 1.4's GRU language model: as `minitrax.models.rnn.GRULM`, ending in logits."""
+  """Trax 1.4's GRU language model: as `minitrax.models.rnn.GRULM`, ending in logits.
+
+  Args:
+    vocab_size: number of token ids.
+    d_model: width of the embedding and of each GRU layer.
+    n_layers: number of GRU layers.
+    mode: 'train', 'eval' or 'predict'.
+  """
   return rnn.StackedGRULM('GRULM', vocab_size, d_model, n_layers, mode, [])
 
 
@@ -175,6 +246,13 @@ def MLP(
   n_in = n_out = 1; `(batch, ...) -> (batch, layer_widths[-1])` (with
   `flatten`), no LogSoftmax; `out_activation` also applies the activation
   after the last Dense. See `minitrax.models.mlp.MLP`.
+
+  Args:
+    layer_widths: output width of each Dense layer, in order.
+    activation_fn: function returning the activation layer between Denses.
+    out_activation: also apply the activation after the last Dense.
+    flatten: flatten each example to a vector first.
+    mode: 'train', 'eval' or 'predict' (no layer depends on it).
   """
   return mlp.MLP(activation_fn=activation_fn, mode=mode, layer_widths=layer_widths,
                  out_activation=out_activation, flatten=flatten)

@@ -125,8 +125,8 @@ def train(output_dir, model=None, inputs=None, optimizer=Adafactor, lr_schedule=
     output_dir: folder for checkpoints, summaries and `config.gin`.
     model: a function of `mode` returning the model layer.
     inputs: an `Inputs` or a function returning one.
-    optimizer, lr_schedule, random_seed, n_devices: as for `Trainer`
-      (`trainer_class`).
+    optimizer, lr_schedule, random_seed, n_devices: as for `Trainer`.
+    trainer_class: the class that trains, `Trainer` or a subclass of it.
     objective: an `Objective`: loss, metrics, loss weights.
     plan: a `Plan`: steps, evaluations, kept checkpoints.
     config_text: the configuration to write to `config.gin`: a string or a

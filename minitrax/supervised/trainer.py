@@ -75,15 +75,15 @@ class Trainer(run_dir.RunDirOwner):
       N of them (`run_checkpoint.Checkpoints`).
     permanent_every: None, or an int K >= 1: `model_<step>.pkl` is saved at
       every K-th step and never deleted.
+    sharding: 'replicated' (default; a copy of the weights and optimizer slots
+      on every device) or 'fsdp' (split over the devices,
+      `supervised.sharding`).
 
   The Trainer holds its `output_dir` (a lock, `run_dir`) from its creation to
   `close()` (or the end of a `with Trainer(...) as trainer:` block); another
   Trainer, `train()` or `Loop` on the folder is refused meanwhile. A SIGTERM
   or SIGINT during `train_epoch` saves `model.pkl` after the running compiled
   call and raises `TrainingInterrupted` (`interrupts`).
-    sharding: 'replicated' (default; a copy of the weights and optimizer slots
-      on every device) or 'fsdp' (split over the devices,
-      `supervised.sharding`).
 
   In a run of several processes (`minitrax.distributed.initialize` first),
   the mesh spans the devices of all processes, each process reads its part
