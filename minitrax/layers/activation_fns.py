@@ -28,25 +28,42 @@ def Relu():  # pylint: disable=invalid-name
 
 
 def ParametricRelu(a=1.):  # pylint: disable=invalid-name
-  """`max(a x, 0)`: a ReLU whose positive side has slope `a` (Trax's formula)."""
+  """`max(a x, 0)`: a ReLU whose positive side has slope `a` (Trax's formula).
+
+  Args:
+    a: a real number, the slope.
+  """
   check_real('ParametricRelu', 'a', a)
   return Fn('ParametricRelu', lambda x: jnp.maximum(a * x, jnp.zeros_like(x)))
 
 
 def LeakyRelu(a=0.01):  # pylint: disable=invalid-name
-  """`x` for x >= 0, `a x` otherwise."""
+  """`x` for x >= 0, `a x` otherwise.
+
+  Args:
+    a: a real number, the slope of the negative side.
+  """
   check_real('LeakyRelu', 'a', a)
   return Fn('LeakyRelu', lambda x: jnp.where(x >= 0, x, a * x))
 
 
 def Elu(a=1.):  # pylint: disable=invalid-name
-  """`x` for x > 0, `a (exp(x) - 1)` otherwise."""
+  """`x` for x > 0, `a (exp(x) - 1)` otherwise.
+
+  Args:
+    a: a real number, the scale of the negative side.
+  """
   check_real('Elu', 'a', a)
   return Fn('Elu', lambda x: jnp.where(x > 0, x, a * jnp.expm1(jnp.minimum(x, 0))))
 
 
 def Selu(alpha=_SELU_ALPHA, lmbda=_SELU_LAMBDA):  # pylint: disable=invalid-name
-  """`lmbda * Elu_alpha(x)`: self-normalising ELU (Klambauer et al., 2017)."""
+  """`lmbda * Elu_alpha(x)`: self-normalising ELU (Klambauer et al., 2017).
+
+  Args:
+    alpha: the ELU scale of the negative side (default the paper's 1.6733).
+    lmbda: the overall scale (default the paper's 1.0507).
+  """
   check_real('Selu', 'alpha', alpha)
   check_real('Selu', 'lmbda', lmbda)
 
@@ -104,7 +121,9 @@ def Glu(axis=-1):  # pylint: disable=invalid-name
   """Gated linear unit: splits `axis` into halves a, b; returns `a sigmoid(b)`.
 
   `(..., 2 d) -> (..., d)` for the default `axis=-1` (Dauphin et al., 2017).
-  The size of `axis` must be even.
+
+  Args:
+    axis: int, the axis split into halves; its size must be even.
   """
   if not isinstance(axis, int):
     raise ArgumentTypeError(f'Glu: axis must be an int, got {axis!r}')

@@ -23,11 +23,9 @@ Writing a new layer means overriding two methods::
 Layers with state or randomness (BatchNorm, Dropout) override
 `forward_with_state(x, weights, state, rng) -> (y, new_state)` instead of
 `forward`. The forms Trax 1.2 and 1.4 documented work too (`forms.py`).
-Combinators hold `sublayers`; their weights and state are tuples with one
-entry per sublayer. A layer instance used twice in one model shares its
-weights (Trax semantics): the tree holds them at the first use and `()` at
-the others. Trees are gathered, stored and shared in `trees.py`; a NaN of a
-compiled call is explained by an eager re-run in `diagnosis.py`.
+Combinators' weights and state are tuples, one entry per sublayer. A layer
+used twice in one model shares its weights (as in Trax): the tree holds them
+at the first use and `()` at the others (`trees.py`).
 """
 
 import contextlib
@@ -46,12 +44,21 @@ from minitrax.shapes import as_structs, signature
 
 
 def as_signature(obj):
-  """An input signature from ShapeDtypes, arrays or ShapeDtypeStructs (tuples kept)."""
+  """An input signature from ShapeDtypes, arrays or ShapeDtypeStructs (tuples kept).
+
+  Args:
+    obj: one of those, or a tuple or list of them (a list becomes a tuple).
+  """
   return signature(tuple(obj) if isinstance(obj, list) else obj)
 
 
 def split_rng(rng, n):
-  """`n` independent keys from `rng`, or `n` Nones when `rng` is None."""
+  """A list of `n` independent keys from `rng`, or of `n` Nones when `rng` is None.
+
+  Args:
+    rng: a JAX key, or None.
+    n: int >= 0, the number of keys.
+  """
   if rng is None:
     return [None] * n
   return list(jax.random.split(rng, n)) if n else []
@@ -103,8 +110,7 @@ class Layer(metaclass=_LayerMeta):
     """Makes this layer's `(weights, state)` from the input signature.
 
     Pure: returns new trees, stores nothing. Default: no weights, no state.
-    Combinators initialise their sublayers here with `make_weights_and_state`
-    (see `Serial`).
+    Combinators call their sublayers' `make_weights_and_state` here.
     """
     del input_signature, rng
     return EMPTY, EMPTY
@@ -245,12 +251,9 @@ class Layer(metaclass=_LayerMeta):
   def make_weights_and_state(self, input_signature, rng):
     """`(weights, state)` of this layer as a sublayer of one being initialised; stores nothing.
 
-    Combinators initialise every sublayer through this hook. It makes the
-    layer's trees (`init_weights_and_state`, in whichever form the layer is
-    written), except that a layer already holding weights keeps them (Trax's
-    rule: wrapping a trained model keeps it); state is always new. Errors are
-    re-raised as a `LayerError` naming this layer (and, as it propagates,
-    the combinators around it).
+    Combinators initialise every sublayer through this hook; a layer already
+    holding weights keeps them (Trax's rule), state is always new. Errors
+    become a `LayerError` naming this layer and the combinators around it.
 
     Args:
       input_signature: `ShapeDtype`, or a tuple of them for `n_in > 1`.
@@ -284,14 +287,11 @@ class Layer(metaclass=_LayerMeta):
     """Runs the layer; uses stored weights/state when not given, stores new state.
 
     Initialises the layer from `x`'s signature on first use if `init` was not
-    called. Calls go through one cached `jax.jit` of `pure_fn` (a loop of
-    same-shaped calls compiles once) and reuse the gathered weights and state
-    trees until some layer stores new ones (W4's codelab loop: 355 -> 440
-    tokens/s). Under jit a bad token id or a predict-cache overflow only makes
-    the outputs NaN; so when a floating-point output holds NaN, the call is
-    re-run eagerly (`diagnosis.eager_error`, pre-call state): if that raises
-    (e.g. 'ids must lie in [0, 32)'), the error propagates and no state is
-    stored; if not (a genuine NaN), the jitted result is returned and stored.
+    called. Calls go through one cached `jax.jit` of `pure_fn` (same-shaped
+    calls compile once). Under jit a bad token id or a predict-cache overflow
+    only makes the outputs NaN; so a NaN output re-runs the call eagerly
+    (`diagnosis.eager_error`): an error it raises propagates and no state is
+    stored; a genuine NaN is returned and stored.
     """
     if weights is None and not self._initialized:
       self.init(signature(x))
@@ -353,10 +353,8 @@ class Layer(metaclass=_LayerMeta):
   def init_from_file(self, file_name, weights_only=False, input_signature=None):
     """Loads weights (and state unless `weights_only`) from a checkpoint file.
 
-    Reads files written by `save_to_file` and the Trainer's `model.pkl`
-    (minitrax msgpack checkpoints), and real Trax checkpoints (1.2's
-    `model.pkl`, 1.4's `model.pkl.gz`) without running their pickle (see
-    `trees.load`). An uninitialised layer is first initialised from
+    Reads `save_to_file`'s files, the Trainer's `model.pkl` and Trax 1.2/1.4
+    checkpoints without running their pickle. An uninitialised layer is first initialised from
     `input_signature`, else from the signature the file records; trees,
     shapes and dtypes must match exactly, else a `CheckpointError` lists
     every mismatched path and nothing is loaded.
@@ -373,8 +371,7 @@ class Layer(metaclass=_LayerMeta):
   def pack_tree(self, kind, sub_trees, own):
     """Builds this layer's `kind` ('weights'/'state') tree from its parts.
 
-    Default: a leaf's tree is its own; a combinator's is the tuple of its
-    sublayers' trees. `Cache` overrides this to add its own state.
+    Default: a leaf's own tree; a combinator's sublayers' trees as a tuple.
     """
     del kind
     return own if not self._sublayers else tuple(sub_trees)
@@ -415,10 +412,7 @@ class Layer(metaclass=_LayerMeta):
                        RuntimeError(f'call init(input_signature) before {what}'))
 
   def __setattr__(self, attr, value):
-    """The typo guard: after construction, only existing public attributes can be set.
-
-    Private names (`_cache`) may be created at any time, as Trax allows.
-    """
+    """The typo guard: after construction only existing public attributes (or `_private`)."""
     # The class is asked first: `hasattr(self, 'state')` would gather the tree.
     if (not attr.startswith('_') and getattr(self, '_constructed', False) and
         not hasattr(type(self), attr) and not hasattr(self, attr)):

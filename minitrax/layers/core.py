@@ -78,8 +78,10 @@ def check_ids(ids, upper, what):
 def poison(y, bad):
   """`y`, or `y` filled with NaN where the flag `bad` (from `check_ids`) is true.
 
-  `bad=None` (ids were checked eagerly) returns `y` unchanged. `y` must be a
-  floating-point array.
+  Args:
+    y: a floating-point array.
+    bad: a boolean scalar (from `check_ids`), or None when the ids were
+      checked eagerly (returns `y` unchanged).
   """
   if bad is None:
     return y
@@ -225,8 +227,11 @@ def Flatten(n_axes_to_keep=1):  # pylint: disable=invalid-name
   """Merges all axes after the first `n_axes_to_keep` into one.
 
   `(d_1, ..., d_k, r_1, ..., r_m) -> (d_1, ..., d_k, r_1 * ... * r_m)`, e.g.
-  `Flatten(2)` maps (2, 3, 5, 7) to (2, 3, 35). The input rank must exceed
-  `n_axes_to_keep`.
+  `Flatten(2)` maps (2, 3, 5, 7) to (2, 3, 35).
+
+  Args:
+    n_axes_to_keep: int >= 0, the leading axes kept; the input rank must
+      exceed it.
   """
   check_int('Flatten', 'n_axes_to_keep', n_axes_to_keep, 0)
 
@@ -240,30 +245,53 @@ def Flatten(n_axes_to_keep=1):  # pylint: disable=invalid-name
 
 
 def Mean(axis=-1, keepdims=False):  # pylint: disable=invalid-name
-  """Mean over `axis`: (..., n, ...) -> (..., ...) (or (..., 1, ...) with keepdims)."""
+  """Mean over `axis`: (..., n, ...) -> (..., ...) (or (..., 1, ...) with keepdims).
+
+  Args:
+    axis: the axis to reduce (may be negative); None for all axes.
+    keepdims: keep the reduced axis, with size 1.
+  """
   check_axis('Mean', 'axis', axis, allow_none=True)
   return Fn('Mean', lambda x: jnp.mean(x, axis=axis, keepdims=keepdims))
 
 
 def Sum(axis=-1, keepdims=False):  # pylint: disable=invalid-name
-  """Sum over `axis` (all axes for None): (..., n, ...) -> (..., ...)."""
+  """Sum over `axis` (all axes for None): (..., n, ...) -> (..., ...).
+
+  Args:
+    axis: the axis to reduce (may be negative); None for all axes.
+    keepdims: keep the reduced axis, with size 1.
+  """
   check_axis('Sum', 'axis', axis, allow_none=True)
   return Fn('Sum', lambda x: jnp.sum(x, axis=axis, keepdims=keepdims))
 
 
 def log_softmax(x, axis=-1):
-  """`x - logsumexp(x)` along `axis`: log-probabilities from logits."""
+  """`x - logsumexp(x)` along `axis`: log-probabilities from logits.
+
+  Args:
+    x: the logits, an array of any shape.
+    axis: the axis normalised over.
+  """
   return x - jax.nn.logsumexp(x, axis=axis, keepdims=True)
 
 
 def LogSoftmax(axis=-1):  # pylint: disable=invalid-name
-  """Log-probabilities along `axis`: `x - logsumexp(x)`; shape unchanged."""
+  """Log-probabilities along `axis`: `x - logsumexp(x)`; shape unchanged.
+
+  Args:
+    axis: the axis normalised over (may be negative).
+  """
   check_axis('LogSoftmax', 'axis', axis)
   return Fn('LogSoftmax', lambda x: log_softmax(x, axis))
 
 
 def Softmax(axis=-1):  # pylint: disable=invalid-name
-  """Probabilities along `axis`: `exp(x - logsumexp(x))`; shape unchanged."""
+  """Probabilities along `axis`: `exp(x - logsumexp(x))`; shape unchanged.
+
+  Args:
+    axis: the axis normalised over (may be negative).
+  """
   check_axis('Softmax', 'axis', axis)
   return Fn('Softmax', lambda x: jnp.exp(log_softmax(x, axis)))
 
@@ -284,7 +312,11 @@ def StopGradient():  # pylint: disable=invalid-name
 
 
 def ArgMax(axis=-1):  # pylint: disable=invalid-name
-  """Index of the largest value along `axis` (int32): (..., n) -> (...)."""
+  """Index of the largest value along `axis` (int32): (..., n) -> (...).
+
+  Args:
+    axis: the axis searched (may be negative).
+  """
   check_axis('ArgMax', 'axis', axis)
   return Fn('ArgMax', lambda x: jnp.argmax(x, axis=axis))
 
@@ -294,6 +326,9 @@ def BinaryClassifier(threshold=0.5):  # pylint: disable=invalid-name
 
   For models giving one probability per item; e.g. `Accuracy(BinaryClassifier())`
   in Trax 1.4's form (from Trax 1.3's metrics).
+
+  Args:
+    threshold: a real number; values above it are category 1.
   """
   check_real('BinaryClassifier', 'threshold', threshold)
   return Fn('BinaryClassifier', lambda x: (x > threshold).astype(jnp.int32))
@@ -303,6 +338,9 @@ def MulticlassClassifier(axis=-1):  # pylint: disable=invalid-name
   """The category with the largest value along `axis` (int32): (..., n) -> (...).
 
   Trax 1.3's name for `ArgMax`.
+
+  Args:
+    axis: the axis searched (may be negative).
   """
   check_axis('MulticlassClassifier', 'axis', axis)
   return Fn('MulticlassClassifier', lambda x: jnp.argmax(x, axis=axis))
@@ -313,6 +351,11 @@ def one_hot(x, n_categories, dtype=jnp.float32):
 
   Row `i` is 1 at position `x[i]` and 0 elsewhere; ids outside
   `[0, n_categories)` give all-zero rows (as in Trax).
+
+  Args:
+    x: integer ids, an array of any shape.
+    n_categories: int >= 1, the length of each one-hot vector.
+    dtype: the dtype of the result.
   """
   check_int('one_hot', 'n_categories', n_categories, 1)
   x = jnp.asarray(x)

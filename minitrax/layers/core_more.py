@@ -97,25 +97,43 @@ class RandomUniform(Layer):
 
 
 def Min(axis=-1, keepdims=False):  # pylint: disable=invalid-name
-  """Minimum over `axis`: (..., n, ...) -> (..., ...) (or (..., 1, ...) with keepdims)."""
+  """Minimum over `axis`: (..., n, ...) -> (..., ...) (or (..., 1, ...) with keepdims).
+
+  Args:
+    axis: the axis to reduce (may be negative); None for all axes.
+    keepdims: keep the reduced axis, with size 1.
+  """
   check_axis('Min', 'axis', axis, allow_none=True)
   return Fn('Min', lambda x: jnp.min(x, axis=axis, keepdims=keepdims))
 
 
 def Max(axis=-1, keepdims=False):  # pylint: disable=invalid-name
-  """Maximum over `axis`: (..., n, ...) -> (..., ...) (or (..., 1, ...) with keepdims)."""
+  """Maximum over `axis`: (..., n, ...) -> (..., ...) (or (..., 1, ...) with keepdims).
+
+  Args:
+    axis: the axis to reduce (may be negative); None for all axes.
+    keepdims: keep the reduced axis, with size 1.
+  """
   check_axis('Max', 'axis', axis, allow_none=True)
   return Fn('Max', lambda x: jnp.max(x, axis=axis, keepdims=keepdims))
 
 
 def LogSumExp(axis=-1):  # pylint: disable=invalid-name
-  """`log(sum(exp(x)))` over `axis`, kept as an axis of size 1: (..., n, ...) -> (..., 1, ...)."""
+  """`log(sum(exp(x)))` over `axis`, kept as an axis of size 1: (..., n, ...) -> (..., 1, ...).
+
+  Args:
+    axis: the axis to reduce (may be negative).
+  """
   check_axis('LogSumExp', 'axis', axis)
   return Fn('LogSumExp', lambda x: jax.nn.logsumexp(x, axis=axis, keepdims=True))
 
 
 def ThresholdToBinary(threshold=.5):  # pylint: disable=invalid-name
-  """`x > threshold` as int32 0/1, same shape (e.g. probabilities to labels)."""
+  """`x > threshold` as int32 0/1, same shape (e.g. probabilities to labels).
+
+  Args:
+    threshold: a real number; values above it give 1.
+  """
   check_real('ThresholdToBinary', 'threshold', threshold)
   return Fn('ThresholdToBinary', lambda x: (x > threshold).astype(jnp.int32))
 
@@ -134,7 +152,12 @@ def FlattenList():  # pylint: disable=invalid-name
 
 
 def PrintShape(n_in=1, msg=''):  # pylint: disable=invalid-name
-  """Identity on `n_in` inputs that prints (and logs) their shapes and dtypes at each trace."""
+  """Identity on `n_in` inputs that prints (and logs) their shapes and dtypes at each trace.
+
+  Args:
+    n_in: number of stack items shown and passed on.
+    msg: text printed before the shapes.
+  """
 
   def show(xs):
     items = xs if n_in > 1 else (xs,)

@@ -2,7 +2,7 @@
 
 Why not `jax.random.bernoulli`: on CPU, JAX's generators cost 4-9 ns per
 random element (threefry about 4, rbg about 9), and in small models the masks
-are most of a training step: in W1 (the codelab's TransformerLM, rbg keys)
+are most of a training step: in the codelab's small TransformerLM (rbg keys)
 they took about 70% of the compiled step.
 
 Here the key is digested into two 32-bit words `s0, s1` (a few integer

@@ -72,9 +72,14 @@ def MaxPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable
 
 
 def SumPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable=invalid-name
-  """Sum over each window: n_in = n_out = 1; shapes and arguments as in `MaxPool`.
+  """Sum over each window: n_in = n_out = 1; shapes as in `MaxPool`.
 
   With SAME padding the padded positions add zero.
+
+  Args:
+    pool_size: window shape, a tuple with one int per spatial axis.
+    strides: step between windows, like `pool_size`; default all ones.
+    padding: 'VALID' (full windows only) or 'SAME' (pad the edges).
   """
   pool_size, strides, padding = _check_args('SumPool', pool_size, strides, padding)
 
@@ -85,11 +90,16 @@ def SumPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable
 
 
 def AvgPool(pool_size=(2, 2), strides=None, padding='VALID'):  # pylint: disable=invalid-name
-  """Mean over each window: n_in = n_out = 1; shapes and arguments as in `MaxPool`.
+  """Mean over each window: n_in = n_out = 1; shapes as in `MaxPool`.
 
   With SAME padding, as in Trax, padded positions are not counted: an edge
   window's sum is divided by the number of real input elements it covers.
   Integer inputs give float32 outputs.
+
+  Args:
+    pool_size: window shape, a tuple with one int per spatial axis.
+    strides: step between windows, like `pool_size`; default all ones.
+    padding: 'VALID' (full windows only) or 'SAME' (pad the edges).
   """
   pool_size, strides, padding = _check_args('AvgPool', pool_size, strides, padding)
 

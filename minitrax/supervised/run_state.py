@@ -11,7 +11,8 @@ Randomness: one seed gives three keys (`run_keys`), for weight
 initialisation, training steps and evaluation. Keys use JAX's default
 generator, 'threefry2x32' (dropout masks come from `layers.masks`, so the
 generator only splits keys and initialises weights; there threefry compiled
-faster than 'rbg' on CPU: W1 first epoch 4.6-5.0 s against 5.3-5.5 s).
+faster than 'rbg' on CPU: the codelab's first epoch took 4.6-5.0 s against
+5.3-5.5 s).
 """
 
 import collections
