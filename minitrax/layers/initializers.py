@@ -69,6 +69,9 @@ def get_fans(shape, out_dim=-1, in_dim=-2, nonreceptive_dims=()):
 def RandomNormalInitializer(stddev=1e-2):  # pylint: disable=invalid-name
   """Draws from N(0, stddev^2).
 
+  Args:
+    stddev: float >= 0, the standard deviation.
+
   >>> w = RandomNormalInitializer(0.1)((3, 4), jax.random.key(0))
   """
   check_non_negative('RandomNormalInitializer', 'stddev', stddev)
@@ -81,7 +84,11 @@ def RandomNormalInitializer(stddev=1e-2):  # pylint: disable=invalid-name
 
 
 def RandomUniformInitializer(lim=1.0):  # pylint: disable=invalid-name
-  """Draws uniformly from [-lim, lim)."""
+  """Draws uniformly from [-lim, lim).
+
+  Args:
+    lim: float >= 0, the bound.
+  """
   check_non_negative('RandomUniformInitializer', 'lim', lim)
 
   def init(shape, rng, dtype=jnp.float32):
@@ -94,7 +101,12 @@ def RandomUniformInitializer(lim=1.0):  # pylint: disable=invalid-name
 def AtariConvInit(kernel_shape, rng, dtype=jnp.float32):  # pylint: disable=invalid-name
   """Trax's initializer of the Atari CNN's kernels: U(-s, s) with `s = 1 / sqrt(h * w * c_in)`.
 
-  `kernel_shape` is `(h, w, c_in, c_out)` (an initializer itself, not a factory).
+  An initializer itself, not a factory.
+
+  Args:
+    kernel_shape: `(h, w, c_in, c_out)`.
+    rng: JAX key.
+    dtype: the dtype of the result.
   """
   shape = check_shape('AtariConvInit', 'kernel_shape', kernel_shape)
   if len(shape) != 4:
@@ -149,22 +161,46 @@ def ScaledInitializer(out_dim, in_dim, scale, mode, distribution):  # pylint: di
 
 
 def GlorotNormalInitializer(out_dim=-1, in_dim=-2, scale=1.):  # pylint: disable=invalid-name
-  """Glorot (Xavier) normal: N(0, 2 scale / (fan_in + fan_out))."""
+  """Glorot (Xavier) normal: N(0, 2 scale / (fan_in + fan_out)).
+
+  Args:
+    out_dim: the kernel axis of the outputs (fan_out).
+    in_dim: the kernel axis of the inputs (fan_in).
+    scale: positive float, multiplies the variance.
+  """
   return ScaledInitializer(out_dim, in_dim, scale, 'fan_avg', 'normal')
 
 
 def GlorotUniformInitializer(out_dim=-1, in_dim=-2, scale=1.):  # pylint: disable=invalid-name
-  """Glorot (Xavier) uniform: U(-l, l) with l = sqrt(6 scale / (fan_in + fan_out))."""
+  """Glorot (Xavier) uniform: U(-l, l) with l = sqrt(6 scale / (fan_in + fan_out)).
+
+  Args:
+    out_dim: the kernel axis of the outputs (fan_out).
+    in_dim: the kernel axis of the inputs (fan_in).
+    scale: positive float, multiplies the variance.
+  """
   return ScaledInitializer(out_dim, in_dim, scale, 'fan_avg', 'uniform')
 
 
 def LeCunNormalInitializer(out_dim=-1, in_dim=-2, scale=1.):  # pylint: disable=invalid-name
-  """LeCun normal: N(0, scale / fan_in)."""
+  """LeCun normal: N(0, scale / fan_in).
+
+  Args:
+    out_dim: the kernel axis of the outputs (fan_out).
+    in_dim: the kernel axis of the inputs (fan_in).
+    scale: positive float, multiplies the variance.
+  """
   return ScaledInitializer(out_dim, in_dim, scale, 'fan_in', 'normal')
 
 
 def LeCunUniformInitializer(out_dim=-1, in_dim=-2, scale=1.):  # pylint: disable=invalid-name
-  """LeCun uniform: U(-l, l) with l = sqrt(3 scale / fan_in)."""
+  """LeCun uniform: U(-l, l) with l = sqrt(3 scale / fan_in).
+
+  Args:
+    out_dim: the kernel axis of the outputs (fan_out).
+    in_dim: the kernel axis of the inputs (fan_in).
+    scale: positive float, multiplies the variance.
+  """
   return ScaledInitializer(out_dim, in_dim, scale, 'fan_in', 'uniform')
 
 
@@ -177,14 +213,23 @@ def _kaiming_scale(param, who):
 def KaimingNormalInitializer(out_dim=-1, in_dim=-2, param=0.):  # pylint: disable=invalid-name
   """Kaiming (He) normal: N(0, 2 / ((1 + param^2) fan_in)).
 
-  `param` is the negative slope of the (leaky) ReLU that follows; 0 for ReLU.
+  Args:
+    out_dim: the kernel axis of the outputs (fan_out).
+    in_dim: the kernel axis of the inputs (fan_in).
+    param: the negative slope of the (leaky) ReLU that follows; 0 for ReLU.
   """
   scale = _kaiming_scale(param, 'KaimingNormalInitializer')
   return ScaledInitializer(out_dim, in_dim, scale, 'fan_in', 'normal')
 
 
 def KaimingUniformInitializer(out_dim=-1, in_dim=-2, param=0.):  # pylint: disable=invalid-name
-  """Kaiming (He) uniform: U(-l, l) with l = sqrt(6 / ((1 + param^2) fan_in))."""
+  """Kaiming (He) uniform: U(-l, l) with l = sqrt(6 / ((1 + param^2) fan_in)).
+
+  Args:
+    out_dim: the kernel axis of the outputs (fan_out).
+    in_dim: the kernel axis of the inputs (fan_in).
+    param: the negative slope of the (leaky) ReLU that follows; 0 for ReLU.
+  """
   scale = _kaiming_scale(param, 'KaimingUniformInitializer')
   return ScaledInitializer(out_dim, in_dim, scale, 'fan_in', 'uniform')
 
@@ -196,6 +241,9 @@ def OrthogonalInitializer(stddev=1.0):  # pylint: disable=invalid-name
   are orthonormal when it is tall, its rows when it is wide. Drawn as the Q
   of the QR decomposition of a normal matrix, signs fixed by diag(R), so
   that Q is uniformly (Haar) distributed.
+
+  Args:
+    stddev: float >= 0, the scale of the matrix.
   """
   check_non_negative('OrthogonalInitializer', 'stddev', stddev)
 
@@ -219,6 +267,9 @@ def InitializerFromFile(path):  # pylint: disable=invalid-name
   The file is read at each call with `np.load(path, allow_pickle=False)`, so
   it holds plain array data and never code; its shape must equal the
   requested one. The file's dtype is kept unless a `dtype` is passed.
+
+  Args:
+    path: the `.npy` file (str or path-like).
   """
   path = os.fspath(path)
 

@@ -58,6 +58,14 @@ class _Metric(Layer):
   _MASK_BY_ID = True
 
   def __init__(self, id_to_mask=None, has_weights=False, name=None):
+    """Builds the metric; n_in is 3 with `has_weights`, else 2.
+
+    Args:
+      id_to_mask: int target id whose positions get weight 0 (padding), or
+        None; refused by metrics whose targets are values, not ids.
+      has_weights: whether per-position weights come as a third input.
+      name: shown in `repr` and errors; default the class name.
+    """
     name = name or type(self).__name__
     if id_to_mask is not None and (isinstance(id_to_mask, bool) or
                                    not isinstance(id_to_mask, (int, np.integer))):
@@ -112,6 +120,7 @@ class CrossEntropyLoss(_Metric):
   Args:
     id_to_mask: target id whose positions get weight 0 (padding); None: none.
     has_weights: whether weights come as a third input.
+    name: shown in `repr` and errors; default the class name.
   """
 
   def values(self, model_output, targets):
