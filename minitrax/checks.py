@@ -42,7 +42,15 @@ def _is_real(value):
 
 
 def check_int(who, what, value, minimum=1, error=ArgumentError):
-  """`value` as an `int` if it is an int (not a bool) >= `minimum`."""
+  """`value` as an `int` if it is an int (not a bool) >= `minimum`.
+
+  Args:
+    who: the layer, function or flag named in the error, e.g. 'Dense'.
+    what: the argument named in the error, e.g. 'n_units'.
+    value: the value checked.
+    minimum: the least value allowed.
+    error: the `MinitraxError` subclass raised (default `ArgumentError`).
+  """
   if not _is_int(value) or value < minimum:
     _fail(who, what, f'an int >= {minimum}', value, error)
   return int(value)
@@ -75,7 +83,15 @@ def check_axis(who, what, value, allow_none=False, error=ArgumentTypeError):
 
 
 def check_real(who, what, value, finite=False, error=ArgumentTypeError):
-  """`value` must be a real number (not a bool); also finite if `finite`."""
+  """`value` must be a real number (not a bool); also finite if `finite`.
+
+  Args:
+    who: the layer, function or flag named in the error, e.g. 'Dense'.
+    what: the argument named in the error, e.g. 'n_units'.
+    value: the value checked.
+    finite: also refuse infinities and NaN.
+    error: the `MinitraxError` subclass raised (default `ArgumentTypeError`).
+  """
   if not _is_real(value) or (finite and not math.isfinite(value)):
     _fail(who, what, 'a finite real number' if finite else 'a real number', value, error)
 
@@ -87,7 +103,14 @@ def check_non_negative(who, what, value, error=ArgumentError):
 
 
 def check_positive(who, what, value, error=ArgumentError):
-  """`value` must compare > 0 (its type is the caller's to check)."""
+  """`value` must compare > 0 (its type is the caller's to check).
+
+  Args:
+    who: the layer, function or flag named in the error, e.g. 'Dense'.
+    what: the argument named in the error, e.g. 'n_units'.
+    value: the value checked.
+    error: the `MinitraxError` subclass raised (default `ArgumentError`).
+  """
   if not value > 0:
     _fail(who, what, '> 0', value, error)
 
@@ -112,7 +135,15 @@ def check_flag(who, what, value, error=ArgumentError):
 
 
 def check_callable(who, what, value, expected, error=ArgumentTypeError):
-  """`value` must be callable; `expected` says what it should be, e.g. 'a function f(x)'."""
+  """`value` must be callable; `expected` says what it should be, e.g. 'a function f(x)'.
+
+  Args:
+    who: the layer, function or flag named in the error, e.g. 'Dense'.
+    what: the argument named in the error, e.g. 'n_units'.
+    value: the value checked.
+    expected: what the value should be, shown in the error.
+    error: the `MinitraxError` subclass raised (default `ArgumentTypeError`).
+  """
   if not callable(value):
     _fail(who, what, expected, value, error)
 

@@ -120,10 +120,6 @@ PENDING = frozenset({
     'layers.to_list',
     'layers.total_buckets',
     'layers.unflatten_weights_and_state',
-    'lr.check_callable',
-    'lr.check_int',
-    'lr.check_positive',
-    'lr.check_real',
 })
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
