@@ -9,7 +9,7 @@ generations differ; `minitrax.trax14.layers` gives Trax 1.4's.
 # pylint: disable=wildcard-import,unused-wildcard-import
 import minitrax.layers.assert_shape as _shape_checks
 from minitrax.layers import (acceleration, activation_fns, attention, attention12,
-                             attention_kernels, axial, base, combinators, combinators_more,
+                             attention_kernels, axial, base, combinators, combinators_more, control,
                              convolution, core, core_more, deconvolution, efficient_attention, fn,
                              fscores, heads, initializers, locally_connected, lsh_attention,
                              lsh_causal_attention, metrics, normalization, pooling, positions,
@@ -24,6 +24,7 @@ from minitrax.layers.axial import *
 from minitrax.layers.base import *
 from minitrax.layers.combinators import *
 from minitrax.layers.combinators_more import *
+from minitrax.layers.control import *
 from minitrax.layers.convolution import *
 from minitrax.layers.core import *
 from minitrax.layers.core_more import *
@@ -64,10 +65,10 @@ _METRICS14 = [
     'BinaryCrossEntropySum'
 ]
 _MODULES = (acceleration, activation_fns, _shape_checks, attention, attention12, attention_kernels,
-            axial, base, combinators, combinators_more, convolution, core, core_more, deconvolution,
-            efficient_attention, fn, fscores, heads, initializers, locally_connected, lsh_attention,
-            lsh_causal_attention, metrics, normalization, pooling, positions, research, reversible,
-            reversible_more, rnn)
+            axial, base, combinators, combinators_more, control, convolution, core, core_more,
+            deconvolution, efficient_attention, fn, fscores, heads, initializers, locally_connected,
+            lsh_attention, lsh_causal_attention, metrics, normalization, pooling, positions,
+            research, reversible, reversible_more, rnn)
 __all__ = sorted({name for module in _MODULES for name in module.__all__} | set(_METRICS14) | {
     'EfficientAttention', 'EfficientAttentionBase', 'EMPTY_WEIGHTS', 'EMPTY_STATE', 'to_list',
     'flatten_weights_and_state', 'unflatten_weights_and_state', 'LayerError', 'ShapeDtype',

@@ -1,11 +1,8 @@
 """Combinators: layers made of layers, working on the data stack.
 
 Every layer takes its `n_in` inputs from the top of a stack and puts its
-`n_out` outputs back. `Serial` runs layers one after another on the stack;
-`Parallel` runs them side by side on consecutive stack items; the small ones
-(`Branch`, `Residual`, `Dup`, `Swap`, ...) are functions built from `Serial`,
-`Parallel`, `Select` and `Fn`. A combinator's weights and state are tuples with
-one entry per sublayer.
+`n_out` outputs back. The small combinators (`Branch`, `Residual`, `Dup`, ...)
+are functions built from `Serial`, `Parallel`, `Select` and `Fn`.
 """
 
 import jax
@@ -14,7 +11,7 @@ import numpy as np
 
 from minitrax.checks import check_mode
 from minitrax.errors import ArgumentError, ArgumentTypeError
-from minitrax.layers.base import (EMPTY, Fn, Layer, as_stack, from_stack, push_outputs, split_rng,
+from minitrax.layers.base import (Fn, Layer, as_stack, from_stack, push_outputs, split_rng,
                                   stack_inputs)
 
 
@@ -54,10 +51,13 @@ def _serial_arity(layers):
 class Serial(Layer):
   """Runs sublayers one after another on the data stack.
 
-  Nested lists are flattened; `Serial()` and `Serial(None)` are the identity
-  (1 in, 1 out); a None anywhere else is an error (as in Trax).
-  `n_in`/`n_out` follow from the sublayers' stack effects, e.g.
-  `Serial(Dense(4), Relu())` is 1 -> 1 and `Serial(Dup(), Add())` is 1 -> 1.
+  `n_in`/`n_out` follow from the sublayers' stack effects (`Serial(Dup(), Add())` is 1 -> 1).
+
+  Args:
+    *sublayers: layers or nested lists of them (flattened); `Serial()` and
+      `Serial(None)` are the identity, a None elsewhere is an error.
+    name: shown in `repr` and errors (default 'Serial').
+    sublayers_to_print: the sublayers `repr` shows instead (None: all).
   """
 
   def __init__(self, *sublayers, name=None, sublayers_to_print=None):
@@ -95,9 +95,11 @@ class Serial(Layer):
 class Parallel(Layer):
   """Runs sublayers side by side on consecutive stack items.
 
-  `Parallel(f, g)` with f: 1 -> 1 and g: 2 -> 1 maps (a, b, c) to
-  (f(a), g(b, c)). A `None` or `[]` sublayer is the identity; a list of
-  layers is one `Serial` branch.
+  `Parallel(f, g)` with f: 1 -> 1 and g: 2 -> 1 maps (a, b, c) to (f(a), g(b, c)).
+
+  Args:
+    *sublayers: layers; None or [] is the identity, a list one `Serial`.
+    name: shown in `repr` and errors (default 'Parallel').
   """
 
   def __init__(self, *sublayers, name=None):
@@ -134,8 +136,12 @@ class Parallel(Layer):
 class Select(Layer):
   """Copies and reorders stack items: outputs `stack[i] for i in indices`.
 
-  `Select([0, 0])` duplicates the top item; `Select([1, 0])` swaps; with
-  `n_in=3`, `Select([0], n_in=3)` keeps the top item and drops two.
+  Args:
+    indices: stack positions to output, 0 the top: [0, 0] duplicates the top
+      item, [1, 0] swaps the top two.
+    n_in: items taken (default `max(indices) + 1`); `Select([0], n_in=3)`
+      keeps the top item and drops two.
+    name: shown in `repr` and errors (default 'Select').
   """
 
   def __init__(self, indices, n_in=None, name=None):
@@ -185,9 +191,11 @@ def Multiply():  # pylint: disable=invalid-name
 def Branch(*layers, name='Branch'):  # pylint: disable=invalid-name
   """Runs each layer on copies of the top stack items; outputs all results.
 
-  `Branch(f, g)` maps x to (f(x), g(x)); with g: 2 -> 1 it maps (a, b) to
-  (f(a), g(a, b)). `None` or `[]` stands for the identity; a list of layers
-  is one `Serial` branch.
+  `Branch(f, g)` maps x to (f(x), g(x)); with g: 2 -> 1, (a, b) to (f(a), g(a, b)).
+
+  Args:
+    *layers: the branches; None or [] is the identity, a list one `Serial`.
+    name: shown in `repr` and errors (default 'Branch').
   """
   layers = [_as_branch(item, name) for item in layers]
   if len(layers) == 1:
@@ -198,7 +206,12 @@ def Branch(*layers, name='Branch'):  # pylint: disable=invalid-name
 
 
 def Residual(*layers, shortcut=None):  # pylint: disable=invalid-name
-  """`x + f(x)` for `f = Serial(*layers)`; `shortcut` (a layer or list) replaces the identity."""
+  """`shortcut(x) + f(x)` for `f = Serial(*layers)`.
+
+  Args:
+    *layers: the layers of `f` (a single layer is used as it is).
+    shortcut: a layer or list of layers for the shortcut; None: the identity.
+  """
   layer = layers[0] if len(layers) == 1 and isinstance(layers[0], Layer) else Serial(*layers)
   shown = [layer] if shortcut is None else [_as_branch(shortcut, 'Residual'), layer]
   return Serial(Branch(shown[0] if shortcut is not None else None, layer), Add(), name='Residual',
@@ -206,7 +219,11 @@ def Residual(*layers, shortcut=None):  # pylint: disable=invalid-name
 
 
 class Concatenate(Layer):
-  """Concatenates `n_items` stack items along `axis`: n_items -> 1."""
+  """Concatenates `n_items` stack items along `axis`: n_items -> 1.
+
+  Args:
+    n_items, axis: how many items, along which axis (the others must agree).
+  """
 
   def __init__(self, n_items=2, axis=-1):
     super().__init__(n_in=n_items, name='Concatenate')
@@ -217,7 +234,11 @@ class Concatenate(Layer):
 
 
 class Split(Layer):
-  """Splits the top item into `n_items` equal parts along `axis`: 1 -> n_items."""
+  """Splits the top item into `n_items` equal parts along `axis`: 1 -> n_items.
+
+  Args:
+    n_items, axis: how many parts, along which axis (its size must divide).
+  """
 
   def __init__(self, n_items=2, axis=-1):
     super().__init__(n_out=n_items, name='Split')
@@ -233,18 +254,20 @@ class Split(Layer):
 class Scan(Layer):
   """Scans a layer over `axis` of its inputs, threading `n_carry` carries.
 
-  The inner layer maps `(x_1, ..., x_k, c_1, ..., c_n) -> (y_1, ..., y_m,
-  c'_1, ..., c'_n)` for one slice; Scan maps `(xs_1..k, c_1..n)` with `xs`
-  having the scanned `axis` to `(ys_1..m, final carries)`, stacking the ys
-  along `axis`. The inner layer's weights are shared across steps; its state
-  is threaded through the loop; step t gets `fold_in(rng, t)`. With
-  `remat=True` each step is recomputed in the backward pass (less memory).
+  The inner layer maps `(x_1..k, c_1..n) -> (y_1..m, c'_1..n)` for one slice;
+  Scan maps `(xs_1..k, c_1..n)` to `(ys_1..m, final carries)`, the ys stacked
+  along `axis`. Weights `(layer_weights,)` are shared across steps; state is
+  threaded through the loop; step t gets `fold_in(rng, t)`.
 
-  With `mode='predict'` (and `n_carry > 0`) the final carries are kept in the
-  state and, from the second call on, replace the carries given on the stack
-  (Trax 1.4), so a sequence can be fed a piece per call. The state is then
-  `(layer_state, (carries, started))` (carries shaped by `init`'s signature),
-  else `(layer_state,)`. Weights: `(layer_weights,)`.
+  Args:
+    layer: the inner layer; `n_carry <= min(layer.n_in, layer.n_out)`.
+    axis: the scanned axis of every x and y.
+    n_carry: number of carries, the last items of the inputs and outputs.
+    remat: recompute each step in the backward pass (less memory).
+    mode: 'predict' (with `n_carry > 0`) keeps the final carries in the
+      state `(layer_state, (carries, started))`; from the second call they
+      replace the carries given (Trax 1.4), so a sequence can be fed a piece
+      per call. Else the state is `(layer_state,)`.
   """
 
   def __init__(self, layer, axis=0, n_carry=1, remat=False, mode='train'):
@@ -334,9 +357,10 @@ class _ToChunks(Layer):
 def Chunk(layer, chunk_size):  # pylint: disable=invalid-name
   """Runs `layer` on chunks of `chunk_size` batch items at a time (less memory).
 
-  The batch must split into equal chunks; otherwise the whole batch is one
-  chunk. `chunk_size < 1` returns `layer` unchanged. Each chunk is
-  rematerialised in the backward pass.
+  Args:
+    layer: the layer to run; each chunk is rematerialised in the backward pass.
+    chunk_size: batch items per chunk; < 1 returns `layer` unchanged, and a
+      batch that does not split into equal chunks is one chunk.
   """
   if chunk_size < 1:
     return layer
@@ -345,105 +369,7 @@ def Chunk(layer, chunk_size):  # pylint: disable=invalid-name
                 sublayers_to_print=[layer])
 
 
-class Cond(Layer):
-  """`true(y) if cond(x) else false(y)`, running only the chosen branch.
-
-  `x` is the top `cond.n_in` stack items, `y` the next `true.n_in` items;
-  `cond` must output one boolean scalar; `true` and `false` must have equal
-  arities. `false=None` is the identity (needs `true.n_in == true.n_out`).
-  The branch not taken keeps its state.
-  """
-
-  def __init__(self, cond, true, false=None, name=None):
-    if false is None:
-      if true.n_in != true.n_out:
-        raise ArgumentError(f'Cond: false=None needs true.n_in == true.n_out, got '
-                            f'{true.n_in} and {true.n_out}')
-      false = Select(list(range(true.n_in)))
-    if (true.n_in, true.n_out) != (false.n_in, false.n_out):
-      raise ArgumentError(f'Cond: true ({true.n_in} -> {true.n_out}) and false '
-                          f'({false.n_in} -> {false.n_out}) must have the same arities')
-    if cond.n_out != 1:
-      raise ArgumentError(f'Cond: cond must have n_out=1, got {cond.n_out}')
-    super().__init__(n_in=cond.n_in + true.n_in, n_out=true.n_out, name=name or 'Cond')
-    self._sublayers = (cond, true, false)
-
-  def init_weights_and_state(self, input_signature, rng):
-    cond, true, false = self._sublayers
-    stack = as_stack(input_signature, self.n_in)
-    x, y = stack_inputs(cond, stack), stack_inputs(true, stack[cond.n_in:])
-    r = split_rng(rng, 3)
-    parts = [
-        cond.make_weights_and_state(x, r[0]),
-        true.make_weights_and_state(y, r[1]),
-        false.make_weights_and_state(y, r[2])
-    ]
-    return tuple(w for w, _ in parts), tuple(s for _, s in parts)
-
-  def forward_with_state(self, x, weights, state, rng):
-    cond, true, false = self._sublayers
-    stack = as_stack(x, self.n_in)
-    r = split_rng(rng, 3)
-    pred, cond_state = cond.pure_fn(stack_inputs(cond, stack), weights[0], state[0], r[0])
-    if jnp.shape(pred) not in ((), (1,)):
-      raise ArgumentError(f'Cond: cond must output one boolean, got shape {jnp.shape(pred)}')
-    y = stack_inputs(true, stack[cond.n_in:])
-
-    def run_true(operands):
-      out, s = true.pure_fn(operands, weights[1], state[1], r[1])
-      return out, (s, state[2])
-
-    def run_false(operands):
-      out, s = false.pure_fn(operands, weights[2], state[2], r[2])
-      return out, (state[1], s)
-
-    out, (true_state,
-          false_state) = jax.lax.cond(jnp.reshape(pred, ()).astype(bool), run_true, run_false, y)
-    return out, (cond_state, true_state, false_state)
-
-
-class Cache(Layer):
-  """Runs `layer` on the first call and returns its cached outputs afterwards.
-
-  For parts of a predict-mode model that see the same input at every step
-  (an encoder). The weights are exactly `layer`'s (wrapping in Cache does not
-  change the weights tree); the state is `(layer_state, (outputs, is_cached))`.
-  Compiled with `lax.cond`, so the first and later calls share one program.
-  Re-initialise the state (or set `is_cached` False) to start a new input.
-  """
-
-  def __init__(self, layer):
-    super().__init__(n_in=layer.n_in, n_out=layer.n_out, name='Cache')
-    self._sublayers = (layer,)
-
-  def pack_tree(self, kind, sub_trees, own):
-    return sub_trees[0] if kind == 'weights' else (sub_trees[0], own)
-
-  def unpack_tree(self, kind, tree):
-    return ((tree,), EMPTY) if kind == 'weights' else ((tree[0],), tree[1])
-
-  def init_weights_and_state(self, input_signature, rng):
-    layer = self._sublayers[0]
-    w, s = layer.make_weights_and_state(input_signature, rng)
-    out = layer.output_signature_with(input_signature, w, s, rng)
-    out = out if isinstance(out, tuple) else (out,)
-    cached = tuple(jnp.zeros(o.shape, o.dtype) for o in out)
-    return w, (s, (cached, jnp.zeros((), bool)))
-
-  def forward_with_state(self, x, weights, state, rng):
-    layer = self._sublayers[0]
-    layer_state, (cached, is_cached) = state
-
-    def compute(_):
-      y, s = layer.pure_fn(x, weights, layer_state, rng)
-      y = y if isinstance(y, tuple) else (y,)
-      return tuple(a.astype(c.dtype) for a, c in zip(y, cached)), s
-
-    y, layer_state = jax.lax.cond(is_cached, lambda _: (cached, layer_state), compute, None)
-    return from_stack(y, self.n_out), (layer_state, (y, jnp.ones((), bool)))
-
-
 __all__ = [
     'Serial', 'Parallel', 'Select', 'Branch', 'Residual', 'Dup', 'Drop', 'Swap', 'Add',
-    'SubtractTop', 'Multiply', 'Concatenate', 'Split', 'Scan', 'Chunk', 'Cond', 'Cache'
+    'SubtractTop', 'Multiply', 'Concatenate', 'Split', 'Scan', 'Chunk'
 ]

@@ -28,7 +28,8 @@ from minitrax.layers.activation_fns import FastGelu, Relu
 from minitrax.layers.attention import AttentionQKV, PaddingMask, PositionalEncoding, ShiftRight
 from minitrax.layers.axial import AxialPositionalEncoding
 from minitrax.layers.base import Fn, Layer
-from minitrax.layers.combinators import (Branch, Cache, Concatenate, Dup, Scan, Select, Serial)
+from minitrax.layers.combinators import Branch, Concatenate, Dup, Scan, Select, Serial
+from minitrax.layers.control import Cache
 from minitrax.layers.core import Dense, Dropout, Embedding, LogSoftmax, check_ids, poison
 from minitrax.layers.lsh_attention import SelfAttention
 from minitrax.layers.normalization import LayerNorm

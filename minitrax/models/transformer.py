@@ -23,8 +23,8 @@ from minitrax.errors import ArgumentError
 from minitrax.layers.activation_fns import Relu
 from minitrax.layers.attention import (Attention, AttentionQKV, CausalAttention,
                                        DotProductCausalAttention, PaddingMask, ShiftRight)
-from minitrax.layers.combinators import (Branch, Cache, Concatenate, Residual, Select, Serial,
-                                         Split)
+from minitrax.layers.combinators import (Branch, Concatenate, Residual, Select, Serial, Split)
+from minitrax.layers.control import Cache
 from minitrax.layers.core import Dense, Dropout, Embedding, LogSoftmax, Mean
 from minitrax.layers.normalization import LayerNorm
 from minitrax.layers.positions import PositionalEncoding, PositionalEncodingView

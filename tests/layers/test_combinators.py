@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from minitrax.layers.base import Fn, Layer
-from minitrax.layers.combinators import (Add, Branch, Cache, Chunk, Concatenate, Cond, Drop, Dup,
-                                         Multiply, Parallel, Residual, Scan, Select, Serial, Split,
+from minitrax.layers.control import Cache, Cond
+from minitrax.layers.combinators import (Add, Branch, Chunk, Concatenate, Drop, Dup, Multiply,
+                                         Parallel, Residual, Scan, Select, Serial, Split,
                                          SubtractTop, Swap)
 from minitrax.shapes import ShapeDtype
 

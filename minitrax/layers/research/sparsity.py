@@ -37,7 +37,8 @@ from minitrax.checks import check_int, check_mode
 from minitrax.errors import ArgumentError
 from minitrax.layers.attention import DotProductCausalAttention
 from minitrax.layers.base import Fn, Layer
-from minitrax.layers.combinators import Concatenate, Cond, Parallel, Select, Serial
+from minitrax.layers.combinators import Concatenate, Parallel, Select, Serial
+from minitrax.layers.control import Cond
 from minitrax.layers.convolution import Conv
 from minitrax.layers.core import Dense
 from minitrax.layers.core_more import RandomUniform, Weights
