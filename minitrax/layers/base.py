@@ -68,9 +68,9 @@ class _LayerMeta(type):
   """Marks a layer as constructed, so that the typo guard can start working."""
 
   def __call__(cls, *args, **kwargs):
-    layer = super().__call__(*args, **kwargs)
-    object.__setattr__(layer, '_constructed', True)
-    return layer
+    made = super().__call__(*args, **kwargs)
+    object.__setattr__(made, '_constructed', True)
+    return made
 
   @property
   def __signature__(cls):
@@ -243,8 +243,8 @@ class Layer(metaclass=_LayerMeta):
     weights = trees.clear_shared(self, 'weights', weights)
     state = trees.clear_shared(self, 'state', state)
     self.weights, self.state = weights, state
-    for layer in trees.unique_layers(self):
-      object.__setattr__(layer, '_initialized', True)
+    for sub in trees.unique_layers(self):
+      object.__setattr__(sub, '_initialized', True)
     self._rng, self._input_signature = rng, sig
     return weights, state
 
@@ -446,5 +446,5 @@ __all__ = [
     'from_stack'
 ]
 
-# `Fn` is built on `Layer`; it lives in fn.py and is also known here, as in Trax.
-from minitrax.layers.fn import Fn  # noqa: E402  pylint: disable=wrong-import-position
+# Built on `Layer` in fn.py, and known here too (`trax.layers.base.Fn`, `.layer`, `.PureLayer`).
+from minitrax.layers.fn import Fn, PureLayer, layer  # noqa: E402,F401  pylint: disable=wrong-import-position

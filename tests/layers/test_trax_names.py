@@ -155,3 +155,21 @@ def test_help_shows_each_layers_constructor_signature():
   assert str(inspect.signature(tl.Serial)) == '(*sublayers, name=None, sublayers_to_print=None)'
   assert list(inspect.signature(tl.Dense).parameters)[:2] == ['n_units', 'kernel_initializer']
   assert list(inspect.signature(tl.Dense(2)).parameters) == ['x', 'weights', 'state', 'rng']
+
+
+def test_trax_12s_base_module_names_work_as_documented():
+  from minitrax.layers import base  # pylint: disable=import-outside-toplevel
+
+  @base.layer()
+  def Double(x, **unused_kwargs):  # pylint: disable=invalid-name
+    return x * 2
+
+  @base.layer(n_in=2, n_out=1)
+  def Plus(xs, **unused_kwargs):  # pylint: disable=invalid-name
+    return xs[0] + xs[1]
+
+  model = tl.Serial(Double(), tl.Dup(), Plus())
+  np.testing.assert_array_equal(model(np.array([1., 2.], np.float32)), [4., 8.])
+  times = base.Fn(lambda x, y: x * y, n_in=2, n_out=1)  # Trax 1.2's Fn(f, n_in, n_out)
+  assert times.n_in == 2 and float(times((np.float32(2.), np.float32(3.)))) == 6.0
+  assert base.PureLayer is tl.PureLayer
