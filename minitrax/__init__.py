@@ -15,7 +15,9 @@ compile_cache.enable()
 from minitrax import data
 from minitrax import errors
 from minitrax import fastmath
+from minitrax import history
 from minitrax import layers
+from minitrax import learning_rate
 from minitrax import lr
 from minitrax import math
 from minitrax import models
@@ -24,6 +26,6 @@ from minitrax import shapes
 from minitrax import supervised
 
 __all__ = [
-    'data', 'errors', 'fastmath', 'layers', 'lr', 'math', 'models', 'optimizers', 'shapes',
-    'supervised'
+    'data', 'errors', 'fastmath', 'history', 'layers', 'learning_rate', 'lr', 'math', 'models',
+    'optimizers', 'shapes', 'supervised'
 ]
