@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from minitrax.checks import check_flag, check_int, check_mode, check_rate
 from minitrax.errors import ArgumentError
+from minitrax.layers.predict_length import PredictLength
 from minitrax.layers.base import Fn, Layer
 from minitrax.layers.combinators import Branch, Parallel, Select, Serial
 from minitrax.layers.core import Dense, poison
@@ -172,7 +173,7 @@ def Attention(d_feature, n_heads=1, dropout=0.0, mode='train', *, use_bias=True)
 # ------------------------------------------------------------------ causal attention
 
 
-class DotProductCausalAttention(Layer):
+class DotProductCausalAttention(PredictLength, Layer):
   """Causal attention on per-head arrays: (q, k, v) -> y.
 
   n_in = 3, n_out = 1; (..., n, d), (..., n, d), (..., n, d_v) -> (..., n, d_v).
@@ -203,18 +204,6 @@ class DotProductCausalAttention(Layer):
     check_mode('DotProductCausalAttention', 'mode', mode)
     super().__init__(n_in=3, n_out=1, name='DotProductCausalAttention')
     self._dropout, self._max_len, self._mode = float(dropout), max_len, mode
-
-  @property
-  def max_len(self):
-    return self._max_len
-
-  @property
-  def mode(self):
-    return self._mode
-
-  def predict_capacity(self):
-    """`max_len`, the positions the key/value cache holds, in predict mode; else None."""
-    return self._max_len if self._mode == 'predict' else None
 
   def check_predict_mode(self, who):
     """Raises `ArgumentError` naming `who` unless this layer was built with mode='predict'."""

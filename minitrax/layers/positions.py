@@ -21,6 +21,7 @@ import numpy as np
 
 from minitrax.checks import check_flag, check_int, check_mode, check_rate
 from minitrax.errors import ArgumentError
+from minitrax.layers.predict_length import PredictLength
 from minitrax.layers.base import Layer
 from minitrax.layers.core import poison
 from minitrax.layers.initializers import GlorotUniformInitializer
@@ -81,7 +82,7 @@ def sinusoid_table(max_len, d_feature):
 # ------------------------------------------------------------------ the layer
 
 
-class PositionalEncoding(Layer):
+class PositionalEncoding(PredictLength, Layer):
   """Adds a trained table of position vectors: (batch, n, d) -> (batch, n, d).
 
   n_in = n_out = 1. Position p gets row p of the table (see the module
@@ -133,18 +134,6 @@ class PositionalEncoding(Layer):
     self._broadcast_dims = tuple(dropout_broadcast_dims)
     self._bfloat16, self._d_feature = bool(use_bfloat16), d_feature
     self._start_prob, self._max_offset = float(start_from_zero_prob), max_offset_to_add
-
-  @property
-  def max_len(self):
-    return self._max_len
-
-  @property
-  def mode(self):
-    return self._mode
-
-  def predict_capacity(self):
-    """`max_len`, the positions the counter may reach, in predict mode; else None."""
-    return self._max_len if self._mode == 'predict' else None
 
   def init_weights_and_state(self, input_signature, rng):
     if input_signature.ndim != 3:
