@@ -37,7 +37,6 @@ PENDING = frozenset({
     'layers.MultiplicativeModularSparseDense',
     'layers.RandomLayer',
     'layers.SparseDenseWithOptions',
-    'layers.SparseFF',
     'layers.SplitLastAxis',
 })
 
