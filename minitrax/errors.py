@@ -21,6 +21,13 @@ class LayerError(MinitraxError):
 
   Fix: read the last line (the original error); usually an input has the
   wrong shape or dtype for the layer named first.
+
+  Args:
+    layer_name: The failing layer's name.
+    method: The method that failed: `'init'`, `'pure_fn'` or `'output_signature'`.
+    created_at: Where the layer was created, as `'file:line'` text.
+    input_signature: The input signature (a `ShapeDtype` or tuple) it got.
+    cause: The original exception; its type and text end the message.
   """
 
   def __init__(self, layer_name, method, created_at, input_signature, cause):

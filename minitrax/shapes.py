@@ -63,6 +63,10 @@ def signature(obj):
   Works on NumPy and JAX arrays, tracers, `jax.ShapeDtypeStruct` and anything
   with `.shape` and `.dtype`; Python scalars become rank-0 signatures; None
   stays None (as in `Embedding(...).init(None)`: a signature a layer ignores).
+
+  Args:
+    obj: An array-like, a scalar, a `ShapeDtype`, None, or a (nested)
+      tuple/list of these; anything else raises `ShapeError`.
   """
   if isinstance(obj, ShapeDtype) or obj is None:  # None: an input a layer does not look at
     return obj

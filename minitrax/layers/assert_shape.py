@@ -201,6 +201,11 @@ def check_shape_agreement(layer_obj, input_signature):
   Trax 1.2's test helper: runs the layer on random inputs of the signature
   (with the weights and state of `init`) and asserts that the shapes agree.
 
+  Args:
+    layer_obj: The layer to check; it is initialised here.
+    input_signature: Its input signature: a `ShapeDtype`, array or
+      `jax.ShapeDtypeStruct`, or a tuple or list of them for several inputs.
+
   Returns:
     The output shape (a tuple), or a tuple of shapes for several outputs.
 

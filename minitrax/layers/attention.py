@@ -145,8 +145,12 @@ def AttentionQKV(d_feature, n_heads=1, dropout=0.0, mode='train', *, use_bias=Tr
 
   n_in = 4, n_out = 2. Dense projections of q, k and v to `d_feature`, then
   `PureAttention`, then a Dense output projection: `y` is (batch, n_q,
-  d_feature). Weights: four `Dense(d_feature)`, with biases (as in Trax 1.2
-  and 1.4) unless `use_bias=False`.
+  d_feature). Weights: four `Dense(d_feature)`.
+
+  Args:
+    d_feature: Width of the projections and of `y`; a multiple of `n_heads`.
+    n_heads, dropout, mode: As for `PureAttention`.
+    use_bias: Whether the projections have biases (they do in Trax 1.2 and 1.4).
   """
   check_int('AttentionQKV', 'd_feature', d_feature, 1)
   check_int('AttentionQKV', 'n_heads', n_heads, 1)
@@ -164,7 +168,10 @@ def Attention(d_feature, n_heads=1, dropout=0.0, mode='train', *, use_bias=True)
   n_in = 2, n_out = 2; (batch, n, d) -> (batch, n, d_feature). `mask` is a
   boolean array broadcastable to (batch, n_heads, n, n), e.g. from
   `PaddingMask`. The same in every mode (no cache). Weights: those of
-  `AttentionQKV` (biases unless `use_bias=False`).
+  `AttentionQKV`, whose arguments these are.
+
+  Args:
+    d_feature, n_heads, dropout, mode, use_bias: As for `AttentionQKV`.
   """
   return Serial(Select([0, 0, 0]), AttentionQKV(d_feature, n_heads, dropout, mode,
                                                 use_bias=use_bias), name='Attention')
@@ -288,15 +295,23 @@ def CausalAttention(  # pylint: disable=invalid-name
     max_len=2048, use_bias=False):
   """Multi-head causal self-attention (Trax 1.2's form): (batch, n, d) -> (batch, n, d_feature).
 
-  n_in = n_out = 1. Projections of the input to queries, keys and values
-  (`n_heads` heads of `d_attention_key`, `d_attention_key` and
-  `d_attention_value` features; default `d_feature // n_heads`), the causal
-  core `attention_type(mode=mode)` per head, heads merged, an output projection
-  to `d_feature`. With `share_qk` the queries are the keys. Weights: the
-  projections' kernels, q, k (unless shared), v, output; as in Trax 1.2 they
-  have no biases unless `use_bias=True` (Trax 1.4's form: `CausalAttention14`).
-  The core `DotProductCausalAttention` also gets `dropout` (0 in Trax 1.2) and
-  `max_len`, its predict-mode cache length (Trax 1.2 hard-coded 2048).
+  n_in = n_out = 1. Projections of the input to per-head queries, keys and
+  values, the causal core per head, heads merged, an output projection to
+  `d_feature`. Weights: the projections' kernels, q, k (unless shared), v,
+  output; no biases by default, as in Trax 1.2 (Trax 1.4's form: `CausalAttention14`).
+
+  Args:
+    d_feature: Output width; a multiple of `n_heads` unless both head sizes are given.
+    n_heads: Number of heads.
+    d_attention_key, d_attention_value: Features per head of queries and keys,
+      and of values; None means `d_feature // n_heads`.
+    attention_type: The core's class, called with `mode=mode` (and with
+      `dropout` and `max_len` too if it is a `DotProductCausalAttention`).
+    share_qk: If true, the queries are the keys (one projection fewer).
+    mode: 'train', 'eval' or 'predict' (the core keeps a cache in 'predict').
+    dropout: Attention-weight dropout of the core (Trax 1.2 has none: 0).
+    max_len: The core's predict-mode cache length (Trax 1.2 hard-coded 2048).
+    use_bias: Whether the four projections have biases.
   """
   who = 'CausalAttention'
   check_int(who, 'd_feature', d_feature, 1)
@@ -322,9 +337,14 @@ def CausalAttention14(  # pylint: disable=invalid-name
   """Trax 1.4's `CausalAttention` (its signature): (batch, n, d) -> (batch, n, d_feature).
 
   n_in = n_out = 1. As `CausalAttention`, with biases on the four projections
-  (Trax 1.4's weights: `(w, b)` each) and attention `dropout`;
-  `max_inference_length` is the predict-mode cache length. `use_dconv` (a
-  depthwise convolution after each projection) is not supported.
+  (Trax 1.4's weights: `(w, b)` each), heads of `d_feature // n_heads`.
+
+  Args:
+    d_feature, n_heads, mode: As for `CausalAttention`.
+    dropout: Dropout rate on the attention weights (training only).
+    max_inference_length: The predict-mode cache length.
+    use_dconv: Must be false: Trax's depthwise convolution after each
+      projection is not supported (`ArgumentError`).
   """
   check_int('CausalAttention', 'd_feature', d_feature, 1)
   check_int('CausalAttention', 'n_heads', n_heads, 1)
@@ -347,6 +367,10 @@ def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
   `(batch, n, ...) -> (batch, n, ...)`: `y[:, i] = x[:, i - n_positions]`, 0
   for `i < n_positions`. The identity in predict mode (the decoder then feeds
   the start symbol itself).
+
+  Args:
+    n_positions: Positive int, the shift.
+    mode: 'train', 'eval' or 'predict'.
   """
   check_int('ShiftRight', 'n_positions', n_positions, 1)
   check_mode('ShiftRight', 'mode', mode)
@@ -364,7 +388,11 @@ def ShiftRight(n_positions=1, mode='train'):  # pylint: disable=invalid-name
 
 
 def PaddingMask(pad=0):  # pylint: disable=invalid-name
-  """Marks non-padding ids: (batch, n) int -> (batch, 1, 1, n) bool (True = content)."""
+  """Marks non-padding ids: (batch, n) int -> (batch, 1, 1, n) bool (True = content).
+
+  Args:
+    pad: The padding id.
+  """
 
   def f(x):
     if x.ndim != 2:

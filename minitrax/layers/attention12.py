@@ -28,7 +28,15 @@ from minitrax.layers.masks import keep_mask
 
 
 class BaseCausalAttention(Layer):
-  """Base class of Trax 1.2's causal-attention cores: n_in = 3 (q, k, v), n_out = 1."""
+  """Base class of Trax 1.2's causal-attention cores: n_in = 3 (q, k, v), n_out = 1.
+
+  q, k and v are per-head arrays `(batch * n_heads, length, d)` agreeing on
+  their first two axes; a subclass attends from each position to itself and
+  the positions before it.
+
+  Args:
+    mode: 'train', 'eval' or 'predict'; read back as the `mode` property.
+  """
 
   def __init__(self, mode='train'):
     check_mode(type(self).__name__, 'mode', mode)

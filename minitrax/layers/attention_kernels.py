@@ -38,6 +38,13 @@ _SELF_PENALTY = 1e5  # subtracted from a query's score with its own key (shared 
 
 
 def check_buckets(who, n_buckets):
+  """Raises `ArgumentError` naming `who` unless `n_buckets` is a valid bucket count.
+
+  Args:
+    who: The layer or function named in the message.
+    n_buckets: Valid: None (chosen later), 1 (no hashing), an even int >= 2,
+      or a tuple/list of even ints >= 2 (factorised hashing).
+  """
   if n_buckets is None or n_buckets == 1:
     return
   factors = n_buckets if isinstance(n_buckets, (tuple, list)) else [n_buckets]
@@ -51,7 +58,15 @@ def check_buckets(who, n_buckets):
 
 
 def auto_n_buckets(n, chunk_len):
-  """Trax's default: `2 * max(1, n // chunk_len)` buckets, factorised in two when > 128."""
+  """Trax's default: `2 * max(1, n // chunk_len)` buckets, factorised in two when > 128.
+
+  Args:
+    n: The sequence length.
+    chunk_len: Positions per chunk (a positive int).
+
+  Returns:
+    An even int, or a pair of even ints whose product is about the count.
+  """
   n_buckets = 2 * max(1, n // chunk_len)
   if n_buckets <= 128:
     return n_buckets
@@ -68,13 +83,26 @@ def random_rotations(rng, d, n_buckets, n_hashes=1, n_sets=None):
 
   With `n_sets`, that many independent sets in one draw: (n_sets, d,
   n_hashes, r/2). The draw depends only on `rng` and the shape.
+
+  Args:
+    rng: A JAX key.
+    d: The depth of the vectors to hash.
+    n_buckets: An even int, or a tuple of even ints (one rotation per factor).
+    n_hashes: Number of hashing rounds.
+    n_sets: None for one set, else the number of independent sets.
   """
   shape = (d, n_hashes, sum(_factors(n_buckets)) // 2)
   return jax.random.normal(rng, shape if n_sets is None else (n_sets,) + shape, jnp.float32)
 
 
 def hash_with_rotations(vecs, rotations, n_buckets):
-  """Buckets of vecs (..., n, d) for rotations (d, n_hashes, r/2): (..., n_hashes, n) int32."""
+  """Buckets of vecs (..., n, d) for rotations (d, n_hashes, r/2): (..., n_hashes, n) int32.
+
+  Args:
+    vecs: (..., n, d) vectors to hash (computed in float32).
+    rotations: (d, n_hashes, r/2) from `random_rotations`, made for `n_buckets`.
+    n_buckets: As for `random_rotations`; 1 puts everything in bucket 0.
+  """
   if n_buckets == 1:
     return jnp.zeros(vecs.shape[:-2] + (rotations.shape[1], vecs.shape[-2]), jnp.int32)
   rotated = jnp.einsum('...nd,dhr->...hnr', vecs.astype(jnp.float32), rotations)
@@ -94,12 +122,23 @@ def hash_vectors(vecs, n_buckets, rng, n_hashes=1):
   With `n_buckets` a tuple (r_1, r_2, ...), one rotation per factor gives
   digits combined as `b_1 + r_1 b_2 + r_1 r_2 b_3 + ...` (prod(r_i)
   buckets). `n_buckets=1` puts everything in bucket 0.
+
+  Args:
+    vecs: (..., n, d) vectors.
+    n_buckets: An even int, a tuple of even ints, or 1.
+    rng: A JAX key for the rotations (equal keys give equal buckets).
+    n_hashes: Number of hashing rounds.
   """
   rotations = random_rotations(rng, vecs.shape[-1], n_buckets, n_hashes)
   return hash_with_rotations(vecs, rotations, n_buckets)
 
 
 def total_buckets(n_buckets):
+  """The number of buckets: `n_buckets` itself, or the product of its factors.
+
+  Args:
+    n_buckets: An int, or a tuple/list of ints (factorised hashing).
+  """
   return math.prod(_factors(n_buckets))
 
 
@@ -107,6 +146,12 @@ def total_buckets(n_buckets):
 
 
 def length_normalized(x, epsilon=1e-6):
+  """`x` in float32 scaled to unit root-mean-square over its last axis (shared-QK keys).
+
+  Args:
+    x: An array (..., d).
+    epsilon: Added to the mean square before the reciprocal square root.
+  """
   x = x.astype(jnp.float32)
   return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + epsilon)
 
@@ -174,6 +219,11 @@ def look_adjacent(x, before, after, axis=0):
   joined by chunks i - before .. i + after, wrapping around at both ends; as in
   Trax, nothing is clipped, so a neighbour that is reached twice (`before +
   after >= c`) appears twice.
+
+  Args:
+    x: The chunked array.
+    before, after: How many chunks before and after each one to join (ints >= 0).
+    axis: The chunk axis (non-negative or negative; `axis + 1` must exist).
   """
   parts = [jnp.roll(x, i, axis=axis) for i in range(before, 0, -1)] + [x]
   parts += [jnp.roll(x, -i, axis=axis) for i in range(1, after + 1)]
@@ -229,9 +279,11 @@ def chunked_attention(q, k, v, *, causal=False, exclude_self=False, valid=None, 
   """Exact attention with the queries taken `chunk_len` at a time.
 
   Args:
-    q: (..., n, d); k: (..., n, d); v: (..., n, d_v).
-    causal: hide later positions; exclude_self: lower a query's score with
-      its own position by 1e5 (for shared query/keys).
+    q, k: (..., n, d) queries and keys.
+    v: (..., n, d_v) values.
+    causal: Hide later positions.
+    exclude_self: Lower a query's score with its own position by 1e5 (for
+      shared query/keys).
     valid: None or a bool array broadcastable to (..., n): False hides a key.
     chunk_len: None for one block; else the loop over query chunks is
       rematerialised, so the backward pass too holds (..., chunk_len, n)
@@ -276,8 +328,8 @@ def local_attention(q, k, v, *, chunk_len, n_chunks_before=0, n_chunks_after=0, 
   last one). Masks are by position, as in `chunked_attention`.
 
   Args:
-    q: (..., n, d); k: (..., n, d); v: (..., n, d_v); n a multiple of
-      `chunk_len`.
+    q, k: (..., n, d) queries and keys, n a multiple of `chunk_len`.
+    v: (..., n, d_v) values.
     chunk_len, n_chunks_before, n_chunks_after: the chunks and neighbours.
     causal, exclude_self, dropout, rng: as in `chunked_attention`.
     valid: None or (..., n) bool with the leading axes of q: False hides a
@@ -305,8 +357,17 @@ def local_attention(q, k, v, *, chunk_len, n_chunks_before=0, n_chunks_after=0, 
 def cached_attention(q, keys, values, start, *, exclude_self=False):
   """Causal attention of `m` new queries at positions `start..start+m-1` over a cache.
 
-  q: (..., m, d); keys: (..., L, d); values: (..., L, d_v), already holding
-  the new positions. Cache slots after a query's position are hidden.
+  Cache slots after a query's position are hidden.
+
+  Args:
+    q: (..., m, d) new queries.
+    keys, values: (..., L, d) and (..., L, d_v) caches, already holding the
+      new positions.
+    start: The position of the first new query (an int or int32 scalar).
+    exclude_self: As in `chunked_attention`.
+
+  Returns:
+    (..., m, d_v).
   """
   q_pos = start + jnp.arange(q.shape[-2], dtype=jnp.int32)
   k_pos = jnp.arange(keys.shape[-2], dtype=jnp.int32)

@@ -188,7 +188,14 @@ def Conv1d(
   """1-D convolution over `(batch, length, c_in) -> (batch, length', filters)`.
 
   A `Conv` with layout ('NWC', 'WIO', 'NWC'); `kernel_size` and `stride` are
-  ints. n_in = n_out = 1. Other arguments as in `Conv`.
+  ints. n_in = n_out = 1.
+
+  Args:
+    filters: Number of output channels.
+    kernel_size: The window length, an int (a tuple raises `ArgumentError`).
+    stride: The step along the length, an int.
+    padding: 'VALID', 'SAME', or one `(low, high)` pair.
+    kernel_initializer, bias_initializer, use_bias: As in `Conv`.
   """
   if isinstance(kernel_size, (tuple, list)) or isinstance(stride, (tuple, list)):
     raise ArgumentError(f'Conv1d: kernel_size and stride must be ints, got {kernel_size!r} '

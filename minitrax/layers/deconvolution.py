@@ -43,6 +43,7 @@ class ConvTranspose(Layer):
     kernel_initialzer: `init(shape, rng)`; default Glorot-normal with fans from
       the kernel layout's 'I' and 'O' axes.
     bias_initializer: `init(shape, rng)`; default normal with std 1e-6.
+    kernel_initializer: The same as `kernel_initialzer` (pass at most one).
   """
 
   def __init__(self, filters, kernel_size, strides=None, padding='VALID', rhs_dilation=None,

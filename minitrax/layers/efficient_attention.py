@@ -42,8 +42,8 @@ class EncDecAttention(EfficientAttention):
   (n_heads, d_enc, d_v), (n_heads, d_v, d_model). The same in every mode.
 
   Args:
-    n_heads, d_qk, d_v, attention_dropout, output_dropout, n_parallel_heads,
-      use_python_loop, use_reference_code: as for `SelfAttention`.
+    n_heads, d_qk, d_v, attention_dropout, output_dropout: As for `SelfAttention`.
+    n_parallel_heads, use_python_loop, use_reference_code: As for `SelfAttention`.
     masked: take the encoder's padding mask as a third input.
     mode: 'train', 'eval' or 'predict' (dropout only in 'train').
   """
@@ -94,9 +94,16 @@ class PureLSHSelfAttention(_LSHAttention):
   the shape of `v`. No weights; state as `LSHSelfAttention`'s. Signature and
   defaults of Trax 1.4.
 
-  Args: as for `LSHSelfAttention14`, except that, as in Trax, `bias` (there
-    are no weights) and `output_dropout` (Trax applies none here) have no
-    effect and `d_qk`, `d_v` are read from the inputs.
+  Args:
+    n_heads: Number of heads folded into the batch axis of `qk` and `v`.
+    d_qk, d_v: Checked, otherwise ignored: the widths are read from the inputs.
+    share_qk, causal, masked, chunk_len, mode: As for `LSHSelfAttention14`.
+    n_chunks_before, n_chunks_after, n_hashes, n_buckets: As there.
+    predict_mem_len, predict_drop_len, attention_dropout: As there.
+    max_length_for_buckets, n_parallel_heads: As there.
+    use_python_loop, use_reference_code: As there.
+    output_dropout, bias: Accepted and ignored, as in Trax (it applies no
+      output dropout here, and there are no weights to bias).
   """
 
   def __init__(self, n_heads=2, d_qk=64, d_v=64, share_qk='unused', causal=False, masked=False,
@@ -168,8 +175,8 @@ class MixedLSHSelfAttention(Layer):
   state: `(lsh_state, plain_state)`.
 
   Args:
-    n_heads, d_qk, d_v, causal, masked, mode, output_dropout,
-      attention_dropout: as for `PureLSHSelfAttention`.
+    n_heads, d_qk, d_v, causal, masked, mode: As for `PureLSHSelfAttention`.
+    output_dropout, attention_dropout: As for `PureLSHSelfAttention`.
     std_length: the longest length given plain attention, or None.
     force_no_dropout: set both dropout rates to 0.
     **pure_lsh_implementation_kwargs: more `PureLSHSelfAttention` arguments.
@@ -264,8 +271,8 @@ class PureLSHSelfAttentionWrapper(Serial):
   (unless sparse) `Dense(d, use_bias=bias)`.
 
   Args:
-    n_heads, d_qk, d_v, causal, masked, output_dropout, attention_dropout,
-      mode: passed to `pure_lsh_implementation`.
+    n_heads, d_qk, d_v, causal, masked: Passed to `pure_lsh_implementation`.
+    output_dropout, attention_dropout, mode: Passed to it too.
     pure_lsh_implementation: a layer class taking those arguments, e.g.
       `PureLSHSelfAttention` (the default here; Trax has none).
     bias: biases in the dense projections.

@@ -92,7 +92,17 @@ class EfficientAttention(Layer):
   Subclasses set `n_in` through `masked`, and override `_attend(q, k, v,
   valid, rng, attention_rng, state)` (`q`, `v`: (batch, n_heads, n, d); `k`
   None when shared; `valid`: None or (batch, n) bool) returning (batch,
-  n_heads, n, d_v).
+  n_heads, n, d_v). All arguments but `name` are keyword-only and checked here.
+
+  Args:
+    name: The layer's name, also named in its errors.
+    n_heads, d_qk, d_v, share_qk, causal, masked, bias: As for `SelfAttention`.
+    chunk_len, n_chunks_before, n_chunks_after, mode: As for `SelfAttention`.
+    predict_mem_len, predict_drop_len: As for `SelfAttention` (checked by
+      `predict_lengths` in 'predict' mode).
+    attention_dropout, output_dropout: As for `SelfAttention`; 0 outside 'train'.
+    n_parallel_heads: None/0, or a multiple or divisor of `n_heads`.
+    use_python_loop, use_reference_code: Flags, checked and otherwise ignored.
   """
 
   def __init__(self, name, *, n_heads, d_qk, d_v, share_qk, causal, masked, chunk_len,

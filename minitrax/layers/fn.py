@@ -132,6 +132,12 @@ def layer(n_in=1, n_out=1, new_weights_fn=None):
   `new_weights_fn(input_signature, **kwargs)`, which makes the weights; none
   if it is None). The inputs reach `f` packed as the stack gives them.
 
+  Args:
+    n_in, n_out: How many inputs the layer takes from the stack and how many
+      outputs `f` returns (`f` returning None counts as no outputs).
+    new_weights_fn: None (a layer without weights), or a function
+      `(input_signature, **kwargs) -> weights` called by `init`.
+
   >>> @layer()
   ... def AddConstant(x, weights, constant=1.0):
   ...   del weights

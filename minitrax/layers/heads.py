@@ -17,7 +17,13 @@ from minitrax.layers.combinators import Branch, Serial
 
 
 def SplitIntoHeads(n_heads, merged_batch_and_head=True):  # pylint: disable=invalid-name
-  """(batch, n, d) -> (batch * n_heads, n, d / n_heads) (or (batch, n_heads, n, d / n_heads))."""
+  """(batch, n, d) -> (batch * n_heads, n, d / n_heads) (or (batch, n_heads, n, d / n_heads)).
+
+  Args:
+    n_heads: Number of heads; must divide `d`.
+    merged_batch_and_head: If true, fold the heads into the batch axis (head h
+      of example b at `b * n_heads + h`); else give them axis 1.
+  """
   check_int('SplitIntoHeads', 'n_heads', n_heads)
   merged = check_flag('SplitIntoHeads', 'merged_batch_and_head', merged_batch_and_head)
 
@@ -33,7 +39,15 @@ def SplitIntoHeads(n_heads, merged_batch_and_head=True):  # pylint: disable=inva
 
 
 def MergeHeads(n_heads, merged_batch_and_head=True):  # pylint: disable=invalid-name
-  """(batch * n_heads, n, d_head), or (batch, n_heads, n, d_head) -> (batch, n, n_heads d_head)."""
+  """(batch * n_heads, n, d_head), or (batch, n_heads, n, d_head) -> (batch, n, n_heads d_head).
+
+  The inverse of `SplitIntoHeads`.
+
+  Args:
+    n_heads: Number of heads.
+    merged_batch_and_head: Whether the heads are folded into the batch axis
+      (the first input form) or have axis 1 (the second).
+  """
   check_int('MergeHeads', 'n_heads', n_heads)
   merged = check_flag('MergeHeads', 'merged_batch_and_head', merged_batch_and_head)
 
@@ -100,6 +114,14 @@ def ConfigurableAttention(
   each split into `n_heads` heads; `qkv_attention_layer` (e.g.
   `DotProductCausalAttention`) attends per head; the heads are merged and
   `final_layer` is applied. Weights: those of the pieces, in that order.
+
+  Args:
+    q_layer, k_layer, v_layer: Layers `(batch, n, d) -> (batch, n, d')` making
+      queries, keys and values (e.g. `Dense(d')`); `d'` must divide by `n_heads`.
+    final_layer: Layer applied to the merged heads `(batch, n, d')`.
+    qkv_attention_layer: Layer `(q, k, v) -> activations` on per-head arrays
+      `(batch * n_heads, n, d' / n_heads)`.
+    n_heads: Number of heads.
   """
   check_int('ConfigurableAttention', 'n_heads', n_heads)
   return Serial(

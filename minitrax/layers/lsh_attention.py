@@ -67,6 +67,13 @@ def over_heads(one, args, n_pairs, n_parallel):
   Every leaf of `args` has a leading axis of `n_pairs` (None leaves stay
   None). With `n_parallel`, groups of pairs run one after another in a
   rematerialised loop (less memory, the same numbers).
+
+  Args:
+    one: A function of one pair's arguments (leaves without the leading axis).
+    args: A tuple of arrays (or pytrees, or None) with leading axis `n_pairs`.
+    n_pairs: batch x n_heads; must be a multiple of `n_parallel` if that is
+      smaller (`ArgumentError` otherwise).
+    n_parallel: None/0 for all pairs in one vmap, else the group size.
   """
   if not n_parallel or n_parallel >= n_pairs:
     return jax.vmap(one)(*args)
@@ -259,9 +266,9 @@ class LSHSelfAttention(_LSHAttention):
   (`chunk_len=128`, `n_buckets=None`) and argument order.
 
   Args:
-    n_heads, d_qk, d_v, causal, mode, predict_mem_len, predict_drop_len,
-      attention_dropout, output_dropout, n_parallel_heads, use_python_loop,
-      use_reference_code, masked, bias: as for `SelfAttention`.
+    n_heads, d_qk, d_v, causal, masked, bias, mode: As for `SelfAttention`.
+    predict_mem_len, predict_drop_len, attention_dropout, output_dropout: As for `SelfAttention`.
+    n_parallel_heads, use_python_loop, use_reference_code: As for `SelfAttention`.
     share_qk: 'unused' or True (queries and keys are always shared).
     chunk_len: None (one chunk: exact attention), or positions per chunk
       after sorting; `n_hashes * n` must be a multiple of it.
@@ -293,8 +300,14 @@ class LSHSelfAttention14(_LSHAttention):
   """`LSHSelfAttention` with Trax 1.4's signature and defaults (`minitrax.trax14`'s meaning).
 
   n_in = 1 (2 with `masked=True`), n_out = 1: (batch, n, d) -> (batch, n, d).
-  Defaults `chunk_len=128`, `n_buckets=None`; arguments as for
-  `LSHSelfAttention`.
+  Defaults `chunk_len=128`, `n_buckets=None`.
+
+  Args:
+    n_heads, d_qk, d_v, share_qk, causal, masked, mode: As for `LSHSelfAttention`.
+    chunk_len, n_chunks_before, n_chunks_after, n_hashes, n_buckets: As there.
+    predict_mem_len, predict_drop_len, attention_dropout, output_dropout: As there.
+    max_length_for_buckets, bias, n_parallel_heads: As there.
+    use_python_loop, use_reference_code: As there.
   """
 
   def __init__(self, n_heads=2, d_qk=64, d_v=64, share_qk='unused', causal=False, masked=False,

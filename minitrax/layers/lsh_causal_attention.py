@@ -45,7 +45,16 @@ from minitrax.layers.masks import keep_mask
 
 
 def factor_list(who, n_buckets, factorize_hash):
-  """The bucket factors of Trax's `hash_vectors`: [n_buckets], a given list, or a found pair."""
+  """The bucket factors of Trax's `hash_vectors`: [n_buckets], a given list, or a found pair.
+
+  Args:
+    who: The layer named in errors.
+    n_buckets: The total number of buckets (an int).
+    factorize_hash: A list/tuple of even factors whose product is `n_buckets`
+      (else `ArgumentError`); true to find the even pair closest to
+      sqrt(n_buckets) (kept only if its first factor is > 2); false for no
+      factorisation.
+  """
   if isinstance(factorize_hash, (list, tuple)):
     if any(f % 2 for f in factorize_hash) or math.prod(factorize_hash) != n_buckets:
       raise ArgumentError(f'{who}: factorize_hash must be even factors of n_buckets={n_buckets}, '

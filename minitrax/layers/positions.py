@@ -31,7 +31,14 @@ from minitrax.layers.masks import keep_mask
 
 
 def overflow_message(who, start, n, max_len):
-  """The error text for `n` new positions at `start` past a cache of `max_len`."""
+  """The error text for `n` new positions at `start` past a cache of `max_len`.
+
+  Args:
+    who: The layer named first in the text.
+    start: The first new position (an int).
+    n: How many new positions.
+    max_len: The cache's length.
+  """
   return (f'{who}: predict mode ran past max_len={max_len}: {n} new position(s) at position '
           f'{start} need {start + n} cache slots; build the model with a larger max_len, or '
           f're-initialise its state to start a new sequence')
@@ -41,9 +48,15 @@ def check_positions(start, n, max_len, who):
   """Checks that positions `[start, start + n)` fit a cache of `max_len`.
 
   The same pattern as `core.check_ids`: for a concrete `start`, raises
-  `ValueError` or returns None; for a traced one, returns only a traced
-  boolean `bad` (no host callback in the compiled program), and the caller
-  poisons its outputs with `core.poison(y, bad)`.
+  `ArgumentError` (a `ValueError`) or returns None; for a traced one, returns
+  only a traced boolean `bad` (no host callback in the compiled program), and
+  the caller poisons its outputs with `core.poison(y, bad)`.
+
+  Args:
+    start: The first new position: an int, a concrete scalar or a tracer.
+    n: How many new positions (a Python int).
+    max_len: The cache's length.
+    who: The layer named in the error.
   """
   if not isinstance(start, jax.core.Tracer):
     start = int(start)
@@ -61,6 +74,10 @@ def sinusoidal_encoding(positions, d_feature):
 
   Column 2i is `sin(p / 10000^(2i / d))`, column 2i + 1 is
   `cos(p / 10000^(2i / d))` (Vaswani et al., 2017).
+
+  Args:
+    positions: (n,) integer positions (a JAX or NumPy array; traced is fine).
+    d_feature: Width of the signals (an odd width drops the last cosine).
   """
   freqs = jnp.exp(
       jnp.arange(0, d_feature, 2, dtype=jnp.float32) * jnp.float32(-math.log(10000.0) / d_feature))
@@ -70,7 +87,14 @@ def sinusoidal_encoding(positions, d_feature):
 
 
 def sinusoid_table(max_len, d_feature):
-  """The initial table, (max_len, d_feature) float32, computed in float64 as Trax does."""
+  """The initial table, (max_len, d_feature) float32, computed in float64 as Trax does.
+
+  Row p holds the signals of `sinusoidal_encoding` for position p (a NumPy array).
+
+  Args:
+    max_len: Number of rows (positions 0 .. max_len - 1).
+    d_feature: Number of columns.
+  """
   position = np.arange(max_len, dtype=np.float64)[:, None]
   div_term = np.exp(np.arange(0, d_feature, 2) * -(np.log(10000.0) / d_feature))
   table = np.zeros((max_len, d_feature), np.float32)
@@ -259,6 +283,10 @@ def PositionalEncoding14(  # pylint: disable=invalid-name
   """Trax 1.4's `PositionalEncoding` (its signature): the table is (max_len, d).
 
   n_in = n_out = 1; (batch, n, d) -> (batch, n, d). See `PositionalEncoding`.
+
+  Args:
+    max_len, dropout, dropout_broadcast_dims, use_bfloat16: As for `PositionalEncoding`.
+    start_from_zero_prob, max_offset_to_add, d_feature, mode: As for `PositionalEncoding`.
   """
   return PositionalEncoding(max_len, dropout, dropout_broadcast_dims, mode,
                             use_bfloat16=use_bfloat16, start_from_zero_prob=start_from_zero_prob,

@@ -59,6 +59,11 @@ class ReversibleLayer(Layer):
   A subclass implements the forward pass as usual and `reverse`; it may also
   override `reverse_and_grad` when reconstruction and gradient share work
   (as `ReversibleHalfResidual` does).
+
+  Args:
+    n_in, n_out: How many items the layer takes from and puts on the stack.
+    name: The name shown in `repr` and errors; default: the class name.
+    sublayers_to_print: Sublayers that `repr` shows instead of `sublayers`.
   """
 
   def reverse(self, output, weights=(), state=(), rng=None):
@@ -187,6 +192,11 @@ class ReversibleSerial(ReversibleLayer, Serial):
   one sublayer, whatever the depth. Weights and state: one entry per
   sublayer, as in `Serial`. A sublayer object may not occur twice in one
   ReversibleSerial.
+
+  Args:
+    *layers: `ReversibleLayer`s (nested lists are flattened, as in `Serial`);
+      anything else raises `ArgumentTypeError`.
+    name: The layer's name; default 'ReversibleSerial'.
   """
 
   def __init__(self, *layers, name=None):

@@ -69,6 +69,11 @@ class ReversibleReshape(ReversibleLayer):
 
   `(*shape1, *rest) -> (*shape2, *rest)`; `prod(shape1)` must equal
   `prod(shape2)`. n_in = n_out = `n_in`.
+
+  Args:
+    shape1: The leading axes of each input (a tuple of ints).
+    shape2: What they become: a tuple of ints with the same product.
+    n_in: How many stack items are reshaped, each the same way.
   """
 
   def __init__(self, shape1, shape2, n_in=1):
@@ -114,7 +119,12 @@ class ReversibleConcatenatePair(ReversibleLayer):
 
 
 class ReversiblePrintShape(ReversibleLayer):
-  """Identity on `n_in` items that prints (and logs) their shapes and dtypes at each trace."""
+  """Identity on `n_in` items that prints (and logs) their shapes and dtypes at each trace.
+
+  Args:
+    n_in: How many stack items pass through (and are printed).
+    msg: Text printed after `PrintShape:` to tell the prints apart.
+  """
 
   def __init__(self, n_in=1, msg=''):
     check_int('ReversiblePrintShape', 'n_in', n_in, 1)

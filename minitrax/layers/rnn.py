@@ -182,6 +182,9 @@ def MakeZeroState(depth_multiplier=1):  # pylint: disable=invalid-name
 
   n_in = 1, n_out = 1. (`LSTM` and `GRU` size their zero state from the cell
   instead; see the module docstring.)
+
+  Args:
+    depth_multiplier: Positive int; the state's depth is this times the input's.
   """
   check_positive_int('MakeZeroState', 'depth_multiplier', depth_multiplier)
   return _zeros_layer(lambda d: depth_multiplier * d)
@@ -204,6 +207,13 @@ def LSTM(n_units, mode='train', return_state=False, initial_state=False):  # pyl
   the final state as a second output. In `mode='predict'` the final state is
   kept and continues the next call (`Scan`'s predict mode). Named
   `LSTM_{n_units}`.
+
+  Args:
+    n_units: Positive int; the size of h and of c (the state holds both).
+    mode: 'train', 'eval' or 'predict' (only 'predict' differs: see above).
+    return_state: If true, also output the final state `(batch, 2 * n_units)`.
+    initial_state: If true, take the start state as a second input instead
+      of starting from zeros.
   """
   check_positive_int('LSTM', 'n_units', n_units)
   check_mode('LSTM', 'mode', mode)
@@ -217,6 +227,10 @@ def GRU(n_units, mode='train'):  # pylint: disable=invalid-name
   n_in = 1, n_out = 1. Runs `GRUCell(n_units)` (weights shared over time)
   along axis 1 and outputs h at every step; the final state is dropped (kept
   for the next call in `mode='predict'`). Named `GRU_{n_units}`.
+
+  Args:
+    n_units: Positive int; the size of h, the state and each step's output.
+    mode: 'train', 'eval' or 'predict' (only 'predict' differs: see above).
   """
   check_positive_int('GRU', 'n_units', n_units)
   check_mode('GRU', 'mode', mode)
@@ -268,6 +282,10 @@ def ConvGRUCell(n_units, kernel_size=(3, 3)):  # pylint: disable=invalid-name
   transform (so the state needs `c == n_units`), sigmoid gates, a tanh
   candidate and dropout 0.1 on the candidate. n_in = n_out = 1. Weights: three
   `(kernel, bias)` pairs, in the places of `GeneralGRUCell`'s layout.
+
+  Args:
+    n_units: Positive int; the convolutions' output channels (= the state's).
+    kernel_size: The convolutions' window over (h, w), a pair of ints.
   """
   check_positive_int('ConvGRUCell', 'n_units', n_units)
   return GeneralGRUCell(lambda: Conv(n_units, kernel_size, padding='SAME'))
@@ -283,6 +301,11 @@ def ScanSRUCell(mode, monkey_patched_mask=None):  # pylint: disable=invalid-name
 
   The recurrent half of `SRU` (Trax 1.4's name). Trax's `monkey_patched_mask`
   (a Terraformer predict-mode hook) is not supported.
+
+  Args:
+    mode: 'train', 'eval' or 'predict'; in 'predict' the last `c` carries
+      over to the next call (`Scan`'s predict mode).
+    monkey_patched_mask: Must be None; anything else raises `ArgumentError`.
   """
   check_mode('ScanSRUCell', 'mode', mode)
   if monkey_patched_mask is not None:
@@ -331,7 +354,11 @@ def SRU(n_units, activation=None, mode='train'):  # pylint: disable=invalid-name
 
 
 def SRU14(n_units, activation=None, mode='train'):  # pylint: disable=invalid-name
-  """Trax 1.4's `SRU`: as `SRU`, with `h_t = r_t * act(c_t) + (1 - r_t) * x_t * sqrt(3)`."""
+  """Trax 1.4's `SRU`: as `SRU`, with `h_t = r_t * act(c_t) + (1 - r_t) * x_t * sqrt(3)`.
+
+  Args:
+    n_units, activation, mode: As for `SRU`.
+  """
   return _sru(n_units, activation, mode, 3**0.5)
 
 

@@ -12,14 +12,29 @@ from minitrax.errors import ArgumentError
 
 
 def stack_inputs(layer, stack):
-  """The inputs of `layer` from the top of a data stack (tuple)."""
+  """The inputs of `layer` from the top of a data stack (tuple).
+
+  Args:
+    layer: A layer; its `n_in` says how many items it takes.
+    stack: The data stack, a tuple with the top item first.
+
+  Returns:
+    `stack[0]` when `layer.n_in == 1`, else a tuple of the top `n_in` items.
+  """
   if layer.n_in == 1:
     return stack[0]
   return tuple(stack[:layer.n_in])
 
 
 def push_outputs(layer, outputs, stack):
-  """The stack after `layer` consumed its inputs and produced `outputs`."""
+  """The stack after `layer` consumed its inputs and produced `outputs`.
+
+  Args:
+    layer: The layer that ran; its `n_in` items are taken off `stack`.
+    outputs: What it returned: one array when `layer.n_out == 1`, else a tuple
+      or list of exactly `n_out` items (`ArgumentError` otherwise).
+    stack: The data stack before the layer ran (a tuple, top item first).
+  """
   if layer.n_out == 1:
     outputs = (outputs,)
   elif not isinstance(outputs, (tuple, list)) or len(outputs) != layer.n_out:
@@ -29,7 +44,13 @@ def push_outputs(layer, outputs, stack):
 
 
 def as_stack(x, n_in):
-  """The inputs of a layer as a tuple of `n_in` items."""
+  """The inputs of a layer as a tuple of `n_in` items.
+
+  Args:
+    x: One input (any value) when `n_in == 1`, else a tuple or list of at least
+      `n_in` items (`ArgumentError` otherwise).
+    n_in: How many inputs the layer takes.
+  """
   if n_in == 1:
     return (x,)
   if not isinstance(x, (tuple, list)) or len(x) < n_in:
@@ -51,12 +72,21 @@ def check_n_inputs(layer, x):
 
 
 def from_stack(stack, n_out):
-  """Outputs of a layer from its final stack: a bare array when `n_out == 1`."""
+  """Outputs of a layer from its final stack: a bare array when `n_out == 1`.
+
+  Args:
+    stack: The data stack (a tuple, top item first) after the layer ran.
+    n_out: How many outputs the layer produces; a tuple of the top `n_out`
+      items is returned when it is not 1.
+  """
   return stack[0] if n_out == 1 else tuple(stack[:n_out])
 
 
 def to_list(outputs):
   """Layer outputs as nested Python lists (one array, or a tuple/list of them), for equality.
+
+  Args:
+    outputs: One array, or a tuple or list of arrays (each turned by `.tolist()`).
 
   >>> to_list((np.ones(2), np.zeros((1, 1))))
   [[1.0, 1.0], [[0.0]]]

@@ -296,6 +296,10 @@ def flatten_weights_and_state(weights, state):
 
   Trax's function: the order is depth-first, as checkpoints of Trax 1.4 store
   weights; `unflatten_weights_and_state` puts them back.
+
+  Args:
+    weights, state: A layer's weights and state trees (nested tuples/dicts of
+      arrays; `EMPTY` parts hold no leaves).
   """
   return jax.tree.leaves(weights), jax.tree.leaves(state)
 
@@ -305,6 +309,14 @@ def unflatten_weights_and_state(flat_weights, flat_state, weights_and_state_sign
   """`(weights, state)` in the structure of `weights_and_state_signature` from flat lists.
 
   The inverse of `flatten_weights_and_state`; with `weights_only` the state is None.
+
+  Args:
+    flat_weights, flat_state: Sequences of arrays in depth-first order, one per
+      leaf of the matching tree of the signature (`flat_state` is not read
+      when `weights_only`).
+    weights_and_state_signature: A `(weights, state)` pair whose tree structure
+      is used; its leaves are ignored.
+    weights_only: If true, build only the weights and return None as the state.
   """
   weights_tree, state_tree = weights_and_state_signature
   weights = jax.tree.unflatten(jax.tree.structure(weights_tree), list(flat_weights))

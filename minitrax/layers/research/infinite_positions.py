@@ -149,6 +149,10 @@ class TimeBinPositionalEncoding(Layer):
   Features of position t: `1 / (1 + t // bin_length)`, `(t mod bin_length) /
   bin_length`, `(t // bin_length) mod 2`. No weights. Predict mode: one
   position per call; state: the positions (batch,).
+
+  Args:
+    time_bin_length: Positive int, the positions per bin.
+    mode: 'train', 'eval' or 'predict'.
   """
 
   num_features = 3

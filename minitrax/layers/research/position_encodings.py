@@ -51,6 +51,13 @@ class FixedBasePositionalEncoding12(Layer):
 
   Weights: `n_digits` tables (base, d / n_digits). Training adds one random
   offset in `[0, base**n_digits - n)` to all positions (needs an rng).
+
+  Args:
+    base: The base the positions are written in, an int >= 2.
+    n_digits: Digits per position; must divide d, and `base**n_digits` must
+      exceed the sequence length.
+    mode: 'train' (random offset), 'eval' or 'predict' (positions from 0).
+    initializer: `init(shape, rng)` for each digit's table.
   """
 
   def __init__(self, base=16, n_digits=2, mode='train', initializer=RandomNormalInitializer(1e-6)):
@@ -87,6 +94,17 @@ class FixedBasePositionalEncoding14(Layer):
   Weights: `(base_weights, start_vec)`: for each base a tuple of `n_digits`
   vectors (1, d / n_digits), and start_vec (1, 1, d). Predict mode: state is
   the position counter.
+
+  Args:
+    bases: A non-empty list of ints >= 2; the encodings of all bases are summed.
+    n_digits: Digits per position; must divide d, and `min(bases)**n_digits`
+      must exceed the sequence length.
+    start_from_zero_one_in: In training, an example starts at position 0 with
+      probability 1 / this, else at a random offset.
+    base_dropout_one_in: In training, each base's encoding is dropped for an
+      example with probability 1 / this.
+    mode: 'train' (needs an rng), 'eval' or 'predict'.
+    initializer: `init(shape, rng)` for the digit vectors and start_vec.
   """
 
   def __init__(
@@ -167,6 +185,10 @@ def FixedBasePositionalEncoding(*args, **kwargs):  # pylint: disable=invalid-nam
   The 1.4 form is chosen when a list/tuple comes first or `bases`,
   `start_from_zero_one_in` or `base_dropout_one_in` is given; see
   `FixedBasePositionalEncoding12` and `FixedBasePositionalEncoding14`.
+
+  Args:
+    *args, **kwargs: The arguments of the chosen form, passed on unchanged
+      (giving both `base` and a 1.4-only argument raises `ArgumentError`).
   """
   if (args and isinstance(args[0], (list, tuple))) or any(k in kwargs for k in _ONLY_14):
     if 'base' in kwargs:
@@ -191,6 +213,13 @@ class SinCosPositionalEncoding(Layer):
   Training starts at a random position in `[0, add_offset)` except in one call
   of `start_from_zero_one_in` (which starts at 0) and applies `dropout` to the
   signal (shared along `dropout_broadcast_dims`). Predict: a position counter.
+
+  Args:
+    add_offset: Positive int; training offsets are drawn from [0, add_offset).
+    dropout: Dropout rate on the added signal (training only; needs an rng).
+    dropout_broadcast_dims: Axes of the (1, n, d) signal sharing one dropout entry.
+    start_from_zero_one_in: A training call starts at 0 with probability 1 / this.
+    mode: 'train', 'eval' (positions from 0) or 'predict'.
   """
 
   def __init__(self, add_offset=2048, dropout=0.0, dropout_broadcast_dims=(-2,),

@@ -31,7 +31,13 @@ from minitrax.layers.masks import keep_mask
 
 
 def calc_funnel_ratio(keys_len, queries_len):
-  """`(funnel_factor, is_upsampling)`: the ratio of the longer length to the shorter."""
+  """`(funnel_factor, is_upsampling)`: the ratio of the longer length to the shorter.
+
+  Args:
+    keys_len, queries_len: The key and query lengths (positive ints); the
+      longer must be a multiple of the shorter (`ArgumentError` otherwise).
+      `is_upsampling` is whether the queries are the longer.
+  """
   longer, shorter = max(keys_len, queries_len), min(keys_len, queries_len)
   if longer % shorter:
     raise ArgumentError(f'relative attention: {queries_len} queries and {keys_len} keys; the '
@@ -128,6 +134,11 @@ def PositionalEmbeddings(d_feature, separate_cls, total_kv_pooling):  # pylint: 
   lengths agree; else `-k_len + 1 .. k_len - 1` scaled by `total_kv_pooling`
   (pooling) or `-q_len + 1 .. q_len - 1` (upsampling). Embedding: `[sin(p
   w), cos(p w)]`, w_i = 10000^(-2i / d).
+
+  Args:
+    d_feature: Width of the embeddings (even).
+    separate_cls: Must be false (`ArgumentError`), as Trax does not support it either.
+    total_kv_pooling: How much the keys were pooled: the distance scale.
   """
   if separate_cls:
     raise ArgumentError('PositionalEmbeddings: separate_cls=True is not supported (nor by Trax)')
@@ -151,7 +162,15 @@ def PositionalEmbeddings(d_feature, separate_cls, total_kv_pooling):  # pylint: 
 
 
 def get_rel_att_inputs(d_model, n_heads):
-  """The shared (context_bias_layer, location_bias_layer): `Weights` of (1, n_heads, 1, d_head)."""
+  """The shared (context_bias_layer, location_bias_layer): `Weights` of (1, n_heads, 1, d_head).
+
+  Each is initialised from a normal with std 1e-6; pass the same pair to
+  every relative-attention layer that should share them.
+
+  Args:
+    d_model: Model width; even and a multiple of `n_heads`; `d_head = d_model // n_heads`.
+    n_heads: Number of heads.
+  """
   if d_model % n_heads or d_model % 2:
     raise ArgumentError(f'get_rel_att_inputs: d_model={d_model} must be even and a multiple of '
                         f'n_heads={n_heads}')
@@ -173,6 +192,16 @@ def RelativeAttentionLayer(
 
   Weights: four `Dense(d_feature)` (position embeddings, q, k, v), the two
   shared biases, and the output `Dense(d_feature)`.
+
+  Args:
+    d_feature: Width of q, k, v, the projections and the output; a multiple of `n_heads`.
+    context_bias_layer, location_bias_layer: The shared bias layers u and v
+      (from `get_rel_att_inputs`).
+    total_kv_pooling: The distance scale of the position embeddings.
+    separate_cls: Must be false (see `PositionalEmbeddings`).
+    n_heads: Number of heads.
+    dropout: Dropout rate on the attention weights (training only).
+    mode: 'train', 'eval' or 'predict' (no cache: see the module docstring).
   """
   return Serial(
       Branch(PositionalEmbeddings(d_feature, separate_cls, total_kv_pooling), Select([0]),
@@ -209,7 +238,14 @@ def RelativeAttentionLMLayer(
     n_heads=1,
     dropout=0.0,
     mode='train'):
-  """Causal relative attention: (q, k, v) -> activations (b, q_len, d_feature); n_in = 3."""
+  """Causal relative attention: (q, k, v) -> activations (b, q_len, d_feature); n_in = 3.
+
+  A causal mask (`CreateAttentionMaskLayer`), then `RelativeAttentionLayer`.
+
+  Args:
+    d_feature, context_bias_layer, location_bias_layer: As for `RelativeAttentionLayer`.
+    total_kv_pooling, separate_cls, n_heads, dropout, mode: As there.
+  """
   attention = RelativeAttentionLayer(d_feature, context_bias_layer, location_bias_layer,
                                      total_kv_pooling, separate_cls, n_heads=n_heads,
                                      dropout=dropout, mode=mode)
@@ -232,6 +268,13 @@ def RelativeAttentionWrapper(
   callers. `max_inference_length` is unused (as in Trax). Trax needs the
   bias layers and `total_pooling`; here missing biases are made for this
   layer alone (`get_rel_att_inputs`) and `total_pooling` defaults to 1.
+
+  Args:
+    d_feature, n_heads, dropout, mode: As for `RelativeAttentionLayer`.
+    max_inference_length: Accepted and ignored, as in Trax.
+    context_bias_layer, location_bias_layer: The shared bias layers, or None
+      (both are then made here).
+    total_pooling: The distance scale (`total_kv_pooling`); None means 1.
   """
   del max_inference_length
   if context_bias_layer is None or location_bias_layer is None:
@@ -243,7 +286,11 @@ def RelativeAttentionWrapper(
 
 
 def ShiftRightCls(cls_id):  # pylint: disable=invalid-name
-  """Shifts (batch, n, ...) right by one along axis 1, inserting `cls_id` in front."""
+  """Shifts (batch, n, ...) right by one along axis 1, inserting `cls_id` in front.
+
+  Args:
+    cls_id: The value put at position 0 (cast to the input's dtype).
+  """
 
   def shift_right(x):
     pad = [(0, 0)] * x.ndim

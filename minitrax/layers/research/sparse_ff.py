@@ -140,13 +140,27 @@ def SparseFF(  # pylint: disable=invalid-name
     ff_chunk_size=0, multiply_by_controller_output=False, kernel_scaling=False):
   """A feed-forward block with one active unit per block: (..., d_model) -> (..., d_model).
 
-  n_in = n_out = 1; see the module docstring. `d_ff` must be a multiple of
-  `n_elements_in_block`. Dropout (`dropout_rate`, `dropout_shared_axes`) is
-  applied to the block's output; `ff_chunk_size > 0` runs it on chunks of
-  that many positions; `multiply_by_controller_output` scales the kept units
-  by the controller's softmax; `kernel_scaling` multiplies w2 by
-  sqrt(n_elements_in_block) at init. The leading axes are folded into one
-  (`BatchLeadingAxes`).
+  n_in = n_out = 1; see the module docstring. The leading axes are folded
+  into one (`BatchLeadingAxes`). 'train' mode needs an rng.
+
+  Args:
+    d_ff: Units of the dense block; a multiple of `n_elements_in_block`.
+    n_elements_in_block: Units per block, of which one is active.
+    d_lowrank: Inner width of the controller's low-rank map `m1 m2`.
+    temperature: Scale of the Gumbel noise on the controller's picks in
+      training (0: no noise); no noise in other modes.
+    quant_prob: Probability in [0, 1] that a training call uses the one-hot
+      (straight-through) picks rather than the soft mask.
+    use_bfloat16: Keep all weights in bfloat16.
+    big_weights_in_bfloat16: Keep only w1 and w2 in bfloat16.
+    mode: 'train', 'eval' or 'predict' (the last two pick by argmax).
+    kernel_initializer: `init(shape, rng)` for m1, m2, w1 and w2.
+    bias_initializer: `init(shape, rng)` for mb and b2.
+    dropout_rate: Dropout rate on the block's output (training only).
+    dropout_shared_axes: Axes sharing one dropout mask entry, or None.
+    ff_chunk_size: If > 0, run the block on chunks of that many rows (positions).
+    multiply_by_controller_output: Scale the kept units by the controller's softmax.
+    kernel_scaling: Multiply w2 by sqrt(n_elements_in_block) at init.
   """
   who = 'SparseFF'
   check_int(who, 'd_ff', d_ff)

@@ -20,13 +20,11 @@ Trax builds it, so the weights come in Trax's order and shapes:
   `length_kernel_size - 1` positions.
 * `LowRankDense`, `EinsumDense`, `SparseDenseWithOptions` (a choice by name).
 * Causal attentions whose Q/K/V projections use them: `ModularCausalAttention`,
-  `ConvCausalAttention`, `LowRankCausalAttention`,
-  `MultiplicativeCausalAttention`, `MultiplicativeModularCausalAttention`,
-  `MultiplicativeConvCausalAttention`.
+  `ConvCausalAttention`, `LowRankCausalAttention`, `MultiplicativeCausalAttention`,
+  `MultiplicativeModularCausalAttention`, `MultiplicativeConvCausalAttention`.
 
-All attentions map `(batch, n, d_feature) -> (batch, n, d_feature)` (n_in =
-n_out = 1) with a `DotProductCausalAttention` core whose predict-mode cache
-holds `max_inference_length` positions.
+All attentions map `(batch, n, d_feature) -> (batch, n, d_feature)` (n_in = n_out = 1) with a
+`DotProductCausalAttention` core whose predict-mode cache holds `max_inference_length` positions.
 """
 
 import functools
@@ -50,7 +48,11 @@ from minitrax.layers.locally_connected import LocallyConnected1d
 
 
 def SplitLastAxis(num_splits):  # pylint: disable=invalid-name
-  """(..., a) -> (..., num_splits, a / num_splits)."""
+  """(..., a) -> (..., num_splits, a / num_splits).
+
+  Args:
+    num_splits: Number of equal parts; must divide the last axis.
+  """
   return Fn(f'SplitLastAxis_{num_splits}',
             lambda x: jnp.reshape(x,
                                   tuple(x.shape)[:-1] + (num_splits, -1)))
@@ -147,12 +149,20 @@ def LocallyConvDense(n_modules, n_units, mode, kernel_size=1, length_kernel_size
 
 
 def LowRankDense(n_units, d_lowrank):  # pylint: disable=invalid-name
-  """`Dense(d_lowrank)` then `Dense(n_units)`: (..., d) -> (..., n_units)."""
+  """`Dense(d_lowrank)` then `Dense(n_units)`: (..., d) -> (..., n_units).
+
+  Args:
+    n_units, d_lowrank: The output width, and the bottleneck width between the two Denses.
+  """
   return Serial(Dense(d_lowrank), Dense(n_units))
 
 
 def EinsumDense(d_input, d_output, use_bias):  # pylint: disable=invalid-name
-  """A `Dense` as einsum: kernel (d_output, d_input), then an optional bias (d_output,)."""
+  """A `Dense` as einsum: kernel (d_output, d_input), then an optional bias (d_output,).
+
+  Args:
+    d_input, d_output, use_bias: Input width, output width, and whether to add the bias.
+  """
   layers = [
       Weights(GlorotUniformInitializer(), [d_output, d_input]),
       Fn('EinsumDense', lambda kernel, embeds: jnp.einsum('xd,...d->...x', kernel, embeds))
