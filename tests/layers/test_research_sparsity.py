@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minitrax.errors import ArgumentError
+from minitrax.layers.research import sparse_attention as spa
 from minitrax.layers.research import sparsity as sp
 from minitrax.layers.research.sparse_ff import SparseFF
 from minitrax.shapes import ShapeDtype, signature
@@ -25,20 +26,20 @@ CASES = {  # the configurations of fixtures/make_research_141.py
     'LocallyConnectedDense': lambda: sp.LocallyConnectedDense(4, 3, kernel_size=3),
     'LocallyConvDense': lambda: sp.LocallyConvDense(4, 3, 'eval', kernel_size=3,
                                                     length_kernel_size=3),
-    'ModularCausalAttention': lambda: sp.ModularCausalAttention(8, n_heads=2, kernel_size=3, **E),
-    'ConvCausalAttention': lambda: sp.ConvCausalAttention(8, n_heads=2, sparsity=4, kernel_size=3,
+    'ModularCausalAttention': lambda: spa.ModularCausalAttention(8, n_heads=2, kernel_size=3, **E),
+    'ConvCausalAttention': lambda: spa.ConvCausalAttention(8, n_heads=2, sparsity=4, kernel_size=3,
                                                           **E),
-    'LowRankCausalAttention': lambda: sp.LowRankCausalAttention(8, n_heads=2, lowrank=3, **E),
-    'MultiplicativeCausalAttention': lambda: sp.MultiplicativeCausalAttention(8, n_heads=2, **E),
+    'LowRankCausalAttention': lambda: spa.LowRankCausalAttention(8, n_heads=2, lowrank=3, **E),
+    'MultiplicativeCausalAttention': lambda: spa.MultiplicativeCausalAttention(8, n_heads=2, **E),
     'MultiplicativeModularCausalAttention':
-        lambda: sp.MultiplicativeModularCausalAttention(8, n_heads=2, sparsity=4, **E),
+        lambda: spa.MultiplicativeModularCausalAttention(8, n_heads=2, sparsity=4, **E),
     'MultiplicativeConvCausalAttention':
-        lambda: sp.MultiplicativeConvCausalAttention(8, n_heads=2, sparsity=4, **E),
+        lambda: spa.MultiplicativeConvCausalAttention(8, n_heads=2, sparsity=4, **E),
     'MultiplicativeConvCausalAttention_shared':
-        lambda: sp.MultiplicativeConvCausalAttention(8, n_heads=2, share_qk=True, v_concat_type=
+        lambda: spa.MultiplicativeConvCausalAttention(8, n_heads=2, share_qk=True, v_concat_type=
                                                      'fixed', output_layer_type='multconv', **E),
     'MultiplicativeConvCausalAttention_original':
-        lambda: sp.MultiplicativeConvCausalAttention(8, n_heads=4, sparsity=2, v_concat_type=
+        lambda: spa.MultiplicativeConvCausalAttention(8, n_heads=4, sparsity=2, v_concat_type=
                                                      'original', output_layer_type='conv', **E),
     'SparseDense_einsum': lambda: sp.SparseDenseWithOptions(5, d_input=8, sparsity_type='einsum',
                                                             sparsity=2),
@@ -71,7 +72,7 @@ def test_conv_attention_predicts_one_position_at_a_time_as_in_eval_and_trax():
   evaluated = CASES[name]()
   weights, _ = fx.trax_weights(evaluated, name, X)
   want = np.asarray(evaluated(X, weights=weights))
-  predictor = sp.MultiplicativeConvCausalAttention(8, n_heads=2, sparsity=4, mode='predict')
+  predictor = spa.MultiplicativeConvCausalAttention(8, n_heads=2, sparsity=4, mode='predict')
   predictor.init(ShapeDtype((2, 1, 8)))
   predictor.weights = weights
   got = np.concatenate([predictor(X[:, :2])] + [predictor(X[:, i:i + 1]) for i in range(2, 6)], 1)
@@ -120,9 +121,9 @@ def test_sparse_dense_with_options_picks_layers_by_name():
      "sparsity_type must be one of"),
     (lambda: sp.SparseDenseWithOptions(5, sparsity_type='lowrank', sparsity=2, use_bias=False),
      "sparsity_type='lowrank' does not support use_bias=False"),
-    (lambda: sp.MultiplicativeConvCausalAttention(8, output_layer_type='dense'),
+    (lambda: spa.MultiplicativeConvCausalAttention(8, output_layer_type='dense'),
      "output_layer_type must be 'none', 'mult', 'conv' or 'multconv'"),
-    (lambda: sp.ModularCausalAttention(6, n_heads=4), 'd_feature=6 must be a multiple'),
+    (lambda: spa.ModularCausalAttention(6, n_heads=4), 'd_feature=6 must be a multiple'),
     (lambda: SparseFF(10, n_elements_in_block=4), 'd_ff=10 must be a multiple of '
      'n_elements_in_block=4'),
 ])

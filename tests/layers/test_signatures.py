@@ -22,6 +22,7 @@ from minitrax.layers import (attention12, efficient_attention, heads, lsh_attent
                              lsh_causal_attention)
 from minitrax.layers.research import (infinite_positions, position_encodings, rel_attention, rotary,
                                       sparse_ff, sparsity)
+from minitrax.layers.research import sparse_attention as spa
 
 F = ShapeDtype((2, 6))
 F4 = ShapeDtype((2, 4, 4, 3))
@@ -221,16 +222,14 @@ CASES = {
     'RandomLayer': (lambda: sparsity.RandomLayer(tl.Dense(3), tl.Dense(3), 0.5), SEQ),
     'SplitLastAxis': (lambda: sparsity.SplitLastAxis(2), SEQ),
     'MergeLastTwoAxes': (sparsity.MergeLastTwoAxes, F4),
-    'ModularCausalAttention': (lambda: sparsity.ModularCausalAttention(4, n_heads=2), SEQ),
-    'ConvCausalAttention': (lambda: sparsity.ConvCausalAttention(4, n_heads=2), SEQ),
-    'LowRankCausalAttention':
-        (lambda: sparsity.LowRankCausalAttention(4, n_heads=2, lowrank=2), SEQ),
-    'MultiplicativeCausalAttention':
-        (lambda: sparsity.MultiplicativeCausalAttention(4, n_heads=2), SEQ),
+    'ModularCausalAttention': (lambda: spa.ModularCausalAttention(4, n_heads=2), SEQ),
+    'ConvCausalAttention': (lambda: spa.ConvCausalAttention(4, n_heads=2), SEQ),
+    'LowRankCausalAttention': (lambda: spa.LowRankCausalAttention(4, n_heads=2, lowrank=2), SEQ),
+    'MultiplicativeCausalAttention': (lambda: spa.MultiplicativeCausalAttention(4, n_heads=2), SEQ),
     'MultiplicativeModularCausalAttention':
-        (lambda: sparsity.MultiplicativeModularCausalAttention(4, n_heads=2), SEQ),
+        (lambda: spa.MultiplicativeModularCausalAttention(4, n_heads=2), SEQ),
     'MultiplicativeConvCausalAttention':
-        (lambda: sparsity.MultiplicativeConvCausalAttention(4, n_heads=2), SEQ),
+        (lambda: spa.MultiplicativeConvCausalAttention(4, n_heads=2), SEQ),
     'RelativeAttention': (lambda: rel_attention.RelativeAttention(False, n_heads=2), (ShapeDtype(
         (1, 2, 1, 2)), ShapeDtype((1, 2, 1, 2)), ShapeDtype(
             (5, 4)), SEQ, SEQ, SEQ, ShapeDtype((2, 1, 5, 5), np.bool_))),

@@ -16,12 +16,15 @@ from minitrax.layers.research.rel_attention import (CreateAttentionMaskLayer, Po
                                                     calc_funnel_ratio, get_rel_att_inputs)
 from minitrax.layers.research.rotary import Rotate
 from minitrax.layers.research.sparse_ff import SparseFF
-from minitrax.layers.research.sparsity import (
-    ConvCausalAttention, EinsumDense, FactoredDense, LocallyConnectedDense, LocallyConvDense,
-    LowRankCausalAttention, LowRankDense, MergeLastTwoAxes, ModularCausalAttention,
-    MultiplicativeCausalAttention, MultiplicativeConvCausalAttention,
-    MultiplicativeModularCausalAttention, MultiplicativeModularSparseDense, RandomLayer,
-    SparseDenseWithOptions, SplitLastAxis)
+from minitrax.layers.research.sparse_attention import (ConvCausalAttention, LowRankCausalAttention,
+                                                       ModularCausalAttention,
+                                                       MultiplicativeCausalAttention,
+                                                       MultiplicativeConvCausalAttention,
+                                                       MultiplicativeModularCausalAttention)
+from minitrax.layers.research.sparsity import (EinsumDense, FactoredDense, LocallyConnectedDense,
+                                               LocallyConvDense, LowRankDense, MergeLastTwoAxes,
+                                               MultiplicativeModularSparseDense, RandomLayer,
+                                               SparseDenseWithOptions, SplitLastAxis)
 
 __all__ = [
     'InfinitePositionalEncoding', 'TimeBinPositionalEncoding', 'FixedBasePositionalEncoding',

@@ -19,12 +19,8 @@ Trax builds it, so the weights come in Trax's order and shapes:
   `kernel_size` taps across modules; in predict mode it remembers the last
   `length_kernel_size - 1` positions.
 * `LowRankDense`, `EinsumDense`, `SparseDenseWithOptions` (a choice by name).
-* Causal attentions whose Q/K/V projections use them: `ModularCausalAttention`,
-  `ConvCausalAttention`, `LowRankCausalAttention`, `MultiplicativeCausalAttention`,
-  `MultiplicativeModularCausalAttention`, `MultiplicativeConvCausalAttention`.
 
-All attentions map `(batch, n, d_feature) -> (batch, n, d_feature)` (n_in = n_out = 1) with a
-`DotProductCausalAttention` core whose predict-mode cache holds `max_inference_length` positions.
+The causal attentions whose projections use them are in `sparse_attention.py`.
 """
 
 import functools
@@ -33,14 +29,12 @@ import jax.numpy as jnp
 
 from minitrax.checks import check_int, check_mode
 from minitrax.errors import ArgumentError
-from minitrax.layers.attention import DotProductCausalAttention
 from minitrax.layers.base import Fn, Layer
-from minitrax.layers.combinators import Concatenate, Parallel, Select, Serial
+from minitrax.layers.combinators import Serial
 from minitrax.layers.control import Cond
 from minitrax.layers.convolution import Conv
 from minitrax.layers.core import Dense
 from minitrax.layers.core_more import RandomUniform, Weights
-from minitrax.layers.heads import ConfigurableAttention, MergeHeads, SplitIntoHeads
 from minitrax.layers.initializers import GlorotUniformInitializer, RandomNormalInitializer
 from minitrax.layers.locally_connected import LocallyConnected1d
 
@@ -84,6 +78,12 @@ def LocallyConnectedDense(
   `LocallyConnected1d(n_units, kernel_size, padding='WRAP')`,
   `MergeLastTwoAxes()`. About `n_modules / kernel_size` times fewer weights
   than a `Dense`.
+
+  Args:
+    n_modules: modules the feature axis is cut into (it must divide d).
+    n_units: output features per module.
+    kernel_size: neighbouring modules (wrapping around) each output module reads.
+    kernel_initializer, bias_initializer, use_bias: as for `Dense`.
   """
   if n_modules == 1:
     return Dense(n_units, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
@@ -133,8 +133,14 @@ def LocallyConvDense(n_modules, n_units, mode, kernel_size=1, length_kernel_size
   2` on both sides, the length axis by `length_kernel_size - 1` in front
   (remembered positions in predict mode), and a `Conv(n_units,
   (length_kernel_size, kernel_size))` runs over (length, modules): output
-  position t sees positions t - length_kernel_size + 1 .. t. `kernel_size`
-  must be odd.
+  position t sees positions t - length_kernel_size + 1 .. t.
+
+  Args:
+    n_modules: modules the feature axis is cut into (it must divide d).
+    n_units: output features per module.
+    mode: 'train', 'eval' or 'predict' (predict remembers past positions).
+    kernel_size: odd number of neighbouring modules each output reads.
+    length_kernel_size: causal taps along the sequence.
   """
   check_mode('LocallyConvDense', 'mode', mode)
   if n_modules == 1:
@@ -179,7 +185,14 @@ def _gate_and_project():
 
 
 def FactoredDense(n_modules, d_in, d_out, use_bias=True, use_bfloat16=False):  # pylint: disable=invalid-name
-  """(..., d_in) -> (..., d_out) with about 1/n_modules the weights of a `Dense` (module doc)."""
+  """(..., d_in) -> (..., d_out) with about 1/n_modules the weights of a `Dense` (module doc).
+
+  Args:
+    n_modules: gating vectors; must divide `d_out`.
+    d_in, d_out: input and output widths.
+    use_bias: add a learned bias (d_out,).
+    use_bfloat16: keep the weights in bfloat16.
+  """
   if d_out % n_modules:
     raise ArgumentError(f'FactoredDense: d_out={d_out} must be a multiple of n_modules='
                         f'{n_modules}')
@@ -203,6 +216,10 @@ def MultiplicativeModularSparseDense(sparsity, d_feature):  # pylint: disable=in
 
   Weights: gating (sparsity, d) ~ N(0, 0.5²), shared kernel (d, d / sparsity),
   per-module kernels (sparsity, d / sparsity, d / sparsity), bias (d,).
+
+  Args:
+    sparsity: modules; must divide `d_feature`.
+    d_feature: input and output width d.
   """
   if d_feature % sparsity:
     raise ArgumentError(f'MultiplicativeModularSparseDense: d_feature={d_feature} must be a '
@@ -220,7 +237,12 @@ def MultiplicativeModularSparseDense(sparsity, d_feature):  # pylint: disable=in
 
 
 def RandomLayer(layer_a, layer_b, prob_a):  # pylint: disable=invalid-name
-  """Runs `layer_a` with probability `prob_a` (one draw per call from its rng), else `layer_b`."""
+  """Runs `layer_a` with probability `prob_a` (one draw per call from its rng), else `layer_b`.
+
+  Args:
+    layer_a, layer_b: the two layers, of equal arities.
+    prob_a: probability in [0, 1] of running `layer_a`.
+  """
   condition = Serial(RandomUniform(), Fn('SmallerThan', lambda x: x < prob_a))
   return Cond(condition, layer_a, layer_b)
 
@@ -246,6 +268,16 @@ def SparseDenseWithOptions(
   n_units / sparsity)` with kernel 1 / 3. With `prob_sparse`, training runs
   the sparse layer with that probability and a `Dense` otherwise (`RandomLayer`);
   other modes always run the sparse one.
+
+  Args:
+    n_units: output width.
+    d_input: input width (needed by 'mult' and 'einsum').
+    sparsity_type: None, 'None', 'mult', 'lowrank', 'einsum', 'local' or 'local3'.
+    sparsity: modules of the sparse layer; 0 means a plain `Dense`.
+    d_lowrank: bottleneck width of 'lowrank'.
+    prob_sparse: None, or the probability of the sparse layer in training.
+    mode: the model's mode (only 'train' draws between the two layers).
+    use_bias, use_bfloat16: as for `Dense` / `FactoredDense`.
   """
   if sparsity_type not in _SPARSITY_TYPES:
     raise ArgumentError(f'SparseDenseWithOptions: sparsity_type must be one of '
@@ -277,174 +309,8 @@ def SparseDenseWithOptions(
                                kernel_size=3 if sparsity_type == 'local3' else 1)
 
 
-# ------------------------------------------------------------------ causal attentions
-
-
-def _core(dropout, max_inference_length, mode):
-  return DotProductCausalAttention(dropout=dropout, max_len=max_inference_length, mode=mode)
-
-
-def _four(make):
-  return make(), make(), make(), make()
-
-
-def _modules(who, d_feature, n_modules):
-  if d_feature % n_modules:
-    raise ArgumentError(f'{who}: d_feature={d_feature} must be a multiple of the number of '
-                        f'modules {n_modules} (sparsity, or n_heads when it is None)')
-  return d_feature // n_modules
-
-
-def ModularCausalAttention(
-    d_feature,
-    n_heads=1,
-    sparsity=None,
-    dropout=0.0,  # pylint: disable=invalid-name
-    max_inference_length=2048,
-    kernel_size=1,
-    mode='train'):
-  """Causal attention with `LocallyConnectedDense` Q/K/V/output projections (`sparsity` modules)."""
-  n_modules = n_heads if sparsity is None else sparsity
-  d_module = _modules('ModularCausalAttention', d_feature, n_modules)
-  layers = _four(lambda: LocallyConnectedDense(n_modules, d_module, kernel_size=kernel_size))
-  return ConfigurableAttention(*layers, n_heads=n_heads,
-                               qkv_attention_layer=_core(dropout, max_inference_length, mode))
-
-
-def ConvCausalAttention(
-    d_feature,
-    n_heads=1,
-    sparsity=None,
-    dropout=0.0,  # pylint: disable=invalid-name
-    max_inference_length=2048,
-    kernel_size=1,
-    mode='train'):
-  """Causal attention with `LocallyConvDense` Q/K/V/output projections (`sparsity` modules)."""
-  n_modules = n_heads if sparsity is None else sparsity
-  d_module = _modules('ConvCausalAttention', d_feature, n_modules)
-  layers = _four(lambda: LocallyConvDense(n_modules, d_module, mode=mode, kernel_size=kernel_size))
-  return ConfigurableAttention(*layers, n_heads=n_heads,
-                               qkv_attention_layer=_core(dropout, max_inference_length, mode))
-
-
-def LowRankCausalAttention(
-    d_feature,
-    n_heads=1,
-    dropout=0.0,
-    max_inference_length=2048,  # pylint: disable=invalid-name
-    lowrank=64,
-    mode='train'):
-  """Causal attention with `LowRankDense(d_feature, lowrank)` Q/K/V/output projections."""
-  layers = _four(lambda: LowRankDense(d_feature, lowrank))
-  return ConfigurableAttention(*layers, n_heads=n_heads,
-                               qkv_attention_layer=_core(dropout, max_inference_length, mode))
-
-
-def MultiplicativeCausalAttention(
-    d_feature,
-    n_heads=1,
-    sparsity=None,
-    dropout=0.0,  # pylint: disable=invalid-name
-    max_inference_length=2048,
-    mode='train'):
-  """Causal attention with `FactoredDense` Q/K/V/output projections (`sparsity` modules)."""
-  sparsity = n_heads if sparsity is None else sparsity
-  layers = _four(lambda: FactoredDense(sparsity, d_feature, d_feature))
-  return ConfigurableAttention(*layers, n_heads=n_heads,
-                               qkv_attention_layer=_core(dropout, max_inference_length, mode))
-
-
-def MultiplicativeModularCausalAttention(
-    d_feature,
-    n_heads=1,
-    sparsity=None,
-    dropout=0.0,  # pylint: disable=invalid-name
-    max_inference_length=2048,
-    mode='train'):
-  """Causal attention with `MultiplicativeModularSparseDense` Q/K/V/output projections."""
-  sparsity = n_heads if sparsity is None else sparsity
-  layers = _four(lambda: MultiplicativeModularSparseDense(sparsity, d_feature))
-  return ConfigurableAttention(*layers, n_heads=n_heads,
-                               qkv_attention_layer=_core(dropout, max_inference_length, mode))
-
-
-def _v_concat(v_concat_type, sparsity, d_module, d_feature):
-  """Layers on (multiplicative output, input) giving what V's convolution reads."""
-  if v_concat_type == 'original':
-    return [Concatenate()]
-  if v_concat_type == 'fixed':
-
-    def modules(x):
-      return jnp.reshape(x, (x.shape[0], x.shape[1], sparsity, d_module))
-
-    return [
-        Parallel(Fn('Reshape1', modules), Fn('Reshape2', modules)),
-        Concatenate(),
-        Fn('Reshape3', lambda x: jnp.reshape(x, (x.shape[0], x.shape[1], 2 * d_feature)))
-    ]
-  return [Select([0], n_in=2)]
-
-
-def MultiplicativeConvCausalAttention(  # pylint: disable=invalid-name
-    d_feature, n_heads=1, sparsity=None, length_kernel_size=3, dropout=0.0, force_no_dropout=False,
-    max_inference_length=2048, share_qk=False, output_layer_type='none', v_concat_type='none',
-    mode='train'):
-  """Terraformer's attention: one `FactoredDense`, then convolutions give Q, K and V.
-
-  `(batch, n, d_feature) -> (batch, n, d_feature)`, n_in = n_out = 1. A shared
-  `FactoredDense(sparsity, d, d)`; Q and K are `LocallyConvDense(sparsity, d /
-  sparsity, kernel_size=3, length_kernel_size)` of it (one shared
-  convolution with `share_qk`), V a `kernel_size=1` convolution of it
-  (`v_concat_type='none'`), of it concatenated with the input ('original'),
-  or of the two concatenated module by module ('fixed'). After the causal
-  core and merging the heads, `output_layer_type` adds 'none', 'mult' (a
-  `FactoredDense`), 'conv' (a `LocallyConvDense`) or 'multconv' (both).
-  `force_no_dropout` sets `dropout` to 0.
-  """
-  who = 'MultiplicativeConvCausalAttention'
-  if output_layer_type not in ('none', 'mult', 'conv', 'multconv'):
-    raise ArgumentError(f"{who}: output_layer_type must be 'none', 'mult', 'conv' or "
-                        f"'multconv', got {output_layer_type!r}")
-  if v_concat_type not in ('original', 'fixed', 'none'):
-    raise ArgumentError(f"{who}: v_concat_type must be 'original', 'fixed' or 'none', got "
-                        f"{v_concat_type!r}")
-  dropout = 0.0 if force_no_dropout else dropout
-  sparsity = n_heads if sparsity is None else sparsity
-  d_module = _modules(who, d_feature, sparsity)
-
-  def conv(kernel_size):
-    return LocallyConvDense(sparsity, d_module, mode=mode, kernel_size=kernel_size,
-                            length_kernel_size=length_kernel_size)
-
-  output_layers = []
-  if 'mult' in output_layer_type:
-    output_layers.append(FactoredDense(sparsity, d_feature, d_feature))
-  if 'conv' in output_layer_type:
-    output_layers.append(conv(3))
-  concat = _v_concat(v_concat_type, sparsity, d_module, d_feature)
-  core = _core(dropout, max_inference_length, mode)
-  head = [Select([0, 0]), FactoredDense(sparsity, d_feature, d_feature)]
-  if share_qk:
-    qkv = [
-        Select([0, 0]),
-        conv(3),
-        SplitIntoHeads(n_heads),
-        Select([0, 0]),
-        Parallel([], [], [concat, conv(1), SplitIntoHeads(n_heads)])
-    ]
-  else:
-    qkv = [
-        Select([0, 0, 0]),
-        Parallel([conv(3), SplitIntoHeads(n_heads)], [conv(3), SplitIntoHeads(n_heads)],
-                 [concat, conv(1), SplitIntoHeads(n_heads)])
-    ]
-  return Serial(head, qkv, core, MergeHeads(n_heads), output_layers, name=who)
-
-
 __all__ = [
     'SplitLastAxis', 'MergeLastTwoAxes', 'LocallyConnectedDense', 'LocallyConvDense',
     'LowRankDense', 'EinsumDense', 'FactoredDense', 'MultiplicativeModularSparseDense',
-    'RandomLayer', 'SparseDenseWithOptions', 'ModularCausalAttention', 'ConvCausalAttention',
-    'LowRankCausalAttention', 'MultiplicativeCausalAttention',
-    'MultiplicativeModularCausalAttention', 'MultiplicativeConvCausalAttention'
+    'RandomLayer', 'SparseDenseWithOptions'
 ]
