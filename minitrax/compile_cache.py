@@ -15,10 +15,13 @@ load their compiled programs from disk instead:
   and training compiles as it would without a cache; a corrupt cache entry
   is recompiled (JAX warns about it and never fails on it).
 
-What JAX writes is decided by its own options: only programs that took at
-least `jax_persistent_cache_min_compile_time_secs` (1 s by default) to
-compile are stored. The cache only takes effect if it is set before the
-process's first compilation, which is why this runs at import time.
+When minitrax sets the folder it also lowers JAX's threshold for storing a
+program (`jax_persistent_cache_min_compile_time_secs`) from 1 s to
+`MIN_COMPILE_SECS` = 0.1 s, unless it was changed from JAX's default: a
+training run compiles many programs of a fraction of a second (initialisation,
+evaluation, the first save), and together they are most of a warm start. The
+cache only takes effect if it is set before the process's first compilation,
+which is why this runs at import time.
 """
 
 import os
@@ -29,6 +32,8 @@ import jax
 
 ENV = 'MINITRAX_CACHE_DIR'
 DEFAULT = os.path.join('~', '.cache', 'minitrax', 'xla')
+MIN_COMPILE_SECS = 0.1
+_JAX_DEFAULT_MIN_COMPILE_SECS = 1.0
 
 
 def cache_dir():
@@ -71,7 +76,9 @@ def enable():
         f'nothing to turn the cache off)', stacklevel=2)
     return None
   jax.config.update('jax_compilation_cache_dir', path)
+  if jax.config.jax_persistent_cache_min_compile_time_secs == _JAX_DEFAULT_MIN_COMPILE_SECS:
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECS)
   return path
 
 
-__all__ = ['ENV', 'DEFAULT', 'cache_dir', 'enable']
+__all__ = ['ENV', 'DEFAULT', 'MIN_COMPILE_SECS', 'cache_dir', 'enable']

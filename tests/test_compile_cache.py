@@ -97,3 +97,13 @@ def test_a_folder_jax_already_has_is_left_alone(monkeypatch):
   monkeypatch.setenv(compile_cache.ENV, '/nonexistent/elsewhere')
   assert compile_cache.enable() == configured
   assert jax.config.jax_compilation_cache_dir == configured
+
+
+def test_programs_of_a_tenth_of_a_second_are_kept_unless_the_user_chose_a_threshold(tmp_path):
+  script = 'import jax, minitrax; print(jax.config.jax_persistent_cache_min_compile_time_secs)'
+  env = dict(os.environ, JAX_PLATFORMS='cpu', **{compile_cache.ENV: str(tmp_path / 'xla')})
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  run = lambda env: subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
+                                   text=True, timeout=120, check=True).stdout.split()[-1]
+  assert float(run(env)) == compile_cache.MIN_COMPILE_SECS == 0.1
+  assert float(run(dict(env, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='2.5'))) == 2.5
