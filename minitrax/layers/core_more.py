@@ -151,6 +151,13 @@ def FlattenList():  # pylint: disable=invalid-name
   return Fn('FlattenList', lambda x: tuple(_leaves(x)))
 
 
+def print_shapes(msg, arrays):
+  """Prints and logs `PrintShape: <msg>: [<shape>[<dtype>], ...]` for `arrays`."""
+  info = f'PrintShape: {msg}: [' + ', '.join(f'{x.shape}[{x.dtype}]' for x in arrays) + ']'
+  print(info)
+  logging.info(info)
+
+
 def PrintShape(n_in=1, msg=''):  # pylint: disable=invalid-name
   """Identity on `n_in` inputs that prints (and logs) their shapes and dtypes at each trace.
 
@@ -160,10 +167,7 @@ def PrintShape(n_in=1, msg=''):  # pylint: disable=invalid-name
   """
 
   def show(xs):
-    items = xs if n_in > 1 else (xs,)
-    info = f'PrintShape: {msg}: [' + ', '.join(f'{x.shape}[{x.dtype}]' for x in items) + ']'
-    print(info)
-    logging.info(info)
+    print_shapes(msg, xs if n_in > 1 else (xs,))
     return xs
 
   return PureLayer(show, n_in=n_in, n_out=n_in, name=f'PrintShape_{n_in}')

@@ -11,13 +11,13 @@ stand inside a `ReversibleSerial`:
 * `ReversiblePrintShape(n_in, msg)`: identity that prints shapes.
 """
 
-import logging
 import math
 
 import jax.numpy as jnp
 
 from minitrax.checks import check_int
 from minitrax.errors import ArgumentError
+from minitrax.layers.core_more import print_shapes
 from minitrax.layers.reversible import ReversibleLayer
 
 
@@ -133,10 +133,7 @@ class ReversiblePrintShape(ReversibleLayer):
 
   def forward(self, x, weights):
     del weights
-    info = f'PrintShape: {self._msg}: [' + ', '.join(
-        f'{a.shape}[{a.dtype}]' for a in _items(x)) + ']'
-    print(info)
-    logging.info(info)
+    print_shapes(self._msg, _items(x))
     return x
 
   def reverse(self, output, weights=(), state=(), rng=None):
