@@ -11,11 +11,15 @@ process runs the same program:
 
 What a run does across processes:
 
-* Data: each process keeps only its rows of every global batch
-  (`process_rows`), and the global batch is assembled from the processes'
-  parts with `jax.make_array_from_process_local_data`
-  (`data.device.DeviceBatches`); the batch size is the global one, so 1 or N
-  processes train on the same batches.
+* Data: each process reads only its part of every global batch, rows
+  `[p * B / P, (p + 1) * B / P)` (`Inputs.train_stream(..., part=(p, P))`:
+  array, IDX and TFDS streams decode just those examples; other streams
+  make the whole batch and cut it), and the global batch is assembled from
+  the parts with `jax.make_array_from_process_local_data`
+  (`data.device.DeviceBatches`). The batch size is the global one, so 1 or N
+  processes train on the same batches; a resumed run starts every process
+  at the same batch index. Trax 1.4 pipelines and `Loop` tasks give each
+  process's own batches, as in Trax (global = the processes' together).
 * Checkpoints (`commit`): every process gathers the arrays to the host (a
   collective), process 0 alone writes the file after a barrier and the others
   wait at a second barrier until the atomic rename is done. The output folder

@@ -56,7 +56,7 @@ def holdout_split(arrays, holdout_size, where='holdout_split'):
 
 
 def array_stream(arrays, batch_size, seed=0, tag=batching.TRAIN, shuffle=True, transform=None,
-                 name='arrays'):
+                 name='arrays', rowwise=False):
   """A `Stream` of batches of `batch_size` examples drawn from `arrays`.
 
   Args:
@@ -68,27 +68,38 @@ def array_stream(arrays, batch_size, seed=0, tag=batching.TRAIN, shuffle=True, t
     transform: optional `(batch, rng) -> batch`, with `rng` a Generator
       seeded by `(seed, tag, i)` (for scaling or augmentation).
     name: for messages.
+    rowwise: whether `transform` treats each row alone and draws no random
+      numbers (e.g. scaling); then a process of a multi-process run
+      transforms only its part of each batch, else the whole batch.
 
   Returns:
-    A `Stream` of tuples of arrays `(B, ...)`.
+    A `Stream` of tuples of arrays `(B, ...)`; it reads a process's part of a
+    batch alone (`reads_parts`) unless a transform needs the whole batch.
   """
   order = batching.EpochOrder(len(arrays[0]), seed, tag, shuffle)
 
-  def batch_fn(index, n_devices):
+  def batch_fn(index, n_devices, part=None):
     del n_devices  # The batch size is given; Inputs checks that it divides.
     ids = order.take(index * batch_size, batch_size)
+    if part is not None:
+      ids = ids[batching.part_rows(batch_size, part)]
     batch = tuple(a[ids] for a in arrays)
     return transform(batch, batching.rng_for(seed, tag, index)) if transform else batch
 
-  return Stream(batch_fn, f'{name}/{batching.STREAM_NAMES.get(tag, tag)}')
+  return Stream(batch_fn, f'{name}/{batching.STREAM_NAMES.get(tag, tag)}',
+                reads_parts=transform is None or rowwise)
 
 
 def arrays_to_inputs(train, eval_data, batch_size, eval_batch_size, shuffle, seed, name,
-                     transform=None, train_transform=None):
-  """`Inputs` with train, eval and train-eval streams over two sets of arrays."""
+                     transform=None, train_transform=None, rowwise=False):
+  """`Inputs` with train, eval and train-eval streams over two sets of arrays.
+
+  `rowwise` says that `transform` and `train_transform` treat rows alone
+  (see `array_stream`).
+  """
 
   def stream(arrays, size, tag, fn):
-    return array_stream(arrays, size, seed, tag, shuffle, fn, name)
+    return array_stream(arrays, size, seed, tag, shuffle, fn, name, rowwise)
 
   return Inputs(stream(train, batch_size, batching.TRAIN, train_transform or transform),
                 stream(eval_data, eval_batch_size, batching.EVAL, transform),

@@ -40,6 +40,8 @@ __all__ = [
     'shuffled_positions',
     'pad_stack',
     'devices_batch_size',
+    'part_rows',
+    'take_part',
 ]
 
 # Stream tags: part of every seed, so the three streams of one `Inputs` differ.
@@ -110,6 +112,29 @@ def check_batch(batch, n_devices, stream='train', index=0):
 def devices_batch_size(batch_size, n_devices):
   """Trax's rule: the largest multiple of `n_devices` <= `batch_size`, at least `n_devices`."""
   return max(batch_size // n_devices, 1) * n_devices
+
+
+def part_rows(n_rows, part):
+  """The rows of part `(p, P)` of a batch of `n_rows`: `slice(p * n / P, (p + 1) * n / P)`.
+
+  Part `p` is what process `p` of `P` holds of a global batch (its devices
+  come `p`-th in the mesh). `n_rows` must divide by `P`.
+
+  >>> part_rows(8, (1, 4))
+  slice(2, 4, None)
+  """
+  p, count = part
+  if n_rows % count:
+    raise DataError(f'a batch of {n_rows} rows does not split into {count} equal parts '
+                    f'(one per process); use a batch size that is a multiple of {count}')
+  size = n_rows // count
+  return slice(p * size, (p + 1) * size)
+
+
+def take_part(batch, part):
+  """Rows `part_rows(B, part)` of each array of `batch` (a tuple of arrays `(B, ...)`)."""
+  rows = part_rows(len(batch[0]), part)
+  return tuple(a[rows] for a in batch)
 
 
 class EpochOrder:
@@ -303,7 +328,7 @@ class BucketedOrder:
   def windows_per_epoch(self):
     return -(-self._order.n_examples // self._window)
 
-  def _lengths(self, ids):
+  def lengths(self, ids):
     """Bucketing lengths of example `ids`, computed once each."""
     missing = ids[self._known[ids] == 0]
     if len(missing):
@@ -321,7 +346,7 @@ class BucketedOrder:
 
   def _plan_window(self, epoch, w):
     perm = self._window_ids(epoch, w)
-    buckets = np.searchsorted(self._boundaries, self._lengths(perm), side='left')
+    buckets = np.searchsorted(self._boundaries, self.lengths(perm), side='left')
     kinds, members = bucket_batches(buckets, self._batch_sizes)
     return kinds, [perm[m] for m in members]
 

@@ -132,8 +132,10 @@ class DeviceBatches:
   """The batches of one stream, on the devices of `mesh`, handed out an epoch at a time.
 
   Args:
-    open_stream: `(start, prefetch=...) -> iterator of host batches`, batch
-      `start` first, e.g. `functools.partial(inputs.train_stream, n_devices)`.
+    open_stream: `(start, prefetch=..., part=...) -> iterator of host
+      batches`, batch `start` first, e.g. `functools.partial(
+      inputs.train_stream, n_devices)`. In a run of several processes it is
+      asked for this process's rows of each batch, `part=(p, P)`.
     mesh: a `jax.sharding.Mesh` with a `'batch'` axis; every batch's axis 0
       is split over it.
     start: the index of the first batch handed out.
@@ -152,6 +154,7 @@ class DeviceBatches:
     self._sharding = batch_sharding(mesh, stacked=steps_per_call is not None)
     self._ahead = ahead
     self._host = None  # opened on first use, so building a Trainer reads no batch
+    self._part = _process_part()
     self._next_read = start  # the index of the batch `self._host` yields next
     self._waiting = None  # a batch read but not handed out (a new shape ends a chunk)
     self.position = start
@@ -173,7 +176,10 @@ class DeviceBatches:
       yield batch, count
 
   def host_batch(self, index):
-    """Batch number `index` of the stream, read again from the host stream (no prefetch)."""
+    """Batch number `index` of the stream, read again from the host stream (no prefetch).
+
+    Whole, also in a run of several processes (where training reads parts).
+    """
     return next(iter(self._open(index, prefetch=0)))
 
   def _runs(self, n, breaks):
@@ -188,7 +194,7 @@ class DeviceBatches:
   def _take(self, count):
     """Up to `count` (at least 1) consecutive host batches of one shape."""
     if self._host is None:
-      self._host = self._open(self.position, prefetch=max(2, self._k or 2))
+      self._host = self._open(self.position, prefetch=max(2, self._k or 2), part=self._part)
       self._next_read = self.position
     run = []
     while len(run) < count:
@@ -215,24 +221,36 @@ class DeviceBatches:
   def _put(self, run):
     """A run of host batches on the devices: one batch, or a stacked chunk."""
     batch = run[0] if self._k is None else stack_batches(run, self._k)
-    return place_batch(batch, self._sharding, stacked=self._k is not None), len(run)
+    return place_batch(batch, self._sharding, stacked=self._k is not None,
+                       part=self._part), len(run)
 
 
-def place_batch(batch, sharding, stacked=False):
-  """A global host batch on the devices of `sharding` (its batch axis: 1 if `stacked`, else 0).
+def _process_part():
+  """`(p, P)`: this process's part of every batch in a run of `P > 1` processes, else None."""
+  count = jax.process_count()
+  return (jax.process_index(), count) if count > 1 else None
+
+
+def place_batch(batch, sharding, stacked=False, part=None):
+  """A host batch on the devices of `sharding` (its batch axis: 1 if `stacked`, else 0).
 
   With one process, the batch is copied to the devices. In a run of several
-  processes (`minitrax.distributed`), each process keeps only its rows of the
-  batch axis and the global array is assembled from the processes' parts
-  (`jax.make_array_from_process_local_data`); every process passes the same
-  global batch.
+  processes (`minitrax.distributed`), the global array is assembled from the
+  processes' parts (`jax.make_array_from_process_local_data`): each passes
+  its own rows, `part=(p, P)` (a `P`-th of the global batch axis), or, with
+  `part` None, the whole global batch, of which it keeps its rows.
   """
   if jax.process_count() == 1:
     return jax.device_put(batch, sharding)
   axis = 1 if stacked else 0
-  return tuple(
-      jax.make_array_from_process_local_data(sharding, process_rows(x, axis), x.shape)
-      for x in batch)
+
+  def assemble(x):
+    if part is None:
+      return jax.make_array_from_process_local_data(sharding, process_rows(x, axis), x.shape)
+    shape = x.shape[:axis] + (x.shape[axis] * part[1],) + x.shape[axis + 1:]
+    return jax.make_array_from_process_local_data(sharding, x, shape)
+
+  return tuple(assemble(x) for x in batch)
 
 
 def inputs_batches(inputs, mesh, train_start=0, eval_start=0, steps_per_call=1):

@@ -153,7 +153,7 @@ def idx_inputs(
   else:
     eval_arrays = _read_split(data_dir, eval)
   return arrays_to_inputs(train_arrays, eval_arrays, batch_size, eval_batch_size, shuffle, seed,
-                          name, transform=_scale if scale else None)
+                          name, transform=_scale if scale else None, rowwise=True)
 
 
 def _documents(paths, by_line):

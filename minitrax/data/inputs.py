@@ -46,24 +46,39 @@ class Stream:
   Calling a Stream like a plain stream function, `stream(n_devices, start=0)`,
   returns the endless iterator of batches `start, start + 1, ...`.
 
+  In a run of several processes each process needs only its *part* of every
+  global batch: `part=(p, P)` asks for rows `[p * B / P, (p + 1) * B / P)`
+  (`batching.part_rows`). A batch function that can read just those rows
+  declares `reads_parts=True` and is called as `batch_fn(index, n_devices,
+  part=(p, P))`; any other is called for the whole batch, which is then cut.
+
   Args:
     batch_fn: `(index, n_devices) -> batch`; must be pure (same arguments,
       same batch) and safe to call from a background thread.
     name: names the stream in `repr`.
+    reads_parts: whether `batch_fn` takes `part=(p, P)` and returns only
+      those rows, exactly the rows of the whole batch.
   """
 
-  def __init__(self, batch_fn, name='stream'):
+  local = False  # whether batches are already this process's own (see PipelineStream)
+
+  def __init__(self, batch_fn, name='stream', *, reads_parts=False):
     if not callable(batch_fn):
       raise DataError(f'Stream({name!r}): batch_fn must be callable, got {type(batch_fn).__name__}')
     self._batch_fn = batch_fn
     self.name = name
+    self.reads_parts = reads_parts
 
-  def batch(self, index, n_devices=1):
-    """Batch number `index` (0-based) for `n_devices` devices."""
-    return self._batch_fn(index, n_devices)
+  def batch(self, index, n_devices=1, part=None):
+    """Batch number `index` (0-based) for `n_devices` devices; only rows `part` if given."""
+    if part is None or part[1] == 1 or self.local:
+      return self._batch_fn(index, n_devices)
+    if self.reads_parts:
+      return self._batch_fn(index, n_devices, part=part)
+    return batching.take_part(self._batch_fn(index, n_devices), part)
 
-  def __call__(self, n_devices, start=0):
-    return (self._batch_fn(i, n_devices) for i in itertools.count(start))
+  def __call__(self, n_devices, start=0, part=None):
+    return (self.batch(i, n_devices, part) for i in itertools.count(start))
 
   def __repr__(self):
     return f'Stream({self.name!r})'
@@ -91,9 +106,29 @@ def _repeat(fn, n_devices, kind, peeked=None):
     iterator = None
 
 
-def _checked(batches, kind, n_devices, start):
+def _checked(batches, kind, n_devices, start, part=None, cut=True):
+  """Checked batches; with `part` and `cut`, whole batches cut to rows `part` once checked.
+
+  Batches that are parts already (`cut=False`) must divide by the process's
+  share of the devices, `n_devices / P`.
+  """
+  if part is not None and not cut:
+    n_devices, kind = n_devices // part[1], f"{kind} (process {part[0]}'s part)"
   for index, batch in enumerate(batches, start):
-    yield batching.check_batch(batch, n_devices, kind, index)
+    batch = batching.check_batch(batch, n_devices, kind, index)
+    yield batching.take_part(batch, part) if part is not None and cut else batch
+
+
+def _check_part(kind, part, n_devices):
+  """`part` as `(p, P)` with `0 <= p < P` and `P` dividing `n_devices`, or None for P = 1."""
+  if part is None:
+    return None
+  if (not isinstance(part, tuple) or len(part) != 2 or
+      not all(isinstance(k, int) and not isinstance(k, bool) for k in part) or
+      not 0 <= part[0] < part[1] or n_devices % part[1]):
+    raise DataError(f'{kind}_stream: part must be (p, P) with 0 <= p < P and P dividing '
+                    f'n_devices={n_devices}, got {part!r}')
+  return None if part[1] == 1 else part
 
 
 class Inputs:
@@ -130,45 +165,55 @@ class Inputs:
 
   # Streams.
 
-  def train_stream(self, n_devices, start=0, *, prefetch=2):
+  def train_stream(self, n_devices, start=0, *, prefetch=2, part=None):
     """Training batches from batch `start` on; see the class docstring.
 
     Args:
-      n_devices: device count; every batch size must divide by it.
+      n_devices: device count (of all processes); every batch size must
+        divide by it.
       start: index of the first batch (the training step to resume at).
       prefetch: batches made ahead in a background thread; 0 for none.
+      part: `(p, P)` for only process `p`'s rows of every batch (of `P`
+        processes: rows `[p * B / P, (p + 1) * B / P)`), read alone where
+        the stream can (`Stream(reads_parts=True)`), else cut from the whole
+        batch; a stream whose batches are each process's own already
+        (`Stream.local`, e.g. a Trax 1.4 pipeline) is left as it is.
 
     Returns:
       An endless iterator of batch tuples of NumPy arrays.
     """
-    return self._stream('train', n_devices, start, prefetch)
+    return self._stream('train', n_devices, start, prefetch, part)
 
-  def eval_stream(self, n_devices, start=0, *, prefetch=2):
+  def eval_stream(self, n_devices, start=0, *, prefetch=2, part=None):
     """Evaluation batches from batch `start` on; arguments as `train_stream`."""
-    return self._stream('eval', n_devices, start, prefetch)
+    return self._stream('eval', n_devices, start, prefetch, part)
 
-  def train_eval_stream(self, n_devices, start=0, *, prefetch=2):
+  def train_eval_stream(self, n_devices, start=0, *, prefetch=2, part=None):
     """Training data for evaluation from batch `start` on; arguments as `train_stream`."""
-    return self._stream('train_eval', n_devices, start, prefetch)
+    return self._stream('train_eval', n_devices, start, prefetch, part)
 
   @property
   def exact_resume(self):
     """True if all three streams are random-access `Stream`s (resume is exact)."""
     return all(isinstance(fn, Stream) for fn in self._fns.values())
 
-  def _stream(self, kind, n_devices, start, prefetch):
+  def _stream(self, kind, n_devices, start, prefetch, part=None):
     n_devices = check_int(f'{kind}_stream', 'n_devices', n_devices, 1, error=DataError)
     start = check_int(f'{kind}_stream', 'start', start, 0, error=DataError)
     prefetch = check_int(f'{kind}_stream', 'prefetch', prefetch, 0, error=DataError)
+    part = _check_part(kind, part, n_devices)
     fn = self._fns[kind]
+    cut = part is not None and not getattr(fn, 'local', False)
     if isinstance(fn, Stream):
-      batches = fn(n_devices, start)
+      reads = cut and fn.reads_parts
+      batches = fn(n_devices, start, part if reads else None)
+      cut = cut and not reads
     else:
       peeked = None
       if kind == 'train' and n_devices == 1 and self._peeked is not None:
         peeked, self._peeked = self._peeked, None
       batches = itertools.islice(_repeat(fn, n_devices, kind, peeked), start, None)
-    batches = _checked(batches, kind, n_devices, start)
+    batches = _checked(batches, kind, n_devices, start, part, cut)
     return Prefetcher(batches, prefetch, kind) if prefetch else batches
 
   # Shapes, from the first training batch.

@@ -287,7 +287,14 @@ class PipelineStream(Stream):
   Args:
     make_iterator: `() -> iterator of batches`, e.g. `Serial(...)`.
     name: names the stream in messages.
+
+  In a run of several processes, each process's pipeline gives that
+  process's own batches (`local`), as in Trax 1.4, whose `TFDS` reads a
+  host's share of the files: the global batch is the processes' batches
+  together.
   """
+
+  local = True
 
   def __init__(self, make_iterator, name='pipeline'):
     if not callable(make_iterator):
@@ -300,8 +307,8 @@ class PipelineStream(Stream):
     del n_devices
     return next(self._from(index))
 
-  def __call__(self, n_devices, start=0):
-    del n_devices
+  def __call__(self, n_devices, start=0, part=None):
+    del n_devices, part  # a pipeline's batches are this process's own (see `local`)
     return self._from(start)
 
   def _from(self, start):

@@ -142,21 +142,28 @@ class _Split:
     return lambda ids: np.array([length_fn(self.example(int(i))) for i in ids], np.int64)
 
 
-def crop_and_flip(images, rng, pad=4):
+def crop_and_flip(images, rng, pad=4, part=None):
   """Trax's CIFAR-10 augmentation: zero-pad by `pad`, random crop back, random left-right flip.
 
   Args:
     images: `(B, H, W, C)`.
     rng: NumPy Generator.
     pad: padding on each side (4: 32x32 -> 40x40 -> a random 32x32 crop).
+    part: `(p, P)` if `images` are part `p` of a batch of `B * P` (one
+      process's rows): the random draws are made for the whole batch, so
+      each row is augmented as it is in the whole batch.
 
   Returns:
     Augmented images, same shape and dtype.
   """
   b, h, w = images.shape[:3]
+  n = b * (part[1] if part else 1)
   padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  dy, dx = rng.integers(0, 2 * pad + 1, size=(2, b))
-  flip = rng.random(b) < 0.5
+  dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
+  flip = rng.random(n) < 0.5
+  if part:
+    rows = batching.part_rows(n, part)
+    dy, dx, flip = dy[rows], dx[rows], flip[rows]
   out = np.empty_like(images)
   for i in range(b):
     crop = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
@@ -185,6 +192,15 @@ def _collate(examples, features, pad_length):
       for col, f in zip(columns, features))
 
 
+def _image_batch(images, cfg, augment_rng, part):
+  """Images augmented with `augment_rng` (if `cfg.augment_images` and not False), then scaled."""
+  if augment_rng and cfg.augment_images:
+    images = crop_and_flip(images, augment_rng, part=part)
+  if cfg.scale_images and images.dtype == np.uint8:
+    images = images.astype(np.float32) * np.float32(1 / 255)
+  return images
+
+
 def _stream(split, tag, training, cfg):
   """A `Stream` over `split` for stream `tag` (train batch sizes and buckets if `training`)."""
 
@@ -210,25 +226,31 @@ def _stream(split, tag, training, cfg):
           orders[n_devices] = batching.EpochOrder(split.n_examples, cfg.seed, tag, cfg.shuffle)
       return orders[n_devices]
 
-  def batch_fn(index, n_devices):
+  def batch_fn(index, n_devices, part=None):
     order = order_for(n_devices)
     if bucketed:
       ids, pad = order.batch(index)
+      if part is not None and pad is None:  # the last bucket: the whole batch's longest
+        pad = int(order.lengths(ids).max())
     else:
       size = batch_size(n_devices)
       ids, pad = order.take(index * size, size), cfg.pad_to_length
+    if part is not None:
+      ids = ids[batching.part_rows(len(ids), part)]
     batch = _collate([split.example(i) for i in ids], split.features, pad)
     x = batch[0]
     if split.features[0].kind == 'image':
-      if training and cfg.augment_images:
-        x = crop_and_flip(x, batching.rng_for(cfg.seed, tag, index))
-      if cfg.scale_images and x.dtype == np.uint8:
-        x = x.astype(np.float32) * np.float32(1 / 255)
+      x = _image_batch(x, cfg, training and batching.rng_for(cfg.seed, tag, index), part)
     if len(split.features) == 1:
       return x, x, text_lib.lm_weights(x)
     return (x,) + batch[1:]
 
-  return Stream(batch_fn, f'{cfg.name}/{batching.STREAM_NAMES[tag]}')
+  # A process reads its rows alone when the padded length is the same for every part: fixed,
+  # or set by the bucket (whose length covers every variable feature).
+  uncovered = (len(split.features) == 2 and all(f.variable for f in split.features) and
+               not cfg.buckets_include_inputs_in_length)
+  return Stream(batch_fn, f'{cfg.name}/{batching.STREAM_NAMES[tag]}',
+                reads_parts=not (bucketed and uncovered))
 
 
 def _open_splits(dataset_name, data_dir, download, names, split_args, max_length):

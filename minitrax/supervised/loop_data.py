@@ -74,7 +74,9 @@ class IteratorSource:
 
   Args:
     iterator: the task's `labeled_data`.
-    n_devices: the device count every batch size must divide by.
+    n_devices: the device count every batch size must divide by: this
+      process's devices (in a run of several processes, each process's
+      iterator gives its own rows of the global batch, as in Trax 1.4).
     name: names the task in messages, e.g. 'TrainTask 0'.
     keep: recent batches kept to be read again.
   """
@@ -86,9 +88,13 @@ class IteratorSource:
     self._read = 0  # the index of the next batch the iterator yields
     self._recent = collections.deque(maxlen=keep)  # (index, batch)
 
-  def __call__(self, start, prefetch=0):
-    """Batches `start, start + 1, ...` (`prefetch` is ignored: batches are read when needed)."""
-    del prefetch
+  def __call__(self, start, prefetch=0, part=None):
+    """Batches `start, start + 1, ...` (`prefetch` is ignored: batches are read when needed).
+
+    In a run of several processes each process's iterator gives its own rows
+    of the global batch (as in Trax 1.4), so `part` needs no cut.
+    """
+    del prefetch, part
     return self._from(start)
 
   def _from(self, index):

@@ -67,7 +67,8 @@ class TaskTrainer:
     self.task = task
     self.mesh = mesh
     self.layers = layers_task(model, task.loss_layer, sample_signature(task, name))
-    self.source, self.source_name = IteratorSource(task.labeled_data, mesh.size, name), name
+    self.source = IteratorSource(task.labeled_data, len(mesh.local_devices), name)
+    self.source_name = name
     self.steps_per_call = steps_per_call(self.layers.signature)
     self.step_fn = self.batches = self.steps_log = None
 
@@ -128,7 +129,8 @@ class Evaluator:
     self.eval_step = step_lib.make_eval_step(
         eval_model, list(task.metrics), mesh,
         step_lib.trailing_weight_fn(eval_model.n_in, n_rest > 1))
-    self.source, self.source_name = IteratorSource(task.labeled_data, mesh.size, name), name
+    self.source = IteratorSource(task.labeled_data, len(mesh.local_devices), name)
+    self.source_name = name
     self.index = index
     self.batches = None
 

@@ -6,7 +6,10 @@ With NUM_PROCESSES 1 it is a plain one-process run (the reference); else it
 joins a run of NUM_PROCESSES processes on 127.0.0.1:PORT (gloo on CPU).
 `--hang-at-batch N` makes this process's data source write MARKER and hang
 when asked for training batch N (so that the test can kill it mid-run).
-Prints `WEIGHTS <json>` (the final model weights, flattened) when done.
+The training stream reads only this process's part of each global batch
+(`Stream(reads_parts=True)` over arrays); prints `ROWS <json>` (the sizes of
+the batches after the first it was asked for) and `WEIGHTS <json>` (the final model weights,
+flattened) when done.
 """
 
 import json
@@ -19,6 +22,7 @@ import jax
 
 from minitrax import distributed
 from minitrax.data import Inputs, Stream, copy_inputs
+from minitrax.data.arrays import array_stream
 from minitrax.layers.combinators import Serial
 from minitrax.layers.core import Dense, Embedding, LogSoftmax
 from minitrax.optimizers import Adam
@@ -33,17 +37,22 @@ def model(mode):
   return Serial(Embedding(VOCAB, 8), Dense(16), Dense(VOCAB), LogSoftmax())
 
 
-def _inputs(hang_at, marker):
-  copy = copy_inputs(batch_size=BATCH, vocab_size=VOCAB, length=6, seed=5)
+def _inputs(hang_at, marker, rows_read):
+  copy = copy_inputs(batch_size=64, vocab_size=VOCAB, length=6, seed=5)
+  train_stream = array_stream(next(copy.train_stream(1, prefetch=0)), BATCH, seed=5)
 
-  def batch(i, n):
+  def batch(i, n, part=None):
     if i == hang_at:
       with open(marker, 'w', encoding='utf-8') as f:
         f.write('hanging\n')
       time.sleep(600)
-    return next(copy.train_stream(n, start=i, prefetch=0))
+    rows = train_stream.batch(i, n, part)
+    if i > 0:  # batch 0 is also read whole once, for the shapes (Inputs.example_signature)
+      rows_read.add(len(rows[0]))
+    return rows
 
-  return Inputs(Stream(batch), Stream(lambda i, n: next(copy.eval_stream(n, start=i, prefetch=0))))
+  return Inputs(Stream(batch, reads_parts=True),
+                Stream(lambda i, n: next(copy.eval_stream(n, start=i, prefetch=0))))
 
 
 def main(argv):
@@ -55,10 +64,12 @@ def main(argv):
     distributed.initialize(f'127.0.0.1:{port}', n_processes, process_id,
                            heartbeat_timeout_s=HEARTBEAT_S)
   assert len(jax.devices()) == n_processes, jax.devices()
-  state = train(output_dir, model, _inputs(hang_at, marker), optimizer=Adam,
+  rows_read = set()
+  state = train(output_dir, model, _inputs(hang_at, marker, rows_read), optimizer=Adam,
                 objective=Objective(has_weights=True),
                 plan=Plan(steps=STEPS, eval_steps=1, eval_frequency=EVAL_FREQUENCY), random_seed=3)
   weights = [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(state.opt_state.weights)]
+  print('ROWS ' + json.dumps(sorted(rows_read)), flush=True)
   print('WEIGHTS ' + json.dumps(weights), flush=True)
 
 

@@ -51,9 +51,12 @@ def _start(tmp_path, output_dir, n_processes, process_id, port, *options):
       env=env)
 
 
-def _finish(process, timeout=240):
+def _finish(process, timeout=240, rows=None):
+  """The final weights of a finished process; checks the batch sizes it read if `rows`."""
   out, err = process.communicate(timeout=timeout)
   assert process.returncode == 0, err[-3000:]
+  if rows is not None:
+    assert json.loads(out.split('ROWS ', 1)[1].split('\n', 1)[0]) == rows
   return json.loads(out.split('WEIGHTS ', 1)[1])
 
 
@@ -86,8 +89,9 @@ def _assert_close(weights, expected):
 
 def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tmp_path):
   """Process 1 is killed mid-run (after the step-6 checkpoint): process 0 exits with a
-  TrainingError naming it, within FAILURE_BOUND_S. Both restarted resume from the checkpoint:
-  every step's loss and the final weights equal one process's with the same global batch."""
+  TrainingError naming it, within FAILURE_BOUND_S. Both restarted resume from the checkpoint,
+  each reading only its half of every global batch: every step's loss and the final weights
+  equal one process's with the same global batch."""
   reference = _start(tmp_path, tmp_path / 'one', 1, 0, 0)
   port, run, marker = _free_port(), tmp_path / 'two', tmp_path / 'hang1'
   survivor = _start(tmp_path, run, 2, 0, port)
@@ -105,8 +109,8 @@ def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tm
   assert elapsed < FAILURE_BOUND_S
   port = _free_port()
   restarted = [_start(tmp_path, run, 2, p, port) for p in range(2)]
-  weights = [_finish(p) for p in restarted]
-  expected = _finish(reference)
+  weights = [_finish(p, rows=[4]) for p in restarted]  # each reads its half of the batch of 8
+  expected = _finish(reference, rows=[8])
   _assert_close(weights[0], expected)
   _assert_close(weights[1], expected)
   losses, expected_losses = _losses(run), _losses(tmp_path / 'one')
