@@ -24,7 +24,10 @@ What a run does across processes:
   collective), process 0 alone writes the file after a barrier and the others
   wait at a second barrier until the atomic rename is done. The output folder
   must be one file system that all processes see.
-* Logs and summaries come from process 0 (`is_main`).
+* Logs and summaries come from process 0 (`is_main`); the other processes
+  print only the lines that differ between processes (their devices and
+  rows, their errors), prefixed by their index (`process_prefix`), and the
+  records of minitrax's `logging` loggers carry the prefix on every process.
 * A process that dies: the collectives of the others fail at once (the
   operating system closes its connections), and `peer_failures` turns the
   error into a `TrainingError` naming the dead processes, as the runtime
@@ -40,6 +43,7 @@ or process 0's behaviour.
 
 import atexit
 import functools
+import logging
 import time
 
 import numpy as np
@@ -52,7 +56,8 @@ from minitrax.errors import ConfigError, MinitraxError, TrainingError
 
 __all__ = [
     'HEARTBEAT_TIMEOUT_S', 'initialize', 'is_initialized', 'process_index', 'process_count',
-    'is_main', 'process_rows', 'barrier', 'commit', 'to_host', 'dead_processes', 'peer_failures'
+    'is_main', 'process_prefix', 'process_rows', 'barrier', 'commit', 'to_host', 'dead_processes',
+    'peer_failures'
 ]
 
 HEARTBEAT_TIMEOUT_S = 10  # A process silent this long is dead (JAX's default: 100 s).
@@ -103,6 +108,10 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
     raise TrainingError(f'initialize: process {process_id} could not join the run at '
                         f'{coordinator_address!r} within {initialization_timeout_s} s: {e}') from e
   atexit.register(_leave, max(30, 3 * heartbeat_timeout_s))
+  logging.setLogRecordFactory(_prefix_records(logging.getLogRecordFactory()))
+  print(
+      f'{process_prefix()}joined the run: devices {[d.id for d in jax.local_devices()]} of '
+      f'{jax.device_count()}; reads part {process_index()} of every global batch', flush=True)
 
 
 def _leave(timeout_s):
@@ -153,6 +162,23 @@ def process_count():
 def is_main():
   """Whether this is process 0: the one that logs, writes summaries and checkpoints."""
   return process_index() == 0
+
+
+def process_prefix():
+  """`'[process p/P] '` in a run of several processes, else `''`: it starts their own log lines."""
+  return f'[process {process_index()}/{process_count()}] ' if is_initialized() else ''
+
+
+def _prefix_records(make_record):
+  """A `logging` record factory that prefixes the messages of minitrax's loggers."""
+
+  def make(*args, **kwargs):
+    record = make_record(*args, **kwargs)
+    if record.name.startswith('minitrax') and isinstance(record.msg, str):
+      record.msg = process_prefix() + record.msg
+    return record
+
+  return make
 
 
 def process_rows(array, axis=0):

@@ -232,7 +232,8 @@ def _fail(error, status):
   """Prints `error` in one paragraph (after its traceback with --verbose) and exits."""
   if FLAGS.is_parsed() and FLAGS.verbose:
     traceback.print_exception(error)
-  print(error_message(error), file=sys.stderr)
+  from minitrax import distributed  # pylint: disable=import-outside-toplevel
+  print(distributed.process_prefix() + error_message(error), file=sys.stderr)
   sys.exit(status)
 
 
@@ -243,7 +244,7 @@ def main(argv):
         ConfigError(f'unexpected arguments: {" ".join(argv[1:])} (flags are written '
                     '--name=value)'), USAGE_ERROR)
   import jax  # pylint: disable=import-outside-toplevel
-  from minitrax import config  # pylint: disable=import-outside-toplevel
+  from minitrax import config, distributed  # pylint: disable=import-outside-toplevel
   from minitrax.errors import (  # pylint: disable=import-outside-toplevel
       MinitraxError, TrainingError, TrainingInterrupted)
   from minitrax.supervised.summaries import log  # pylint: disable=import-outside-toplevel
@@ -255,7 +256,7 @@ def main(argv):
   try:
     _train(config, log, _start_distributed())
   except TrainingInterrupted as e:  # saved; exit as the signal would have (128 + its number)
-    print(f'minitrax.trainer: {e}', file=sys.stderr, flush=True)
+    print(f'{distributed.process_prefix()}minitrax.trainer: {e}', file=sys.stderr, flush=True)
     sys.exit(128 + (e.signum or 0))
   except MinitraxError as e:
     _fail(e, RUN_ERROR if isinstance(e, TrainingError) else USAGE_ERROR)

@@ -30,14 +30,26 @@ from tensorboard.compat.proto import tensor_shape_pb2
 from tensorboard.compat.proto import types_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from minitrax import distributed
 from minitrax.errors import RunDirError
 
 _FILE_VERSION = 'brain.Event:2'
 _uid = [0]
 
 
-def log(message):
-  """Prints a log line to stdout at once (as Trax's `trainer_lib.log`)."""
+def log(message, every_process=False):
+  """Prints a log line to stdout at once (as Trax's `trainer_lib.log`).
+
+  In a run of several processes (`minitrax.distributed`) process 0 alone
+  prints, unless the line is one that differs between processes
+  (`every_process`): every process prints those, prefixed by its index,
+  `[process 1/4] ...`.
+  """
+  if distributed.is_initialized():
+    if every_process:
+      message = distributed.process_prefix() + message
+    elif not distributed.is_main():
+      return
   print(message, flush=True)
 
 

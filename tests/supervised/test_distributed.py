@@ -7,7 +7,9 @@ reference is the same run in one process with the same global batch. FSDP:
 """
 
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from minitrax import distributed
 from minitrax.errors import ConfigError
-from minitrax.supervised import run_checkpoint, sharding
+from minitrax.supervised import run_checkpoint, sharding, summaries
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, 'distributed_run.py')
@@ -52,12 +54,12 @@ def _start(tmp_path, output_dir, n_processes, process_id, port, *options):
 
 
 def _finish(process, timeout=240, rows=None):
-  """The final weights of a finished process; checks the batch sizes it read if `rows`."""
+  """`(final weights, stdout)` of a finished process; checks the batch sizes it read if `rows`."""
   out, err = process.communicate(timeout=timeout)
   assert process.returncode == 0, err[-3000:]
   if rows is not None:
     assert json.loads(out.split('ROWS ', 1)[1].split('\n', 1)[0]) == rows
-  return json.loads(out.split('WEIGHTS ', 1)[1])
+  return json.loads(out.split('WEIGHTS ', 1)[1]), out
 
 
 def _losses(output_dir):
@@ -109,10 +111,15 @@ def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tm
   assert elapsed < FAILURE_BOUND_S
   port = _free_port()
   restarted = [_start(tmp_path, run, 2, p, port) for p in range(2)]
-  weights = [_finish(p, rows=[4]) for p in restarted]  # each reads its half of the batch of 8
-  expected = _finish(reference, rows=[8])
-  _assert_close(weights[0], expected)
-  _assert_close(weights[1], expected)
+  (weights0, out0), (weights1, out1) = [_finish(p, rows=[4]) for p in restarted]  # halves of 8
+  expected, _ = _finish(reference, rows=[8])
+  _assert_close(weights0, expected)
+  _assert_close(weights1, expected)
+  # Process 0 logs the run; process 1 only its own lines, prefixed by its index.
+  assert 'Step     12: Ran 6 train steps' in out0 and 'Step' not in out1, out1
+  assert re.search(
+      r'^\[process 1/2\] joined the run: devices \[\d+\] of 2; reads part 1 of every '
+      r'global batch$', out1, re.M), out1
   losses, expected_losses = _losses(run), _losses(tmp_path / 'one')
   assert sorted(losses) == list(range(1, 13))
   np.testing.assert_allclose([losses[s] for s in range(1, 13)],
@@ -195,3 +202,28 @@ def test_command_line_multi_process_run_needs_an_output_dir(tmp_path):
   assert out.returncode == 2  # a usage mistake
   assert ('minitrax.trainer: error: ConfigError: a multi-process run needs --output_dir'
           in out.stderr), out.stderr[-3000:]
+
+
+def test_other_processes_print_only_their_own_lines_prefixed(monkeypatch, capsys):
+  """In a run of several processes (simulated here), process 0 prints every log line; the
+  others print only per-process lines, prefixed by their index; minitrax's logging records too."""
+  monkeypatch.setattr(distributed, 'is_initialized', lambda: True)
+  monkeypatch.setattr(distributed, 'process_count', lambda: 4)
+  for index in (0, 2):
+    monkeypatch.setattr(distributed, 'process_index', lambda index=index: index)
+    summaries.log('Step 1: loss 0.5')
+    summaries.log('devices [2]', every_process=True)
+  assert capsys.readouterr().out.splitlines() == [
+      'Step 1: loss 0.5', '[process 0/4] devices [2]', '[process 2/4] devices [2]'
+  ]
+  make = distributed._prefix_records(logging.getLogRecordFactory())  # pylint: disable=protected-access
+  record = make('minitrax.data', logging.INFO, __file__, 1, 'seek %d', (3,), None)
+  other = make('jax', logging.INFO, __file__, 1, 'compiled', (), None)
+  assert (record.getMessage(), other.getMessage()) == ('[process 2/4] seek 3', 'compiled')
+
+
+def test_one_process_logs_without_prefix(capsys):
+  summaries.log('Step 1: loss 0.5')
+  summaries.log('devices [0]', every_process=True)
+  assert distributed.process_prefix() == ''
+  assert capsys.readouterr().out.splitlines() == ['Step 1: loss 0.5', 'devices [0]']
