@@ -1,11 +1,15 @@
 """Helper for test_distributed.py: one process of a tiny `train()` run on the copy task.
 
   python distributed_run.py OUTPUT_DIR NUM_PROCESSES PROCESS_ID PORT [--hang-at-batch N MARKER]
+      [--fsdp]
 
 With NUM_PROCESSES 1 it is a plain one-process run (the reference); else it
 joins a run of NUM_PROCESSES processes on 127.0.0.1:PORT (gloo on CPU).
 `--hang-at-batch N` makes this process's data source write MARKER and hang
 when asked for training batch N (so that the test can kill it mid-run).
+`--fsdp` trains a wider model (`fsdp_model`: weights of 1024 elements and
+more) with `sharding='fsdp'`, its large weights and slots split over the
+processes' devices.
 Prints `WEIGHTS <json>` (the final model weights, flattened) when done.
 """
 
@@ -33,7 +37,14 @@ def model(mode):
   return Serial(Embedding(VOCAB, 8), Dense(16), Dense(VOCAB), LogSoftmax())
 
 
-def _inputs(hang_at, marker):
+def fsdp_model(mode):
+  """Dense(128)'s kernel (64, 128) and Dense(VOCAB)'s (128, 8) are split under FSDP."""
+  del mode
+  return Serial(Embedding(VOCAB, 64), Dense(128), Dense(VOCAB), LogSoftmax())
+
+
+def inputs(hang_at=None, marker=None):
+  """The copy task's batches; training batch `hang_at` writes `marker` and hangs."""
   copy = copy_inputs(batch_size=BATCH, vocab_size=VOCAB, length=6, seed=5)
 
   def batch(i, n):
@@ -51,13 +62,15 @@ def main(argv):
   hang_at = marker = None
   if argv[5:] and argv[5] == '--hang-at-batch':
     hang_at, marker = int(argv[6]), argv[7]
+  fsdp = '--fsdp' in argv[5:]
   if n_processes > 1:
     distributed.initialize(f'127.0.0.1:{port}', n_processes, process_id,
                            heartbeat_timeout_s=HEARTBEAT_S)
   assert len(jax.devices()) == n_processes, jax.devices()
-  state = train(output_dir, model, _inputs(hang_at, marker), optimizer=Adam,
-                objective=Objective(has_weights=True),
-                plan=Plan(steps=STEPS, eval_steps=1, eval_frequency=EVAL_FREQUENCY), random_seed=3)
+  state = train(output_dir, fsdp_model if fsdp else model, inputs(hang_at, marker), optimizer=Adam,
+                objective=Objective(has_weights=True), plan=Plan(steps=STEPS, eval_steps=1,
+                                                                 eval_frequency=EVAL_FREQUENCY),
+                random_seed=3, sharding='fsdp' if fsdp else None)
   weights = [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(state.opt_state.weights)]
   print('WEIGHTS ' + json.dumps(weights), flush=True)
 

@@ -3,10 +3,13 @@
 Multi-process runs: each process runs `distributed_run.py` (a tiny model on
 the copy task, one CPU device per process, 127.0.0.1 with gloo); the
 reference is the same run in one process with the same global batch. FSDP:
-`sharding_run.py` on 4 virtual CPU devices.
+`sharding_run.py` on 4 virtual CPU devices; over 2 processes, `distributed_run.py
+--fsdp`, its checkpoint restored in one process by `shards_restore_run.py`.
 """
 
+import concurrent.futures
 import json
+import math
 import os
 import signal
 import socket
@@ -19,7 +22,7 @@ import pytest
 
 from jax.sharding import PartitionSpec as P
 
-from minitrax import distributed
+from minitrax import checkpoint, distributed
 from minitrax.errors import ConfigError
 from minitrax.supervised import run_checkpoint, sharding
 
@@ -130,11 +133,62 @@ def test_fsdp_on_4_devices_holds_a_quarter_and_trains_as_one_device(tmp_path):
   assert fsdp_bytes <= 0.3 * replicated_bytes, report['bytes']
   np.testing.assert_allclose(report['losses'][1], report['losses'][0], atol=1e-5, rtol=0)
   assert report['weight_diff'] < 1e-5 and report['fsdp_step'] == 6
+  assert not [n for n in os.listdir(tmp_path) if '.shards-' in n]  # one process: whole arrays
   restored = report['restored']
   assert [restored[n]['step'] for n in ('1', '2', '4')] == [6, 6, 6]
   assert max(restored[n]['weight_diff'] for n in ('1', '2', '4')) == 0.0
   assert restored['1']['bytes'] == replicated_bytes and restored['4']['bytes'] == fsdp_bytes
   assert restored['2']['bytes'] <= 0.55 * replicated_bytes
+
+
+def _records(tree):
+  """The reference records of the sharded arrays in a checkpoint tree read with shards=False."""
+  if isinstance(tree, dict) and 'sharded_array' in tree:
+    return [tree]
+  items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree,
+                                                                          (list, tuple)) else []
+  return [r for item in items for r in _records(item)]
+
+
+def test_fsdp_over_2_processes_saves_each_its_pieces_and_restores_in_one_process(tmp_path):
+  """FSDP over 2 processes (1 device each): each process writes half the bytes of the sharded
+  weights and slots into its own shard file, process 0's model.pkl holds the rest; one process
+  restores it onto 1 device and onto 4 (FSDP) with the 2-process run's final weights (1e-6), and
+  trains on."""
+  port, run = _free_port(), tmp_path / 'two'
+  processes = [_start(tmp_path, run, 2, p, port, '--fsdp') for p in range(2)]
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both pipes drained at once
+    weights = list(pool.map(_finish, processes))
+  _assert_close(weights[1], weights[0])
+  [folder] = [n for n in os.listdir(run) if '.shards-' in n]  # the earlier saves' are gone
+  assert folder.startswith('model.pkl.shards-12-')
+  saved = checkpoint.load(run / 'model.pkl', shards=False)
+  assert saved['shard_folder'] == folder
+  records = _records(saved)
+  assert len(records) == 6  # 2 kernels and their 2 Adam slots each
+  sharded_bytes = sum(math.prod(r['shape']) * 4 for r in records)
+  held = {}
+  for p in (0, 1):
+    arrays = checkpoint.load(run / folder / f'process-{p}.msgpack')['arrays']
+    held[p] = sum(piece['data'].nbytes for pieces in arrays.values() for piece in pieces)
+  assert held == {0: sharded_bytes // 2, 1: sharded_bytes // 2}
+  assert os.path.getsize(run / 'model.pkl') < sharded_bytes / 4
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', PYTHONPATH=ROOT,
+             JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'compiled'))
+  result = subprocess.run([
+      sys.executable,
+      os.path.join(HERE, 'shards_restore_run.py'),
+      str(run),
+      str(tmp_path / 'one')
+  ], capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.split('REPORT ', 1)[1])
+  for n in ('1', '4'):
+    assert report[n]['step'] == 12 and report[n]['step_after'] == 14
+    assert report[n]['finite'] and report[n]['change'] > 1e-4  # it trains on
+    for w, e in zip(report[n]['weights'], weights[0], strict=True):
+      np.testing.assert_allclose(w, e, atol=1e-6, rtol=0)
+    assert report[n]['folders'] == []  # one process saves whole arrays; the old folder goes
 
 
 def test_array_spec_splits_the_largest_divisible_axis_of_large_arrays():
