@@ -331,9 +331,11 @@ def _map_records(tree, path, fn, source):
 
 
 def _check_record(record, where, path):
+  """A reference record holds a str key, a shape NumPy can make, an allowed dtype, file names."""
   shape, files = record['shape'], record['files']
   ok = (isinstance(record['sharded_array'], str) and isinstance(shape, list) and
         len(shape) <= 64 and all(type(d) is int and d >= 0 for d in shape) and
+        math.prod(max(d, 1) for d in shape) < 2**56 and
         record['dtype'] in checkpoint.ALLOWED_DTYPES and isinstance(files, list) and files and
         all(isinstance(f, str) and _FILE_NAME.fullmatch(f) for f in files))
   if not ok:

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 
 from minitrax import checkpoint, distributed, shard_files
 from minitrax.errors import CheckpointError
+from minitrax.layers.core import Dense
+from minitrax.shapes import ShapeDtype
 from minitrax.supervised.run_checkpoint import Checkpoints
 
 WHOLE = np.arange(24, dtype=np.float32).reshape(4, 6)
@@ -198,3 +200,17 @@ def test_retention_deletes_a_numbered_checkpoint_with_its_shard_folder(tmp_path,
   assert owners == ['model_4.pkl', 'model_6.pkl', 'model_9.pkl']
   checkpoint.remove_temporaries(str(tmp_path), '*.pkl')  # model_9.pkl's folder is a stray
   assert [n.split('.shards-')[0] for n in _folders(tmp_path)] == ['model_4.pkl', 'model_6.pkl']
+
+
+def test_init_from_file_reads_a_trainer_checkpoint_with_shard_files(tmp_path, as_if_sharded):
+  del as_if_sharded
+  saved = Dense(4)
+  saved.init(ShapeDtype((1, 6)))
+  kernel, bias = saved.weights
+  path = tmp_path / 'model.pkl'
+  shard_files.save(path, {'weights': (jnp.asarray(kernel), np.asarray(bias)), 'state': ()}, 1)
+  assert 'shard_folder' in checkpoint.load(path, shards=False)  # the kernel is in the folder
+  layer = Dense(4)
+  layer.init_from_file(str(path), input_signature=ShapeDtype((1, 6)))
+  np.testing.assert_array_equal(layer.weights[0], kernel)
+  np.testing.assert_array_equal(layer.weights[1], bias)

@@ -9,7 +9,7 @@ joins a run of NUM_PROCESSES processes on 127.0.0.1:PORT (gloo on CPU).
 when asked for training batch N (so that the test can kill it mid-run).
 `--fsdp` trains a wider model (`fsdp_model`: weights of 1024 elements and
 more) with `sharding='fsdp'`, its large weights and slots split over the
-processes' devices.
+processes' devices, without evaluation, keeping `model_6.pkl` too.
 Prints `WEIGHTS <json>` (the final model weights, flattened) when done.
 """
 
@@ -67,10 +67,12 @@ def main(argv):
     distributed.initialize(f'127.0.0.1:{port}', n_processes, process_id,
                            heartbeat_timeout_s=HEARTBEAT_S)
   assert len(jax.devices()) == n_processes, jax.devices()
+  plan = Plan(steps=STEPS, eval_steps=1, eval_frequency=EVAL_FREQUENCY)
+  if fsdp:  # no evaluation (less to compile); checkpoints at steps 6 and 12
+    plan = Plan(steps=STEPS, eval_steps=0, checkpoints_at=(6,))
   state = train(output_dir, fsdp_model if fsdp else model, inputs(hang_at, marker), optimizer=Adam,
-                objective=Objective(has_weights=True), plan=Plan(steps=STEPS, eval_steps=1,
-                                                                 eval_frequency=EVAL_FREQUENCY),
-                random_seed=3, sharding='fsdp' if fsdp else None)
+                objective=Objective(has_weights=True), plan=plan, random_seed=3,
+                sharding='fsdp' if fsdp else None)
   weights = [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(state.opt_state.weights)]
   print('WEIGHTS ' + json.dumps(weights), flush=True)
 

@@ -151,17 +151,20 @@ def _records(tree):
 
 
 def test_fsdp_over_2_processes_saves_each_its_pieces_and_restores_in_one_process(tmp_path):
-  """FSDP over 2 processes (1 device each): each process writes half the bytes of the sharded
-  weights and slots into its own shard file, process 0's model.pkl holds the rest; one process
-  restores it onto 1 device and onto 4 (FSDP) with the 2-process run's final weights (1e-6), and
-  trains on."""
+  """FSDP over 2 processes (1 device each), saving at steps 6 (model.pkl, model_6.pkl) and 12:
+  each process writes half the bytes of the sharded weights and slots into its own shard file,
+  process 0's model.pkl holds the rest, and step 6's folder of model.pkl is gone after step 12's
+  commit; one process restores model.pkl onto 1 device and onto 4 (FSDP) with the 2-process run's
+  final weights (1e-6), and trains on."""
   port, run = _free_port(), tmp_path / 'two'
   processes = [_start(tmp_path, run, 2, p, port, '--fsdp') for p in range(2)]
   with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both pipes drained at once
     weights = list(pool.map(_finish, processes))
   _assert_close(weights[1], weights[0])
-  [folder] = [n for n in os.listdir(run) if '.shards-' in n]  # the earlier saves' are gone
-  assert folder.startswith('model.pkl.shards-12-')
+  folders = sorted(n for n in os.listdir(run) if '.shards-' in n)
+  assert [n.rsplit('-', 1)[0] for n in folders] == ['model.pkl.shards-12', 'model_6.pkl.shards-6']
+  folder = folders[0]
+  assert checkpoint.load(run / 'model_6.pkl')['weights'][1][0].shape == (64, 128)  # whole
   saved = checkpoint.load(run / 'model.pkl', shards=False)
   assert saved['shard_folder'] == folder
   records = _records(saved)
@@ -188,7 +191,8 @@ def test_fsdp_over_2_processes_saves_each_its_pieces_and_restores_in_one_process
     assert report[n]['finite'] and report[n]['change'] > 1e-4  # it trains on
     for w, e in zip(report[n]['weights'], weights[0], strict=True):
       np.testing.assert_allclose(w, e, atol=1e-6, rtol=0)
-    assert report[n]['folders'] == []  # one process saves whole arrays; the old folder goes
+    # One process saves model.pkl whole: its old folder goes; model_6.pkl keeps its own.
+    assert report[n]['folders'] == [folders[1]]
 
 
 def test_array_spec_splits_the_largest_divisible_axis_of_large_arrays():
