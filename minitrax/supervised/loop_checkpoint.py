@@ -1,13 +1,13 @@
 """The checkpoint of a Trax 1.4 `training.Loop`: its task runs in one minitrax file.
 
 `<output_dir>/<basename>.pkl.gz` keeps Trax 1.4's name, but holds a minitrax
-checkpoint (msgpack, never pickle, not gzipped; see `minitrax.checkpoint`;
+checkpoint (msgpack, never pickle, not gzipped; see `minitrax.checkpoint`; the
 arrays sharded over several processes in a shard folder beside it,
-`minitrax.shard_files`)
-with the fields of the run checkpoint (`run_checkpoint`): 'weights' and
-'state' are the model's, so `model.init_from_file('model.pkl.gz')` reads the
-file as it reads Trax's; the loss trees, 'slots', 'opt_params' and
-'input_position' are the first training task's. Two more fields:
+`minitrax.shard_files`) with the fields of the run checkpoint
+(`run_checkpoint`): 'weights' and 'state' are the model's, so
+`model.init_from_file('model.pkl.gz')` reads the file as it reads Trax's; the
+loss trees, 'slots', 'opt_params' and 'input_position' are the first training
+task's. Two more fields:
 
 =================  ============================================================
 'input_signature'  the model's input signature (as Trax 1.4 records it)
