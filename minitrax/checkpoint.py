@@ -18,7 +18,9 @@ In the payload an array is the msgpack extension type 1 holding msgpack
 first element is the (empty) extension type 2, so tuples and lists survive a
 round trip. Writes are atomic: a temporary file in the same folder is written,
 flushed and fsync'ed, then renamed over the target, so a crash at any point
-leaves the previous checkpoint readable.
+leaves the previous checkpoint readable. A checkpoint of a run of several
+processes may keep the arrays sharded over them in shard files beside it
+(`minitrax.shard_files`), which `load` reads to give whole arrays.
 
 Reading is strict and bounded, for files from anyone (`minitrax.msgpack_reader`):
 exactly the types above, with dict keys str or int (not bool), each once, and
@@ -267,13 +269,17 @@ def remove_temporaries(folder, pattern='*'):
   """Removes the temporary files that `save` calls killed mid-write left in `folder`.
 
   Only names `save` makes (`.<name>.<random>.tmp`, `<name>` matching the glob
-  `pattern`) are touched; a file that vanishes meanwhile is skipped.
+  `pattern`) are touched; a file that vanishes meanwhile is skipped. The
+  shard folders of killed saves of several processes go too
+  (`shard_files.remove_strays`).
   """
   for path in glob.glob(os.path.join(folder, _temporary_prefix(pattern) + '*' + _TMP_SUFFIX)):
     try:
       os.remove(path)
     except OSError:
       pass
+  from minitrax import shard_files  # pylint: disable=import-outside-toplevel
+  shard_files.remove_strays(folder, pattern)
 
 
 def _fsync_dir(folder):
@@ -289,15 +295,24 @@ def _fsync_dir(folder):
     os.close(fd)
 
 
-def load(path):
-  """Reads the tree saved in `path`; raises CheckpointError naming the file."""
+def load(path, shards=True):
+  """Reads the tree saved in `path`; raises CheckpointError naming the file.
+
+  A checkpoint of a run of several processes may keep sharded arrays in
+  shard files beside it (`minitrax.shard_files`); with `shards` they are
+  read and the tree holds whole arrays, as if saved in one process.
+  """
   path = os.fspath(path)
   try:
     with open(path, 'rb') as f:
       data = f.read()
   except OSError as e:
     raise CheckpointError(f'{path}: cannot read checkpoint ({e.strerror})') from e
-  return loads(data, source=path)
+  tree = loads(data, source=path)
+  if shards and isinstance(tree, dict) and 'shard_folder' in tree:
+    from minitrax import shard_files  # pylint: disable=import-outside-toplevel
+    return shard_files.resolve(tree, path)
+  return tree
 
 
 # ------------------------------------------------------------------ checking

@@ -20,10 +20,13 @@ What a run does across processes:
   processes train on the same batches; a resumed run starts every process
   at the same batch index. Trax 1.4 pipelines and `Loop` tasks give each
   process's own batches, as in Trax (global = the processes' together).
-* Checkpoints (`commit`): every process gathers the arrays to the host (a
-  collective), process 0 alone writes the file after a barrier and the others
-  wait at a second barrier until the atomic rename is done. The output folder
-  must be one file system that all processes see.
+* Checkpoints (`commit`): process 0 alone writes the file after a barrier
+  and the others wait at a second barrier until the atomic rename is done.
+  Arrays sharded over several processes' devices (`sharding='fsdp'`) are not
+  gathered: each process first writes the pieces its devices hold into a file
+  of its own, which the checkpoint names (`minitrax.shard_files`); the other
+  arrays are fetched to process 0's host. The output folder must be one file
+  system that all processes see.
 * Logs and summaries come from process 0 (`is_main`); the other processes
   print only the lines that differ between processes (their devices and
   rows, their errors), prefixed by their index (`process_prefix`), and the
@@ -56,8 +59,8 @@ from minitrax.errors import ConfigError, MinitraxError, TrainingError
 
 __all__ = [
     'HEARTBEAT_TIMEOUT_S', 'initialize', 'is_initialized', 'process_index', 'process_count',
-    'is_main', 'process_prefix', 'process_rows', 'barrier', 'commit', 'to_host', 'dead_processes',
-    'peer_failures'
+    'is_main', 'process_prefix', 'process_rows', 'barrier', 'commit', 'is_sharded_over_processes',
+    'to_host', 'dead_processes', 'peer_failures'
 ]
 
 HEARTBEAT_TIMEOUT_S = 10  # A process silent this long is dead (JAX's default: 100 s).
@@ -216,19 +219,34 @@ def commit(name, write):
   barrier(f'{name}:after')
 
 
-def to_host(tree):
+def is_sharded_over_processes(x):
+  """Whether `x` is a `jax.Array` split over the devices of several processes.
+
+  Such an array is neither fully addressable (no process holds it all) nor
+  fully replicated: `sharding='fsdp'` weights and slots in a run of several
+  processes. A checkpoint saves it in pieces (`minitrax.shard_files`).
+  """
+  return isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated
+
+
+def to_host(tree, keep_sharded=False):
   """`tree` with its arrays as NumPy arrays holding their whole (global) values.
 
-  Arrays spread over other processes' devices are gathered (a collective:
-  every process must call it with the same tree).
+  Arrays spread over other processes' devices (`is_sharded_over_processes`)
+  are gathered (a collective: every process must call it with the same
+  tree), or, with `keep_sharded`, left as they are (a checkpoint writes each
+  process's pieces of them, `minitrax.shard_files`).
   """
-
-  def fetch(x):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
-      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return x
-
-  return jax.device_get(jax.tree.map(fetch, tree))
+  leaves, treedef = jax.tree.flatten(tree)
+  spread = [is_sharded_over_processes(x) for x in leaves]
+  if not keep_sharded:
+    leaves = [
+        np.asarray(multihost_utils.process_allgather(x, tiled=True)) if s else x
+        for x, s in zip(leaves, spread)
+    ]
+    spread = [False] * len(leaves)
+  fetched = jax.device_get([None if s else x for x, s in zip(leaves, spread)])
+  return jax.tree.unflatten(treedef, [x if s else y for x, y, s in zip(leaves, fetched, spread)])
 
 
 def dead_processes(wait_s=None):

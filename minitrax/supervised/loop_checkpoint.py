@@ -1,11 +1,13 @@
 """The checkpoint of a Trax 1.4 `training.Loop`: its task runs in one minitrax file.
 
 `<output_dir>/<basename>.pkl.gz` keeps Trax 1.4's name, but holds a minitrax
-checkpoint (msgpack, never pickle, not gzipped; see `minitrax.checkpoint`)
-with the fields of the run checkpoint (`run_checkpoint`): 'weights' and
-'state' are the model's, so `model.init_from_file('model.pkl.gz')` reads the
-file as it reads Trax's; the loss trees, 'slots', 'opt_params' and
-'input_position' are the first training task's. Two more fields:
+checkpoint (msgpack, never pickle, not gzipped; see `minitrax.checkpoint`; the
+arrays sharded over several processes in a shard folder beside it,
+`minitrax.shard_files`) with the fields of the run checkpoint
+(`run_checkpoint`): 'weights' and 'state' are the model's, so
+`model.init_from_file('model.pkl.gz')` reads the file as it reads Trax's; the
+loss trees, 'slots', 'opt_params' and 'input_position' are the first training
+task's. Two more fields:
 
 =================  ============================================================
 'input_signature'  the model's input signature (as Trax 1.4 records it)
@@ -21,7 +23,7 @@ side files, or Trax 1.2's `model.pkl`) is read by `import_trax` through
 
 import os
 
-from minitrax import checkpoint, distributed, trax_import
+from minitrax import distributed, shard_files, trax_import
 from minitrax.errors import CheckpointError
 from minitrax.shapes import signature_to_data
 from minitrax.supervised import run_checkpoint
@@ -42,12 +44,12 @@ def save(path, runs, input_signature):
       the step, seed, history and eval position (the Loop's current ones).
     input_signature: the model's input signature.
   """
-  tree = run_checkpoint.to_tree(runs[0])
+  tree = run_checkpoint.to_tree(runs[0], keep_sharded=True)
   tree['input_signature'] = signature_to_data(input_signature)
   task_trees = [{field: getattr(run, field) for field in _TASK_FIELDS} for run in runs[1:]]
-  tree['tasks'] = distributed.to_host(task_trees)
-  # One writer between barriers, as run_checkpoint.save (a no-op pair in one process).
-  distributed.commit(f'save {path} at step {runs[0].step}', lambda: checkpoint.save(path, tree))
+  tree['tasks'] = distributed.to_host(task_trees, keep_sharded=True)
+  # As run_checkpoint.save: one writer between barriers, sharded arrays in per-process files.
+  shard_files.save(path, tree, runs[0].step)
 
 
 def load(path, fresh_runs):

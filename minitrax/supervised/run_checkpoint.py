@@ -20,6 +20,12 @@ field               value
 'rng_impl'          'threefry2x32'
 ==================  ==========================================================
 
+In a run of several processes with arrays sharded over them
+(`sharding='fsdp'`), those arrays are saved in pieces, each process its own,
+in a shard folder beside the file that the file names (`minitrax.shard_files`;
+numbered, best and pruned checkpoints keep or lose theirs with them); reading
+puts them together, so the dict read is the same either way.
+
 `restore` checks every field (the schema and its ranges: `run_schema`): a
 missing or malformed one, or trees whose structure, shapes or dtypes differ
 from the model's, is a `CheckpointError` naming the file and the field (for
@@ -31,6 +37,7 @@ import re
 
 from minitrax import checkpoint
 from minitrax import distributed
+from minitrax import shard_files
 from minitrax.errors import CheckpointError
 from minitrax.supervised.evaluation import is_best
 from minitrax.supervised.history import History
@@ -49,9 +56,14 @@ _COUNTS = {
 }
 
 
-def to_tree(run):
-  """The checkpoint dict of `run` (arrays fetched to the host)."""
-  trees = distributed.to_host({key: getattr(run, field) for key, field in _TREES.items()})
+def to_tree(run, keep_sharded=False):
+  """The checkpoint dict of `run` (arrays fetched to the host).
+
+  With `keep_sharded`, arrays sharded over several processes stay as they
+  are, for `shard_files.save` to write in pieces (`distributed.to_host`).
+  """
+  trees = distributed.to_host({key: getattr(run, field) for key, field in _TREES.items()},
+                              keep_sharded=keep_sharded)
   return {
       'format': FORMAT, **trees, 'step': run.step, 'history': run.history.to_dict(),
       'input_position': run.input_position, 'eval_position': run.eval_position,
@@ -60,10 +72,13 @@ def to_tree(run):
 
 
 def save(path, run):
-  """Writes `run` to `path` atomically; in a run of several processes, process 0 alone writes,
-  between barriers of all processes (`distributed.commit`)."""
-  tree = to_tree(run)
-  distributed.commit(f'save {path} at step {run.step}', lambda: checkpoint.save(path, tree))
+  """Writes `run` to `path` atomically (`shard_files.save`); every process calls it.
+
+  In a run of several processes, process 0 alone writes `path`, between
+  barriers of all processes; each process writes its own pieces of the
+  arrays sharded over processes into a shard folder that `path` names.
+  """
+  shard_files.save(path, to_tree(run, keep_sharded=True), run.step)
 
 
 def read(path):
@@ -187,16 +202,15 @@ class Checkpoints:
   def prune(self, latest):
     """Deletes numbered checkpoints of steps < `latest` beyond the newest `keep` (not permanent).
 
+    Their shard folders (`shard_files`) go with them.
+
     Files of steps after `latest` (from another run that went further) are left alone.
     """
     candidates = sorted(
         (step for step in self.numbered() if step < latest and not self.is_permanent(step)),
         reverse=True)
     for step in candidates[self.keep - 1:]:
-      try:
-        os.remove(self.path(f'model_{step}'))
-      except FileNotFoundError:
-        pass
+      shard_files.remove(self.path(f'model_{step}'))
 
 
 def restore_or_new(path, model_with_loss, optimizer, signature, random_seed=None, clean=True):

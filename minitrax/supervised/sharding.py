@@ -13,8 +13,10 @@ The rule for one array of shape `s` on a mesh of `n` devices (`array_spec`):
 arrays of fewer than `MIN_SHARDED_SIZE` elements, and arrays with no axis
 divisible by `n`, are replicated; otherwise the largest axis divisible by `n`
 (the first of equals) is split. Model state (e.g. BatchNorm statistics) stays
-replicated. Checkpoints hold whole arrays, so a run saved on one mesh
-restores onto any other (`place` re-shards on load).
+replicated. Checkpoints read back whole arrays (in a run of several
+processes, each process saves its pieces of the arrays split over them and
+reading puts them together, `minitrax.shard_files`), so a run saved on one
+mesh restores onto any other (`place` re-shards on load).
 
 >>> array_spec((512, 64), 4), array_spec((64,), 4), array_spec((3, 5000), 4)
 (P('batch', None), P(), P(None, 'batch'))

@@ -88,7 +88,9 @@ class Trainer(run_dir.RunDirOwner):
   In a run of several processes (`minitrax.distributed.initialize` first),
   the mesh spans the devices of all processes, each process reads its part
   of every batch, and process 0 alone logs, writes summaries and writes
-  checkpoints (`distributed.commit`).
+  checkpoints (`distributed.commit`), except for arrays split over the
+  processes' devices, of which each process saves its own pieces
+  (`minitrax.shard_files`).
   """
 
   def __init__(self, model, loss_fn, optimizer, lr_schedule, inputs, output_dir=None,

@@ -1,15 +1,20 @@
 """Helper for test_distributed.py: one process of a tiny `train()` run on the copy task.
 
   python distributed_run.py OUTPUT_DIR NUM_PROCESSES PROCESS_ID PORT [--hang-at-batch N MARKER]
+      [--fsdp]
 
 With NUM_PROCESSES 1 it is a plain one-process run (the reference); else it
 joins a run of NUM_PROCESSES processes on 127.0.0.1:PORT (gloo on CPU).
 `--hang-at-batch N` makes this process's data source write MARKER and hang
 when asked for training batch N (so that the test can kill it mid-run).
 The training stream reads only this process's part of each global batch
-(`Stream(reads_parts=True)` over arrays); prints `ROWS <json>` (the sizes of
-the batches after the first it was asked for) and `WEIGHTS <json>` (the final model weights,
-flattened) when done.
+(`Stream(reads_parts=True)` over arrays).
+`--fsdp` trains a wider model (`fsdp_model`: weights of 1024 elements and
+more) with `sharding='fsdp'`, its large weights and slots split over the
+processes' devices, without evaluation, keeping `model_6.pkl` too.
+Prints `ROWS <json>` (the sizes of the training batches after the first it
+was asked for) and `WEIGHTS <json>` (the final model weights, flattened)
+when done.
 """
 
 import json
@@ -37,7 +42,19 @@ def model(mode):
   return Serial(Embedding(VOCAB, 8), Dense(16), Dense(VOCAB), LogSoftmax())
 
 
-def _inputs(hang_at, marker, rows_read):
+def fsdp_model(mode):
+  """Dense(128)'s kernel (64, 128) and Dense(VOCAB)'s (128, 8) are split under FSDP."""
+  del mode
+  return Serial(Embedding(VOCAB, 64), Dense(128), Dense(VOCAB), LogSoftmax())
+
+
+def inputs(hang_at=None, marker=None, rows_read=None):
+  """The copy task's batches; training batch `hang_at` writes `marker` and hangs.
+
+  The training stream reads a process's part of a batch alone; the sizes of
+  the batches after the first are added to the set `rows_read` (batch 0 is
+  also read whole once, for the shapes: `Inputs.example_signature`).
+  """
   copy = copy_inputs(batch_size=64, vocab_size=VOCAB, length=6, seed=5)
   train_stream = array_stream(next(copy.train_stream(1, prefetch=0)), BATCH, seed=5)
 
@@ -47,7 +64,7 @@ def _inputs(hang_at, marker, rows_read):
         f.write('hanging\n')
       time.sleep(600)
     rows = train_stream.batch(i, n, part)
-    if i > 0:  # batch 0 is also read whole once, for the shapes (Inputs.example_signature)
+    if i > 0 and rows_read is not None:
       rows_read.add(len(rows[0]))
     return rows
 
@@ -60,14 +77,18 @@ def main(argv):
   hang_at = marker = None
   if argv[5:] and argv[5] == '--hang-at-batch':
     hang_at, marker = int(argv[6]), argv[7]
+  fsdp = '--fsdp' in argv[5:]
   if n_processes > 1:
     distributed.initialize(f'127.0.0.1:{port}', n_processes, process_id,
                            heartbeat_timeout_s=HEARTBEAT_S)
   assert len(jax.devices()) == n_processes, jax.devices()
+  plan = Plan(steps=STEPS, eval_steps=1, eval_frequency=EVAL_FREQUENCY)
+  if fsdp:  # no evaluation (less to compile); checkpoints at steps 6 and 12
+    plan = Plan(steps=STEPS, eval_steps=0, checkpoints_at=(6,))
   rows_read = set()
-  state = train(output_dir, model, _inputs(hang_at, marker, rows_read), optimizer=Adam,
-                objective=Objective(has_weights=True),
-                plan=Plan(steps=STEPS, eval_steps=1, eval_frequency=EVAL_FREQUENCY), random_seed=3)
+  state = train(output_dir, fsdp_model if fsdp else model, inputs(hang_at, marker, rows_read),
+                optimizer=Adam, objective=Objective(has_weights=True), plan=plan, random_seed=3,
+                sharding='fsdp' if fsdp else None)
   weights = [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(state.opt_state.weights)]
   print('ROWS ' + json.dumps(sorted(rows_read)), flush=True)
   print('WEIGHTS ' + json.dumps(weights), flush=True)

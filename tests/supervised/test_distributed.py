@@ -3,11 +3,15 @@
 Multi-process runs: each process runs `distributed_run.py` (a tiny model on
 the copy task, one CPU device per process, 127.0.0.1 with gloo); the
 reference is the same run in one process with the same global batch. FSDP:
-`sharding_run.py` on 4 virtual CPU devices.
+`sharding_run.py` on 4 virtual CPU devices; over 2 processes, `distributed_run.py
+--fsdp`, its checkpoint restored in one process by `shards_restore_run.py`.
 """
 
+import concurrent.futures
+import functools
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -21,7 +25,7 @@ import pytest
 
 from jax.sharding import PartitionSpec as P
 
-from minitrax import distributed
+from minitrax import checkpoint, distributed
 from minitrax.errors import ConfigError
 from minitrax.supervised import run_checkpoint, sharding, summaries
 
@@ -111,7 +115,9 @@ def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tm
   assert elapsed < FAILURE_BOUND_S
   port = _free_port()
   restarted = [_start(tmp_path, run, 2, p, port) for p in range(2)]
-  (weights0, out0), (weights1, out1) = [_finish(p, rows=[4]) for p in restarted]  # halves of 8
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both pipes drained at once
+    finished = pool.map(functools.partial(_finish, rows=[4]), restarted)  # halves of 8
+    (weights0, out0), (weights1, out1) = list(finished)
   expected, _ = _finish(reference, rows=[8])
   _assert_close(weights0, expected)
   _assert_close(weights1, expected)
@@ -141,11 +147,66 @@ def test_fsdp_on_4_devices_holds_a_quarter_and_trains_as_one_device(tmp_path):
   assert fsdp_bytes <= 0.3 * replicated_bytes, report['bytes']
   np.testing.assert_allclose(report['losses'][1], report['losses'][0], atol=1e-5, rtol=0)
   assert report['weight_diff'] < 1e-5 and report['fsdp_step'] == 6
+  assert not [n for n in os.listdir(tmp_path) if '.shards-' in n]  # one process: whole arrays
   restored = report['restored']
   assert [restored[n]['step'] for n in ('1', '2', '4')] == [6, 6, 6]
   assert max(restored[n]['weight_diff'] for n in ('1', '2', '4')) == 0.0
   assert restored['1']['bytes'] == replicated_bytes and restored['4']['bytes'] == fsdp_bytes
   assert restored['2']['bytes'] <= 0.55 * replicated_bytes
+
+
+def _records(tree):
+  """The reference records of the sharded arrays in a checkpoint tree read with shards=False."""
+  if isinstance(tree, dict) and 'sharded_array' in tree:
+    return [tree]
+  items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree,
+                                                                          (list, tuple)) else []
+  return [r for item in items for r in _records(item)]
+
+
+def test_fsdp_over_2_processes_saves_each_its_pieces_and_restores_in_one_process(tmp_path):
+  """FSDP over 2 processes (1 device each), saving at steps 6 (model.pkl, model_6.pkl) and 12:
+  each process writes half the bytes of the sharded weights and slots into its own shard file,
+  process 0's model.pkl holds the rest, and step 6's folder of model.pkl is gone after step 12's
+  commit; one process restores model.pkl onto 1 device and onto 4 (FSDP) with the 2-process run's
+  final weights (1e-6), and trains on."""
+  port, run = _free_port(), tmp_path / 'two'
+  processes = [_start(tmp_path, run, 2, p, port, '--fsdp') for p in range(2)]
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both pipes drained at once
+    weights = [w for w, _ in pool.map(_finish, processes)]
+  _assert_close(weights[1], weights[0])
+  folders = sorted(n for n in os.listdir(run) if '.shards-' in n)
+  assert [n.rsplit('-', 1)[0] for n in folders] == ['model.pkl.shards-12', 'model_6.pkl.shards-6']
+  folder = folders[0]
+  assert checkpoint.load(run / 'model_6.pkl')['weights'][1][0].shape == (64, 128)  # whole
+  saved = checkpoint.load(run / 'model.pkl', shards=False)
+  assert saved['shard_folder'] == folder
+  records = _records(saved)
+  assert len(records) == 6  # 2 kernels and their 2 Adam slots each
+  sharded_bytes = sum(math.prod(r['shape']) * 4 for r in records)
+  held = {}
+  for p in (0, 1):
+    arrays = checkpoint.load(run / folder / f'process-{p}.msgpack')['arrays']
+    held[p] = sum(piece['data'].nbytes for pieces in arrays.values() for piece in pieces)
+  assert held == {0: sharded_bytes // 2, 1: sharded_bytes // 2}
+  assert os.path.getsize(run / 'model.pkl') < sharded_bytes / 4
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', PYTHONPATH=ROOT,
+             JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'compiled'))
+  result = subprocess.run([
+      sys.executable,
+      os.path.join(HERE, 'shards_restore_run.py'),
+      str(run),
+      str(tmp_path / 'one')
+  ], capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.split('REPORT ', 1)[1])
+  for n in ('1', '4'):
+    assert report[n]['step'] == 12 and report[n]['step_after'] == 14
+    assert report[n]['finite'] and report[n]['change'] > 1e-4  # it trains on
+    for w, e in zip(report[n]['weights'], weights[0], strict=True):
+      np.testing.assert_allclose(w, e, atol=1e-6, rtol=0)
+    # One process saves model.pkl whole: its old folder goes; model_6.pkl keeps its own.
+    assert report[n]['folders'] == [folders[1]]
 
 
 def test_array_spec_splits_the_largest_divisible_axis_of_large_arrays():
