@@ -14,11 +14,25 @@ ends the process; Python's SIGINT handler raises `KeyboardInterrupt`). When
 training ends, the previous handlers are restored too. Outside the main
 thread (where Python cannot install handlers) nothing is installed and
 `pending()` is always None.
+
+In a run of several processes (`minitrax.distributed`) the processes must
+stop after the same call, or the first to stop waits forever in its save for
+the others, which are in the next step. There SIGTERM is left to JAX's
+runtime, which takes it as a preemption notice for the whole run (any one
+process's SIGTERM stops them all), and SIGINT is turned into a SIGTERM of
+the process. Every `pending()` counts a call (the same sequence on every
+process) and asks the runtime whether the run has reached the call at which
+all processes stop (`jax.experimental.multihost_utils.
+reached_preemption_sync_point`: the first call after the one the farthest
+process had reached when the notice came); there it returns SIGTERM on every
+process. A second SIGTERM does not end a process of such a run; SIGKILL does.
 """
 
 import contextlib
 import signal
 import threading
+
+from jax.experimental import multihost_utils
 
 from minitrax.errors import TrainingInterrupted
 
@@ -27,19 +41,40 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 __all__ = ['SIGNALS', 'watching', 'pending', 'stop']
 
 _local = threading.local()
+_calls = [0]  # `pending()` calls in a run of several processes: the preemption sync counter
+
+
+def _several_processes():
+  from minitrax import distributed  # pylint: disable=import-outside-toplevel
+  return distributed.is_initialized() and distributed.process_count() > 1
 
 
 class _Watch:
   """The signal received while training (None if none) and the handlers to restore."""
 
-  def __init__(self):
+  def __init__(self, coordinated=False):
     self.signum = None
     self.previous = {}
+    self.coordinated = coordinated
 
   def handle(self, signum, frame):
     del frame
     self.signum = signum
     self.restore()
+
+  @staticmethod
+  def handle_coordinated(signum, frame):
+    """SIGINT in a run of several processes: a preemption notice for all (see module doc)."""
+    del signum, frame
+    signal.raise_signal(signal.SIGTERM)
+
+  def check(self):
+    """The signal to stop for, or None; in a run of several processes, one more sync call."""
+    if self.signum is None and self.coordinated:
+      _calls[0] += 1
+      if multihost_utils.reached_preemption_sync_point(_calls[0]):
+        self.signum = signal.SIGTERM
+    return self.signum
 
   def restore(self):
     previous, self.previous = self.previous, {}
@@ -56,10 +91,13 @@ def watching():
   if getattr(_local, 'watch', None) is not None:
     yield
     return
-  watch = _Watch()
+  watch = _Watch(_several_processes())
   if threading.current_thread() is threading.main_thread():
-    for signum in SIGNALS:
-      watch.previous[signum] = signal.signal(signum, watch.handle)
+    if watch.coordinated:  # SIGTERM stays with JAX's runtime
+      watch.previous[signal.SIGINT] = signal.signal(signal.SIGINT, watch.handle_coordinated)
+    else:
+      for signum in SIGNALS:
+        watch.previous[signum] = signal.signal(signum, watch.handle)
   _local.watch = watch
   try:
     yield
@@ -69,9 +107,13 @@ def watching():
 
 
 def pending():
-  """The number of the signal received in the current `watching()` block, or None."""
+  """The number of the signal received in the current `watching()` block, or None.
+
+  In a run of several processes: SIGTERM at the call where all processes
+  stop, else None (see the module docstring).
+  """
   watch = getattr(_local, 'watch', None)
-  return None if watch is None else watch.signum
+  return None if watch is None else watch.check()
 
 
 def stop(step, path, log):

@@ -132,6 +132,39 @@ def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tm
                              [expected_losses[s] for s in range(1, 13)], atol=1e-5, rtol=0)
 
 
+def test_sigterm_to_one_process_stops_all_at_the_same_step_and_they_resume_exactly(tmp_path):
+  """A preemption notice (SIGTERM) to process 1 alone, mid-run: both processes stop after the
+  same call (JAX's preemption sync point), save one checkpoint there and raise
+  TrainingInterrupted; restarted, they train on to step 40 with one process's losses."""
+  never = ('--slow-from-batch', '100000', str(tmp_path / 'unused'))
+  reference = _start(tmp_path, tmp_path / 'one', 1, 0, 0, *never)
+  port, run, marker = _free_port(), tmp_path / 'two', tmp_path / 'slow'
+  processes = [
+      _start(tmp_path, run, 2, p, port, '--slow-from-batch', '12', str(marker)) for p in range(2)
+  ]
+  _wait_for(marker.exists)
+  os.kill(processes[1].pid, signal.SIGTERM)
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    errors = [err for _, err in pool.map(lambda p: p.communicate(timeout=120), processes)]
+  stops = [
+      re.findall(r'TrainingInterrupted: Step (\d+): training interrupted by SIGTERM', e)
+      for e in errors
+  ]
+  assert stops[0] and stops[0] == stops[1], [e[-2000:] for e in errors]
+  step = int(stops[0][0])
+  assert 0 < step < 40 and _saved_step(run) == step
+  port = _free_port()
+  restarted = [_start(tmp_path, run, 2, p, port, *never) for p in range(2)]
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    weights = [w for w, _ in pool.map(_finish, restarted)]
+  expected, _ = _finish(reference)
+  _assert_close(weights[0], expected)
+  losses, expected_losses = _losses(run), _losses(tmp_path / 'one')
+  assert sorted(losses) == list(range(1, 41))
+  np.testing.assert_allclose([losses[s] for s in range(1, 41)],
+                             [expected_losses[s] for s in range(1, 41)], atol=1e-5, rtol=0)
+
+
 def test_fsdp_on_4_devices_holds_a_quarter_and_trains_as_one_device(tmp_path):
   """Weights and Adam slots split over 4 virtual devices: <= 0.3x the bytes per device of a
   replicated run, the same losses and weights as one device (1e-5); the checkpoint restores
