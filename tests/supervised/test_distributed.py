@@ -41,15 +41,16 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _start(tmp_path, output_dir, n_processes, process_id, port, *options):
-  """Starts one process of a run; compiled programs are shared through a cache in `tmp_path`."""
+def _start(tmp_path, output_dir, n_processes, process_id, port, *options, script=SCRIPT):
+  """Starts one process of a run (of `script`, default `distributed_run.py`); compiled programs
+  are shared through a cache in `tmp_path`."""
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env.update(JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
              JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'compiled'),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
   return subprocess.Popen(  # pylint: disable=consider-using-with
-      [sys.executable, SCRIPT,
+      [sys.executable, script,
        str(output_dir),
        str(n_processes),
        str(process_id),
@@ -163,6 +164,30 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step_and_they_resume_exact
   assert sorted(losses) == list(range(1, 41))
   np.testing.assert_allclose([losses[s] for s in range(1, 41)],
                              [expected_losses[s] for s in range(1, 41)], atol=1e-5, rtol=0)
+
+
+def test_a_trax14_loop_over_2_processes_trains_on_their_rows_as_one_process_on_all(tmp_path):
+  """Trax 1.4's Loop: each process's labeled_data gives its own 8 rows of every batch of 16 (as
+  Trax's per-host pipelines); 2 processes give the history and weights of 1 process fed whole
+  batches (1e-5), and only process 0 writes the checkpoint."""
+  script = os.path.join(HERE, 'loop_processes_run.py')
+  port = _free_port()
+  processes = [_start(tmp_path, tmp_path / 'one', 1, 0, 0, script=script)]
+  processes += [_start(tmp_path, tmp_path / 'two', 2, p, port, script=script) for p in range(2)]
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    outputs = list(pool.map(lambda p: p.communicate(timeout=240), processes))
+  reports = []
+  for process, (out, err) in zip(processes, outputs):
+    assert process.returncode == 0, err[-3000:]
+    reports.append(json.loads(out.split('REPORT ', 1)[1]))
+  one, *two = reports
+  for report in two:
+    _assert_close(report['weights'], one['weights'])
+    assert sorted(report['history']) == sorted(one['history'])
+    for name, values in one['history'].items():
+      np.testing.assert_allclose(report['history'][name], values, atol=1e-5, rtol=0)
+  assert len(one['history']['eval metrics/WeightedCategoryAccuracy']) == 3
+  assert sorted(os.listdir(tmp_path / 'two')) == sorted(os.listdir(tmp_path / 'one'))
 
 
 def test_fsdp_on_4_devices_holds_a_quarter_and_trains_as_one_device(tmp_path):
