@@ -25,6 +25,12 @@ trees of every root recorded in the layers it stores to. A store through any
 layer (the root, a sublayer, another model sharing a layer) is thus seen by
 exactly the trees that hold it. There is no state at module level.
 
+Ownership (for `donation`). A root whose `Layer.__call__` stored the state its
+compiled program made records that tree as *owned* (`own_state`): no one
+outside holds its arrays, so the next call may donate them. A store reaching
+any of its layers, or a public read of the state of any layer it holds
+(`hand_out_state`), ends that.
+
 Files. `save` and `load` write and read both trees as a minitrax checkpoint
 (`Layer.save_to_file`, `Layer.init_from_file`); `load` also reads the
 checkpoints of real Trax 1.2 and 1.4 (`minitrax.trax_import`, no pickle run).
@@ -55,9 +61,10 @@ class TreeNode:
     watching: whether this layer, as a root, is recorded in `roots` of all
       its layers.
     walk: this layer's `Walk` as a root, or None until first needed.
+    owned: the state tree this layer, as a root, owns (see `own_state`), or None.
   """
 
-  __slots__ = ('own', 'gathered', 'roots', 'watching', 'walk')
+  __slots__ = ('own', 'gathered', 'roots', 'watching', 'walk', 'owned')
 
   def __init__(self):
     self.own = {kind: EMPTY for kind in KINDS}
@@ -65,6 +72,7 @@ class TreeNode:
     self.roots = set()
     self.watching = False
     self.walk = None
+    self.owned = None
 
 
 class Walk(NamedTuple):
@@ -219,9 +227,41 @@ def scatter(root, kind, tree, keep=False):
     other = ref()
     if other is not None:
       _node(other).gathered.pop(kind, None)
+      if kind == 'state':
+        _node(other).owned = None
   if keep:
     _watch(root)
     _node(root).gathered[kind] = tree
+
+
+def own_state(root, tree):
+  """Records `tree`, just stored on `root` by `scatter(..., keep=True)`, as owned by `root`.
+
+  Call it only for a state whose arrays the root's own compiled call made and
+  nothing else holds (`donation.CompiledCall` says when).
+  """
+  _node(root).owned = tree
+
+
+def owns_state(root):
+  """Whether `root` still owns its stored state: the tree of `own_state`, unread and unchanged."""
+  node = _node(root)
+  return node.owned is not None and node.gathered.get('state') is node.owned
+
+
+def hand_out_state(layer):
+  """`cached_gather(layer, 'state')` for a caller that may keep it (the public `Layer.state`).
+
+  Ends the ownership of every root whose state holds arrays of `layer` or of
+  its sublayers, so that no call donates the arrays handed out.
+  """
+  _node(layer).owned = None
+  for sub in unique_layers(layer):
+    for ref in _node(sub).roots:
+      other = ref()
+      if other is not None:
+        _node(other).owned = None
+  return cached_gather(layer, 'state')
 
 
 def fill_shared(root, kind, tree):
@@ -327,6 +367,6 @@ def unflatten_weights_and_state(flat_weights, flat_state, weights_and_state_sign
 
 __all__ = [
     'EMPTY', 'TreeNode', 'Walk', 'unique_layers', 'has_shared_layers', 'gather', 'cached_gather',
-    'scatter', 'fill_shared', 'clear_shared', 'save', 'load', 'flatten_weights_and_state',
-    'unflatten_weights_and_state'
+    'scatter', 'own_state', 'owns_state', 'hand_out_state', 'fill_shared', 'clear_shared', 'save',
+    'load', 'flatten_weights_and_state', 'unflatten_weights_and_state'
 ]
