@@ -62,9 +62,10 @@ class TreeNode:
       its layers.
     walk: this layer's `Walk` as a root, or None until first needed.
     owned: the state tree this layer, as a root, owns (see `own_state`), or None.
+    plans: `{(kind, tree structure): plan}` of `_owns`, for this layer as a root.
   """
 
-  __slots__ = ('own', 'gathered', 'roots', 'watching', 'walk', 'owned')
+  __slots__ = ('own', 'gathered', 'roots', 'watching', 'walk', 'owned', 'plans')
 
   def __init__(self):
     self.own = {kind: EMPTY for kind in KINDS}
@@ -73,6 +74,7 @@ class TreeNode:
     self.watching = False
     self.walk = None
     self.owned = None
+    self.plans = {}
 
 
 class Walk(NamedTuple):
@@ -159,6 +161,37 @@ def _split(root, kind, tree):
   return parts
 
 
+def _owns(root, kind, tree):
+  """Per distinct layer of `root`, its own part of `tree` (as `_split`), by a kept plan.
+
+  `layer(x)` stores a state of the same structure at every call; splitting it
+  layer by layer is most of that call's host time. The plan, kept per (kind,
+  tree structure) in the root's node, is `_split` of a tree of leaf indices:
+  per layer, its part's structure and leaf indices (or, for a part without
+  leaves, the part itself, which then is the same object at every store).
+  A tree that does not fit is split directly, so its error shows the tree.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  plans = _node(root).plans
+  if (kind, treedef) not in plans:
+    try:
+      parts = _split(root, kind, treedef.unflatten(range(len(leaves))))
+    except Exception:  # pylint: disable=broad-except
+      return [own for _, own in _split(root, kind, tree)]
+    plans[kind, treedef] = [_part_plan(own) for _, own in parts]
+  return [
+      part if indices is None else part.unflatten([leaves[i]
+                                                   for i in indices])
+      for part, indices in plans[kind, treedef]
+  ]
+
+
+def _part_plan(own):
+  """`(structure, leaf indices)` of a part of an index tree; `(part, None)` without leaves."""
+  indices, structure = jax.tree.flatten(own)
+  return (own, None) if not indices else (structure, indices)
+
+
 def _join(root, kind, owns, fill):
   """Bottom-up: the `kind` tree of `root` from each distinct layer's own part.
 
@@ -217,12 +250,13 @@ def scatter(root, kind, tree, keep=False):
     keep: the tree is exactly what `gather(root, kind)` will return (as
       `pure_fn`'s new state is); keep it as the root's gathered tree.
   """
-  parts = _split(root, kind, tree)
+  owns = _owns(root, kind, tree)
   stale = set()
-  for layer, (_, own) in zip(unique_layers(root), parts):
+  for layer, own in zip(unique_layers(root), owns):
     node = _node(layer)
-    node.own[kind] = own
-    stale.update(node.roots)
+    if own is not node.own[kind]:
+      node.own[kind] = own
+      stale.update(node.roots)
   for ref in stale:
     other = ref()
     if other is not None:
