@@ -301,12 +301,7 @@ class Layer(metaclass=_LayerMeta):
     state = trees.cached_gather(self, 'state') if state is None else state
     if self._jit_pure_fn is None:
       self._jit_pure_fn = donation.CompiledCall(self.pure_fn)
-    rng = self._rng if rng is None else rng
-    y, new_state, owned = self._jit_pure_fn(self, x, weights, state, rng, owned)
-    trees.scatter(self, 'state', new_state, keep=True)  # pure_fn keeps the tree's structure
-    if owned:
-      trees.own_state(self, new_state)
-    return y
+    return self._jit_pure_fn(self, x, weights, state, self._rng if rng is None else rng, owned)
 
   def output_signature(self, input_signature):
     """Output `ShapeDtype`(s) for the given input signature, via `jax.eval_shape`."""

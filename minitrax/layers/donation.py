@@ -79,37 +79,40 @@ class CompiledCall:
     return self._run._cache_size()  # pylint: disable=protected-access
 
   def __call__(self, layer, x, weights, state, rng, owned):
-    """Runs `layer` on `x`; returns `(y, new_state, new_state_owned)`.
+    """Runs `layer` on `x`, stores the new state on it, returns the outputs.
+
+    The new state is stored (and its ownership recorded) while the device
+    computes; only then does the call wait for the NaN flag.
 
     Args:
-      layer: the layer (named by the error of a NaN output).
+      layer: the layer whose `pure_fn` this runs.
       x, weights, state, rng: the call's arguments, as for `pure_fn`.
       owned: whether `state` is the layer's own (`trees.owns_state`): then
         it is donated, else a copy of it is.
 
-    Returns:
-      The outputs, the new state, and whether the layer owns the new state
-      (False when traced or when some of its arrays are inputs of the call).
-
     Raises:
       LayerError: the error that the eager re-run of a call whose outputs
-        hold NaN raises (see the module docstring for the state then stored).
+        hold NaN raises; the layer then keeps its state from before the call
+        (rebuilt when it was donated: see the module docstring).
     """
+    previous = state if owned else trees.cached_gather(layer, 'state')
     given = state
     if not owned and jax.tree.leaves(state):
       state = _copy(state)
     y, new_state, has_nan, scalars = self._run(x, weights, state, rng)
+    trees.scatter(layer, 'state', new_state, keep=True)  # pure_fn keeps the tree's structure
     if isinstance(has_nan, jax.core.Tracer):
-      return y, new_state, False
+      return y
+    inputs = {id(leaf) for leaf in jax.tree.leaves((x, weights, rng))}
+    if not any(id(leaf) in inputs for leaf in jax.tree.leaves(new_state)):
+      trees.own_state(layer, new_state)
     if bool(has_nan):
       before = _with_scalars(new_state, scalars) if owned else given
       error = diagnosis.eager_error(layer, x, weights, before, rng)
       if error is not None:
-        if owned:
-          trees.scatter(layer, 'state', before)
+        trees.scatter(layer, 'state', before if owned else previous)
         raise error
-    inputs = {id(leaf) for leaf in jax.tree.leaves((x, weights, rng))}
-    return y, new_state, not any(id(leaf) in inputs for leaf in jax.tree.leaves(new_state))
+    return y
 
 
 __all__ = ['CompiledCall']
