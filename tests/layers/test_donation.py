@@ -125,3 +125,14 @@ def test_bad_id_in_a_donated_call_raises_and_decoding_goes_on():
   state = model.state
   assert _alive(state) and [int(c) for c in jax.tree.leaves(state) if c.ndim == 0] == [2, 2]
   assert np.isfinite(np.asarray(model(IDS[:, 2:3]))).all()
+
+
+def test_a_failed_call_with_a_given_state_keeps_the_layers_own_state():
+  model, fresh = _predictor()
+  model(IDS[:, :1])
+  model(IDS[:, 1:2])
+  with pytest.raises(LayerError, match=r'ids must lie in \[0, 11\)'):
+    model(np.array([[2], [11]], np.int32), state=fresh)
+  state = model.state
+  assert _alive(state) and _alive(fresh)
+  assert [int(c) for c in jax.tree.leaves(state) if c.ndim == 0] == [2, 2]
