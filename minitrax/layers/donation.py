@@ -81,9 +81,6 @@ class CompiledCall:
   def __call__(self, layer, x, weights, state, rng, owned):
     """Runs `layer` on `x`, stores the new state on it, returns the outputs.
 
-    The new state is stored (and its ownership recorded) while the device
-    computes; only then does the call wait for the NaN flag.
-
     Args:
       layer: the layer whose `pure_fn` this runs.
       x, weights, state, rng: the call's arguments, as for `pure_fn`.
@@ -95,23 +92,22 @@ class CompiledCall:
         hold NaN raises; the layer then keeps its state from before the call
         (rebuilt when it was donated: see the module docstring).
     """
-    previous = state if owned else trees.cached_gather(layer, 'state')
     given = state
     if not owned and jax.tree.leaves(state):
       state = _copy(state)
     y, new_state, has_nan, scalars = self._run(x, weights, state, rng)
-    trees.scatter(layer, 'state', new_state, keep=True)  # pure_fn keeps the tree's structure
-    if isinstance(has_nan, jax.core.Tracer):
-      return y
-    inputs = {id(leaf) for leaf in jax.tree.leaves((x, weights, rng))}
-    if not any(id(leaf) in inputs for leaf in jax.tree.leaves(new_state)):
-      trees.own_state(layer, new_state)
-    if bool(has_nan):
+    traced = isinstance(has_nan, jax.core.Tracer)
+    if not traced and bool(has_nan):
       before = _with_scalars(new_state, scalars) if owned else given
       error = diagnosis.eager_error(layer, x, weights, before, rng)
       if error is not None:
-        trees.scatter(layer, 'state', before if owned else previous)
+        if owned:
+          trees.scatter(layer, 'state', before)
         raise error
+    trees.scatter(layer, 'state', new_state, keep=True)  # pure_fn keeps the tree's structure
+    inputs = {id(leaf) for leaf in jax.tree.leaves((x, weights, rng))}
+    if not traced and not any(id(leaf) in inputs for leaf in jax.tree.leaves(new_state)):
+      trees.own_state(layer, new_state)
     return y
 
 
