@@ -26,10 +26,12 @@ A NaN output makes `Layer.__call__` re-run the call eagerly to name the
 error it hides (`diagnosis.eager_error`). That re-run needs the state from
 before the call. When the state was copied, it is the original. When it was
 donated, it is rebuilt: the 0-d leaves (position counters, flags) from
-copies that the program returns, every other array as the call left it (a
-KV cache then also holds the failed call's keys and values at positions from
-its counter on, which are masked out and overwritten as decoding goes on).
-If the re-run raises, the rebuilt state is stored and the error propagates.
+copies that the program returns, every other array as the call left it with
+its NaNs set to 0 (a KV cache then holds the failed call's keys and values,
+or zeros, at positions from its counter on, which later calls mask out and
+overwrite; a recurrent carry that the failed call changed is lost: start
+the sequence again). If the re-run raises, that state is stored and the
+error propagates.
 """
 
 import jax
@@ -49,13 +51,13 @@ def _scalars(tree):
   return [jnp.copy(leaf) for leaf in jax.tree.leaves(tree) if jnp.ndim(leaf) == 0]
 
 
-def _with_scalars(tree, scalars):
-  """`tree` with its 0-d leaves replaced, in leaf order, by `scalars`."""
+def _rebuilt(tree, scalars):
+  """`tree` with its 0-d leaves replaced, in leaf order, by `scalars`, and NaNs set to 0."""
   leaves, treedef = jax.tree.flatten(tree)
-  if sum(jnp.ndim(leaf) == 0 for leaf in leaves) != len(scalars):
-    return tree
-  given = iter(scalars)
-  return treedef.unflatten([next(given) if jnp.ndim(leaf) == 0 else leaf for leaf in leaves])
+  given = iter(scalars if sum(jnp.ndim(a) == 0 for a in leaves) == len(scalars) else [])
+  leaves = [next(given, a) if jnp.ndim(a) == 0 else a for a in leaves]
+  return treedef.unflatten(
+      [jnp.nan_to_num(a, nan=0.0) if jnp.issubdtype(a.dtype, jnp.inexact) else a for a in leaves])
 
 
 class CompiledCall:
@@ -98,7 +100,7 @@ class CompiledCall:
     y, new_state, has_nan, scalars = self._run(x, weights, state, rng)
     traced = isinstance(has_nan, jax.core.Tracer)
     if not traced and bool(has_nan):
-      before = _with_scalars(new_state, scalars) if owned else given
+      before = _rebuilt(new_state, scalars) if owned else given
       error = diagnosis.eager_error(layer, x, weights, before, rng)
       if error is not None:
         if owned:

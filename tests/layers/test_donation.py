@@ -136,3 +136,29 @@ def test_a_failed_call_with_a_given_state_keeps_the_layers_own_state():
   state = model.state
   assert _alive(state) and _alive(fresh)
   assert [int(c) for c in jax.tree.leaves(state) if c.ndim == 0] == [2, 2]
+
+
+def test_a_failed_prompt_chunk_leaves_no_nan_for_the_calls_after_it():
+  weights = _predictor()[0].weights
+  failed, _ = _predictor(weights)
+  clean, _ = _predictor(weights)
+  for model in (failed, clean):
+    model(IDS[:, :1])
+    model(IDS[:, 1:2])
+  with pytest.raises(LayerError, match=r'ids must lie in \[0, 11\)'):
+    failed(np.array([[2, 3, 4], [11, 1, 1]], np.int32))  # writes 3 positions, then fails
+  np.testing.assert_allclose(np.asarray(failed(IDS[:, 2:3])), np.asarray(clean(IDS[:, 2:3])),
+                             atol=1e-6)
+
+
+def test_an_overflowing_prompt_chunk_leaves_the_cache_as_it_was():
+  weights = _predictor()[0].weights
+  failed, _ = _predictor(weights)
+  clean, _ = _predictor(weights)
+  for model in (failed, clean):
+    for i in range(4):
+      model(IDS[:, i:i + 1])
+  with pytest.raises(LayerError, match='3 new position\\(s\\) at position 4 need 7 cache slots'):
+    failed(IDS[:, 1:4])  # past max_len=6: must not overwrite the filled positions
+  np.testing.assert_allclose(np.asarray(failed(IDS[:, 4:5])), np.asarray(clean(IDS[:, 4:5])),
+                             atol=1e-6)
