@@ -11,7 +11,9 @@ dropout off, prompt `0` + 15 random ids, batch 1 and 8, tokens/s = batch *
   loop:    `decoding.autoregressive_sample_stream` (a compiled one-token step called
            from Python, as Trax's sample stream); paired with Flax's loop.
   codelab: the codelab's loop, `model(tokens)` per call on the predict-mode layer
-           (its cached jit of `pure_fn`), argmax on the host.
+           (its cached jit of `pure_fn`; the state is reset to the one `init`
+           returned, copied at the prompt call, then donated: the KV caches are
+           updated in place), argmax on the host.
 
 `eos_id` is set to `vocab_size` (never produced), so every generation has 256 tokens.
 `weight_stream_limit_tokens_per_s`: batch x memory bandwidth (`memory_gb_per_s`,

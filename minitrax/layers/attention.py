@@ -252,8 +252,12 @@ class DotProductCausalAttention(PredictLength, Layer):
                           f're-initialise the model with this batch size')
     bad = check_positions(pos, n, self._max_len, self.name)
     start = (0,) * (k.ndim - 2) + (pos, 0)
-    keys = jax.lax.dynamic_update_slice(keys, k.astype(keys.dtype), start)
-    values = jax.lax.dynamic_update_slice(values, v.astype(values.dtype), start)
+    k, v = k.astype(keys.dtype), v.astype(values.dtype)
+    if bad is not None:  # an overflow writes back what is there: a donated cache stays intact
+      k = jnp.where(bad, jax.lax.dynamic_slice(keys, start, k.shape), k)
+      v = jnp.where(bad, jax.lax.dynamic_slice(values, start, v.shape), v)
+    keys = jax.lax.dynamic_update_slice(keys, k, start)
+    values = jax.lax.dynamic_update_slice(values, v, start)
     query_pos = pos + jnp.arange(n)[:, None]
     mask = jnp.arange(self._max_len)[None, :] <= query_pos
     y = dot_product_attention(q, keys, values, mask)

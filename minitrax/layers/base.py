@@ -36,7 +36,7 @@ import jax
 
 from minitrax.checks import check_int
 from minitrax.errors import LayerAttributeError, LayerError
-from minitrax.layers import diagnosis, forms, trees
+from minitrax.layers import diagnosis, donation, forms, trees
 from minitrax.layers import files as layer_files
 from minitrax.layers.stack import as_stack, check_n_inputs, from_stack, push_outputs, stack_inputs
 from minitrax.layers.trees import EMPTY
@@ -164,7 +164,7 @@ class Layer(metaclass=_LayerMeta):
   @property
   def state(self):
     """This layer's state tree (sublayers' included); settable (as `weights`)."""
-    return self._scope.state if self._scope else trees.cached_gather(self, 'state')
+    return self._scope.state if self._scope else trees.hand_out_state(self)
 
   @state.setter
   def state(self, state):
@@ -288,26 +288,20 @@ class Layer(metaclass=_LayerMeta):
 
     Initialises the layer from `x`'s signature on first use if `init` was not
     called. Calls go through one cached `jax.jit` of `pure_fn` (same-shaped
-    calls compile once). Under jit a bad token id or a predict-cache overflow
-    only makes the outputs NaN; so a NaN output re-runs the call eagerly
-    (`diagnosis.eager_error`): an error it raises propagates and no state is
-    stored; a genuine NaN is returned and stored.
+    calls compile once) that donates the state: a state the layer owns (made
+    by its last call, not read since) is updated in place, any other is
+    copied first, so arrays you hold stay valid (`donation.py`). A NaN output
+    (under jit, all a bad token id or a cache overflow can do) re-runs the
+    call eagerly (`diagnosis.eager_error`) to raise the error it hides.
     """
     if weights is None and not self._initialized:
       self.init(signature(x))
     weights = self.weights if weights is None else weights
-    state = self.state if state is None else state
-    rng = self._rng if rng is None else rng
+    owned = state is None and trees.owns_state(self)
+    state = trees.cached_gather(self, 'state') if state is None else state
     if self._jit_pure_fn is None:
-      self._jit_pure_fn = jax.jit(diagnosis.with_nan_flag(self.pure_fn))
-    y, new_state, has_nan = self._jit_pure_fn(x, weights, state, rng)
-    if not isinstance(has_nan, jax.core.Tracer) and bool(has_nan):
-      error = diagnosis.eager_error(self, x, weights, state, rng)
-      if error is not None:
-        raise error
-    # pure_fn returns the structure it was given: the new state is the next call's tree.
-    trees.scatter(self, 'state', new_state, keep=True)
-    return y
+      self._jit_pure_fn = donation.CompiledCall(self.pure_fn)
+    return self._jit_pure_fn(self, x, weights, state, self._rng if rng is None else rng, owned)
 
   def output_signature(self, input_signature):
     """Output `ShapeDtype`(s) for the given input signature, via `jax.eval_shape`."""

@@ -25,6 +25,12 @@ trees of every root recorded in the layers it stores to. A store through any
 layer (the root, a sublayer, another model sharing a layer) is thus seen by
 exactly the trees that hold it. There is no state at module level.
 
+Ownership (for `donation`). A root whose `Layer.__call__` stored the state its
+compiled program made records that tree as *owned* (`own_state`): no one
+outside holds its arrays, so the next call may donate them. A store reaching
+any of its layers, or a public read of the state of any layer it holds
+(`hand_out_state`), ends that.
+
 Files. `save` and `load` write and read both trees as a minitrax checkpoint
 (`Layer.save_to_file`, `Layer.init_from_file`); `load` also reads the
 checkpoints of real Trax 1.2 and 1.4 (`minitrax.trax_import`, no pickle run).
@@ -55,9 +61,11 @@ class TreeNode:
     watching: whether this layer, as a root, is recorded in `roots` of all
       its layers.
     walk: this layer's `Walk` as a root, or None until first needed.
+    owned: the state tree this layer, as a root, owns (see `own_state`), or None.
+    plans: `{(kind, tree structure): plan}` of `_owns`, for this layer as a root.
   """
 
-  __slots__ = ('own', 'gathered', 'roots', 'watching', 'walk')
+  __slots__ = ('own', 'gathered', 'roots', 'watching', 'walk', 'owned', 'plans')
 
   def __init__(self):
     self.own = {kind: EMPTY for kind in KINDS}
@@ -65,6 +73,8 @@ class TreeNode:
     self.roots = set()
     self.watching = False
     self.walk = None
+    self.owned = None
+    self.plans = {}
 
 
 class Walk(NamedTuple):
@@ -151,6 +161,37 @@ def _split(root, kind, tree):
   return parts
 
 
+def _owns(root, kind, tree):
+  """Per distinct layer of `root`, its own part of `tree` (as `_split`), by a kept plan.
+
+  `layer(x)` stores a state of the same structure at every call; splitting it
+  layer by layer is most of that call's host time. The plan, kept per (kind,
+  tree structure) in the root's node, is `_split` of a tree of leaf indices:
+  per layer, its part's structure and leaf indices (or, for a part without
+  leaves, the part itself, which then is the same object at every store).
+  A tree that does not fit is split directly, so its error shows the tree.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  plans = _node(root).plans
+  if (kind, treedef) not in plans:
+    try:
+      parts = _split(root, kind, treedef.unflatten(range(len(leaves))))
+    except Exception:  # pylint: disable=broad-except
+      return [own for _, own in _split(root, kind, tree)]
+    plans[kind, treedef] = [_part_plan(own) for _, own in parts]
+  return [
+      part if indices is None else part.unflatten([leaves[i]
+                                                   for i in indices])
+      for part, indices in plans[kind, treedef]
+  ]
+
+
+def _part_plan(own):
+  """`(structure, leaf indices)` of a part of an index tree; `(part, None)` without leaves."""
+  indices, structure = jax.tree.flatten(own)
+  return (own, None) if not indices else (structure, indices)
+
+
 def _join(root, kind, owns, fill):
   """Bottom-up: the `kind` tree of `root` from each distinct layer's own part.
 
@@ -209,19 +250,52 @@ def scatter(root, kind, tree, keep=False):
     keep: the tree is exactly what `gather(root, kind)` will return (as
       `pure_fn`'s new state is); keep it as the root's gathered tree.
   """
-  parts = _split(root, kind, tree)
+  owns = _owns(root, kind, tree)
   stale = set()
-  for layer, (_, own) in zip(unique_layers(root), parts):
+  for layer, own in zip(unique_layers(root), owns):
     node = _node(layer)
-    node.own[kind] = own
-    stale.update(node.roots)
+    if own is not node.own[kind]:
+      node.own[kind] = own
+      stale.update(node.roots)
   for ref in stale:
     other = ref()
     if other is not None:
       _node(other).gathered.pop(kind, None)
+      if kind == 'state':
+        _node(other).owned = None
   if keep:
     _watch(root)
     _node(root).gathered[kind] = tree
+
+
+def own_state(root, tree):
+  """Records `tree`, just stored on `root` by `scatter(..., keep=True)`, as owned by `root`.
+
+  Call it only for a state whose arrays the root's own compiled call made and
+  nothing else holds (`donation.CompiledCall` says when).
+  """
+  _node(root).owned = tree
+
+
+def owns_state(root):
+  """Whether `root` still owns its stored state: the tree of `own_state`, unread and unchanged."""
+  node = _node(root)
+  return node.owned is not None and node.gathered.get('state') is node.owned
+
+
+def hand_out_state(layer):
+  """`cached_gather(layer, 'state')` for a caller that may keep it (the public `Layer.state`).
+
+  Ends the ownership of every root whose state holds arrays of `layer` or of
+  its sublayers, so that no call donates the arrays handed out.
+  """
+  _node(layer).owned = None
+  for sub in unique_layers(layer):
+    for ref in _node(sub).roots:
+      other = ref()
+      if other is not None:
+        _node(other).owned = None
+  return cached_gather(layer, 'state')
 
 
 def fill_shared(root, kind, tree):
@@ -327,6 +401,6 @@ def unflatten_weights_and_state(flat_weights, flat_state, weights_and_state_sign
 
 __all__ = [
     'EMPTY', 'TreeNode', 'Walk', 'unique_layers', 'has_shared_layers', 'gather', 'cached_gather',
-    'scatter', 'fill_shared', 'clear_shared', 'save', 'load', 'flatten_weights_and_state',
-    'unflatten_weights_and_state'
+    'scatter', 'own_state', 'owns_state', 'hand_out_state', 'fill_shared', 'clear_shared', 'save',
+    'load', 'flatten_weights_and_state', 'unflatten_weights_and_state'
 ]
