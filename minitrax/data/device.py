@@ -194,7 +194,8 @@ class DeviceBatches:
   def _take(self, count):
     """Up to `count` (at least 1) consecutive host batches of one shape."""
     if self._host is None:
-      self._host = self._open(self.position, prefetch=max(2, self._k or 2), part=self._part)
+      parts = {'part': self._part} if self._part else {}  # asked only of several processes
+      self._host = self._open(self.position, prefetch=max(2, self._k or 2), **parts)
       self._next_read = self.position
     run = []
     while len(run) < count:
