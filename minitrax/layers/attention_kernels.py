@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from minitrax.errors import ArgumentError
+from minitrax.layers.chunk_loops import chunk_map
 from minitrax.layers.masks import keep_mask
 
 _MASK_PENALTY = 1e9  # subtracted from the scores of hidden keys
@@ -263,15 +264,71 @@ def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks
 
   sq, sv = chunks(_permute_rows(qk, sticker, undo)), chunks(_permute_rows(v, sticker, undo))
   spos = chunks(pos)
-  sk = length_normalized(sq)
-  k_valid = None if valid is None else look_adjacent(chunks(valid[pos]), before, after)
-  dots = _scores(sq, look_adjacent(sk, before, after), spos, look_adjacent(spos, before, after),
-                 k_valid, causal, True)
-  out, lse = _softmax_attend(dots, look_adjacent(sv, before, after), dropout, rng)
+  s_valid = None if valid is None else chunks(valid[pos])
+  if dropout == 0.0 and n_chunks >= max(before, after):  # groups of chunks (see the function)
+    out, lse = grouped_chunk_attention(sq, sv, spos, s_valid, before, after, causal)
+  else:
+    k_valid = None if valid is None else look_adjacent(s_valid, before, after)
+    dots = _scores(sq, look_adjacent(length_normalized(sq), before, after), spos,
+                   look_adjacent(spos, before, after), k_valid, causal, True)
+    out, lse = _softmax_attend(dots, look_adjacent(sv, before, after), dropout, rng)
   out = _permute_rows(out.reshape((n_hashes * n, -1)), undo, sticker).reshape((n_hashes, n, -1))
   lse = _permute_rows(lse.reshape(-1), undo, sticker).reshape((n_hashes, n, 1))
   weights = jax.nn.softmax(lse, axis=0)  # sums to 1 even where lse ~ -1e5
   return jnp.sum(out * weights.astype(out.dtype), axis=0)
+
+
+GROUP_SCORES = 2**24  # scores per step of `grouped_chunk_attention` (64 MiB in float32)
+
+
+def grouped_chunk_attention(q, v, pos, valid, before, after, causal):
+  """Shared-QK attention of chunks with their neighbours, a group of chunks per loop step.
+
+  The numbers of `look_adjacent` attention over all chunks at once (keys:
+  the queries normalised, `exclude_self`), but the (chunks, L, (1 + before +
+  after) L) scores exist for about `GROUP_SCORES` of them at a time, in the
+  backward pass too (`chunk_map`).
+
+  Args:
+    q: (c, L, d) chunked shared queries/keys.
+    v: (c, L, d_v) chunked values.
+    pos: (c, L) int positions (for the masks).
+    valid: None or (c, L) bool, False hides a key.
+    before, after: neighbouring chunks each chunk sees (wrapping around).
+    causal: hide later positions.
+
+  Returns:
+    `(out (c, L, d_v), lse (c, L))`.
+  """
+  c, length = q.shape[:2]
+  group = max(1, min(c, GROUP_SCORES // (length * length * (1 + before + after))))
+  while c % group:
+    group -= 1
+  if group < max(before, after):
+    group = c
+  n_groups = c // group
+
+  def grouped(a):
+    """(c, ...) -> (groups, chunks of the group plus `before` ahead and `after` behind, ...)."""
+    g = a.reshape((n_groups, group) + a.shape[1:])
+    parts = [jnp.roll(g, 1, axis=0)[:, group - before:]] if before else []
+    parts += [g] + ([jnp.roll(g, -1, axis=0)[:, :after]] if after else [])
+    return jnp.concatenate(parts, axis=1) if len(parts) > 1 else g
+
+  def step(_, args):
+    q_w, v_w, pos_w, valid_w = args  # windows: before + group + after chunks
+
+    def near(a):
+      return jnp.concatenate([a[i:i + group] for i in range(before + after + 1)], axis=1)
+
+    k_valid = None if valid_w is None else near(valid_w)
+    dots = _scores(q_w[before:before + group], near(length_normalized(q_w)),
+                   pos_w[before:before + group], near(pos_w), k_valid, causal, True)
+    return _softmax_attend(dots, near(v_w), 0.0, None)
+
+  args = (grouped(q), grouped(v), grouped(pos), None if valid is None else grouped(valid))
+  out, lse = chunk_map(step, (), args)
+  return out.reshape((c, length) + out.shape[3:]), lse.reshape((c, length))
 
 
 def chunked_attention(q, k, v, *, causal=False, exclude_self=False, valid=None, chunk_len=None,
