@@ -306,8 +306,9 @@ class EfficientAttention(Layer):
       o = jax.vmap(lambda q, k, v, ok, r: one(q, k, v, extra, ok, r))(q, k, v, valid, r)
       return jnp.einsum('bne,ed->bnd', o.astype(x.dtype), w[-1])
 
-    def step(consts, args):
-      return jnp.sum(jax.vmap(lambda a: head(*consts, a))(args), axis=0)
+    def step(consts, args):  # the group's heads one after another (no stacked outputs)
+      ys = [head(*consts, jax.tree.map(lambda a, j=j: a[j], args)) for j in range(group)]
+      return sum(ys[1:], ys[0])
 
     return chunk_map(step, (x, valid), per_head, reduce=True)
 

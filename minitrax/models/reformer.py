@@ -69,10 +69,10 @@ def ChunkedFeedForward(d_model, d_ff, dropout, activation, chunk_size, mode):  #
   """`FeedForward` run on `chunk_size` positions at a time (0: all at once).
 
   (batch, n, d) -> (batch, n, d). The batch x length positions are cut into
-  chunks of `chunk_size` (one chunk if it does not divide them) and a
-  rematerialised `Scan` runs the block on one chunk after another, so the
-  (positions, d_ff) hidden activations exist for one chunk at a time, in the
-  backward pass too. Weights: `FeedForward`'s, inside a Scan.
+  chunks of `chunk_size` (one chunk if it does not divide them) and
+  `MapChunks` runs the block on one chunk after another, so the (positions,
+  d_ff) hidden activations exist for one chunk at a time, in the backward
+  pass too. Weights: `FeedForward`'s, inside MapChunks (as inside a Scan).
   """
   ff = FeedForward(d_model, d_ff, dropout, activation, mode)
   if chunk_size < 1:
@@ -175,7 +175,8 @@ class ChunkedCrossEntropyLoss(Layer):
   `(x (..., d), w (d, V), b (V,), targets (...) int[, weights (...)]) -> ()`;
   n_in = 4, or 5 with `has_weights`. Equals `CrossEntropyLoss` of
   `LogSoftmax(x w + b)`, but the (positions, V) log-probabilities exist for
-  one chunk at a time (a rematerialised loop), in the backward pass too.
+  one chunk at a time: one loop computes the loss and its gradients
+  (`chunk_sum_with_grads`), the backward pass only scales them.
   Follows a `ReformerLM(..., loss_chunk_size=...)` in train mode; with the
   Trainer pass `loss_fn=functools.partial(ChunkedCrossEntropyLoss,
   chunk_size=...)`.
