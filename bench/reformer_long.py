@@ -4,7 +4,10 @@ Both models: d_model 256, 4 layers, 4 heads of 64, d_ff 1024, 256 token ids,
 batch 1, no dropout, one Adam step per call (`value_and_grad` + update, one
 `jax.jit`, weights and slots donated). ReformerLM uses LSH attention (chunks
 of 128, 2 hashing rounds, one head at a time), feed-forward chunks of 16384
-positions and a `ChunkedCrossEntropyLoss` of 16384 positions; the
+positions, a `ChunkedCrossEntropyLoss` of 16384 positions and axial
+positions (a rows x columns grid, 128 + 128 wide, as Trax's long-sequence
+Reformers; `--positions sinusoidal` gives it the trained (length, 256) table
+instead, whose weights, Adam slots and gradient grow with the length); the
 TransformerLM is the plain one (full attention, one (length, vocab) output).
 
 For each model the length doubles from --start. Each length runs in a child
@@ -36,7 +39,15 @@ import time
 _RESULT = 'RESULT '
 
 
-def _build(kind, length):
+def _axial_shape(length):
+  """(rows, columns) with rows * columns == length, rows the largest divisor <= sqrt(length)."""
+  rows = int(length**0.5)
+  while length % rows:
+    rows -= 1
+  return (rows, length // rows)
+
+
+def _build(kind, length, positions='axial'):
   """(model_with_loss, batch signature) for `kind` in 'reformer', 'transformer'."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from minitrax.layers.combinators import Serial  # pylint: disable=import-outside-toplevel
@@ -49,8 +60,10 @@ def _build(kind, length):
   if kind == 'reformer':
     chunk = min(16384, length)
     attention = functools.partial(LSHSelfAttention, chunk_len=128, n_hashes=2, n_parallel_heads=1)
+    axial = dict(axial_pos_shape=_axial_shape(length),
+                 d_axial_pos_embs=(128, 128)) if positions == 'axial' else {}
     model = reformer.ReformerLM(d_attention_key=64, d_attention_value=64, attention_type=attention,
-                                ff_chunk_size=chunk, loss_chunk_size=chunk, **sizes)
+                                ff_chunk_size=chunk, loss_chunk_size=chunk, **axial, **sizes)
     loss = reformer.ChunkedCrossEntropyLoss(chunk_size=chunk)
   else:
     model, loss = transformer.TransformerLM(**sizes), CrossEntropyLoss()
@@ -58,7 +71,7 @@ def _build(kind, length):
   return Serial(model, loss), (ids, ids)
 
 
-def _child(kind, length, budget_bytes, min_steps, min_seconds, estimate_only):
+def _child(kind, length, budget_bytes, min_steps, min_seconds, estimate_only, positions):
   """Compiles, checks the estimate, runs (unless `estimate_only`); prints one RESULT line."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -66,7 +79,9 @@ def _child(kind, length, budget_bytes, min_steps, min_seconds, estimate_only):
   from minitrax.optimizers.adam import Adam  # pylint: disable=import-outside-toplevel
 
   result = {'model': kind, 'length': length}
-  model_with_loss, signature = _build(kind, length)
+  if kind == 'reformer':
+    result['positions'] = positions
+  model_with_loss, signature = _build(kind, length, positions)
   weights, state = model_with_loss.init(signature)
   optimizer = Adam(learning_rate=1e-3)
   slots, opt_params = optimizer.tree_init(weights)
@@ -96,8 +111,10 @@ def _child(kind, length, budget_bytes, min_steps, min_seconds, estimate_only):
   if 'status' in result:
     print(_RESULT + json.dumps(result), flush=True)
     return
+  start = time.time()
   weights, slots, value = compiled(weights, slots, batch, jnp.int32(0), rng)
   value.block_until_ready()
+  first_s = time.time() - start
   times, i = [], 1
   while len(times) < min_steps or sum(times) < min_seconds:
     start = time.time()
@@ -105,7 +122,7 @@ def _child(kind, length, budget_bytes, min_steps, min_seconds, estimate_only):
     value.block_until_ready()
     times.append(time.time() - start)
     i += 1
-  step_s = float(np.median(times))
+  step_s = float(np.median(times)) if times else first_s  # --min_steps 0: the first step
   result.update(status='ok', loss=round(float(value), 4), step_s=round(step_s, 3),
                 tokens_per_s=round(length / step_s, 1), steps_timed=len(times))
   print(_RESULT + json.dumps(result), flush=True)
@@ -130,7 +147,7 @@ def _run_one(kind, length, args):
       str(length), '--budget_gib',
       str(args.budget_gib), '--min_steps',
       str(args.min_steps), '--min_seconds',
-      str(args.min_seconds)
+      str(args.min_seconds), '--positions', args.positions
   ] + (['--estimate_only'] if length > args.run_max else [])
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'))
   child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -181,14 +198,20 @@ def main():
   parser.add_argument('--budget_gib', type=float, default=20.0)
   parser.add_argument('--step_timeout', type=float, default=1800.0,
                       help='seconds for one length (compile + warm-up + timed steps)')
-  parser.add_argument('--min_steps', type=int, default=2)
+  parser.add_argument('--min_steps', type=int, default=2,
+                      help='timed steps after the first (0 with --min_seconds 0: time the first)')
   parser.add_argument('--min_seconds', type=float, default=10.0)
+  parser.add_argument(
+      '--positions', choices=('axial', 'sinusoidal'), default='axial',
+      help="ReformerLM's positions: axial (Trax's long-sequence setting) or a "
+      "trained sinusoid table of length x d_model (weights and Adam slots grow "
+      "with the length)")
   parser.add_argument('--json', default=None, help='append JSON lines to this file')
   parser.add_argument('--one', nargs=2, metavar=('MODEL', 'LENGTH'), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.one:
     _child(args.one[0], int(args.one[1]), args.budget_gib * 2**30, args.min_steps, args.min_seconds,
-           args.estimate_only)
+           args.estimate_only, args.positions)
     return
   results = []
   for kind in args.models.split(','):

@@ -5,9 +5,9 @@ Kaiser and Levskaya, 2020, "Reformer: The Efficient Transformer"), as pure
 functions of arrays. Shapes: `(..., n, d)` for queries and keys, `(..., n,
 d_v)` for values.
 
-* Angular LSH: `random_rotations` draws rotations R, `hash_with_rotations`
-  puts a vector v in the bucket argmax of `[vR, -vR]` (several factors of
-  buckets multiply), `hash_vectors` does both.
+* Angular LSH (from `minitrax.layers.lsh_hashing`): `random_rotations` draws
+  rotations R, `hash_with_rotations` puts a vector v in the bucket argmax of
+  `[vR, -vR]` (several factors of buckets multiply), `hash_vectors` does both.
 * `bucketed_attention`: per hashing round, positions sorted by (bucket,
   position), cut into chunks of `chunk_len`, each attending to itself and to
   `n_chunks_before`/`n_chunks_after` neighbours; rounds combined by the
@@ -22,125 +22,16 @@ does not attend to itself (1e5 is subtracted from that score) unless nothing
 else is visible to it (1e9 is subtracted from the scores of hidden keys).
 """
 
-import math
-import numbers
-
 import jax
 import jax.numpy as jnp
 
-from minitrax.errors import ArgumentError
+from minitrax.layers.chunk_loops import chunk_map
+from minitrax.layers.lsh_hashing import (auto_n_buckets, check_buckets, hash_vectors,
+                                         hash_with_rotations, random_rotations, total_buckets)
 from minitrax.layers.masks import keep_mask
 
 _MASK_PENALTY = 1e9  # subtracted from the scores of hidden keys
 _SELF_PENALTY = 1e5  # subtracted from a query's score with its own key (shared QK)
-
-# ------------------------------------------------------------------ argument checks
-
-
-def check_buckets(who, n_buckets):
-  """Raises `ArgumentError` naming `who` unless `n_buckets` is a valid bucket count.
-
-  Args:
-    who: The layer or function named in the message.
-    n_buckets: Valid: None (chosen later), 1 (no hashing), an even int >= 2,
-      or a tuple/list of even ints >= 2 (factorised hashing).
-  """
-  if n_buckets is None or n_buckets == 1:
-    return
-  factors = n_buckets if isinstance(n_buckets, (tuple, list)) else [n_buckets]
-  for f in factors:
-    if not isinstance(f, numbers.Integral) or isinstance(f, bool) or f < 2 or f % 2:
-      raise ArgumentError(f'{who}: n_buckets must be None, 1, an even int >= 2 or a tuple of '
-                          f'them (factorised hashing), got {n_buckets!r}')
-
-
-# ------------------------------------------------------------------ hashing
-
-
-def auto_n_buckets(n, chunk_len):
-  """Trax's default: `2 * max(1, n // chunk_len)` buckets, factorised in two when > 128.
-
-  Args:
-    n: The sequence length.
-    chunk_len: Positions per chunk (a positive int).
-
-  Returns:
-    An even int, or a pair of even ints whose product is about the count.
-  """
-  n_buckets = 2 * max(1, n // chunk_len)
-  if n_buckets <= 128:
-    return n_buckets
-  first = 2**math.ceil(math.log2(math.sqrt(n_buckets)))
-  return (first, 2 * (n_buckets // (2 * first)))
-
-
-def _factors(n_buckets):
-  return list(n_buckets) if isinstance(n_buckets, (tuple, list)) else [n_buckets]
-
-
-def random_rotations(rng, d, n_buckets, n_hashes=1, n_sets=None):
-  """The random matrices of `hash_vectors`: (d, n_hashes, r/2), r = sum of the bucket factors.
-
-  With `n_sets`, that many independent sets in one draw: (n_sets, d,
-  n_hashes, r/2). The draw depends only on `rng` and the shape.
-
-  Args:
-    rng: A JAX key.
-    d: The depth of the vectors to hash.
-    n_buckets: An even int, or a tuple of even ints (one rotation per factor).
-    n_hashes: Number of hashing rounds.
-    n_sets: None for one set, else the number of independent sets.
-  """
-  shape = (d, n_hashes, sum(_factors(n_buckets)) // 2)
-  return jax.random.normal(rng, shape if n_sets is None else (n_sets,) + shape, jnp.float32)
-
-
-def hash_with_rotations(vecs, rotations, n_buckets):
-  """Buckets of vecs (..., n, d) for rotations (d, n_hashes, r/2): (..., n_hashes, n) int32.
-
-  Args:
-    vecs: (..., n, d) vectors to hash (computed in float32).
-    rotations: (d, n_hashes, r/2) from `random_rotations`, made for `n_buckets`.
-    n_buckets: As for `random_rotations`; 1 puts everything in bucket 0.
-  """
-  if n_buckets == 1:
-    return jnp.zeros(vecs.shape[:-2] + (rotations.shape[1], vecs.shape[-2]), jnp.int32)
-  rotated = jnp.einsum('...nd,dhr->...hnr', vecs.astype(jnp.float32), rotations)
-  buckets, start, scale = 0, 0, 1
-  for f in _factors(n_buckets):
-    part = rotated[..., start:start + f // 2]
-    digit = jnp.argmax(jnp.concatenate([part, -part], axis=-1), axis=-1).astype(jnp.int32)
-    buckets, start, scale = buckets + scale * digit, start + f // 2, scale * f
-  return buckets
-
-
-def hash_vectors(vecs, n_buckets, rng, n_hashes=1):
-  """Angular LSH buckets of vectors: (..., n, d) -> (..., n_hashes, n) int32.
-
-  Each round draws a random matrix R (d, r/2) from `rng` and puts v in bucket
-  `argmax([v R, -v R])`, so v and a positive multiple of v share a bucket.
-  With `n_buckets` a tuple (r_1, r_2, ...), one rotation per factor gives
-  digits combined as `b_1 + r_1 b_2 + r_1 r_2 b_3 + ...` (prod(r_i)
-  buckets). `n_buckets=1` puts everything in bucket 0.
-
-  Args:
-    vecs: (..., n, d) vectors.
-    n_buckets: An even int, a tuple of even ints, or 1.
-    rng: A JAX key for the rotations (equal keys give equal buckets).
-    n_hashes: Number of hashing rounds.
-  """
-  rotations = random_rotations(rng, vecs.shape[-1], n_buckets, n_hashes)
-  return hash_with_rotations(vecs, rotations, n_buckets)
-
-
-def total_buckets(n_buckets):
-  """The number of buckets: `n_buckets` itself, or the product of its factors.
-
-  Args:
-    n_buckets: An int, or a tuple/list of ints (factorised hashing).
-  """
-  return math.prod(_factors(n_buckets))
-
 
 # ------------------------------------------------------------------ attention functions
 
@@ -263,15 +154,68 @@ def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks
 
   sq, sv = chunks(_permute_rows(qk, sticker, undo)), chunks(_permute_rows(v, sticker, undo))
   spos = chunks(pos)
-  sk = length_normalized(sq)
-  k_valid = None if valid is None else look_adjacent(chunks(valid[pos]), before, after)
-  dots = _scores(sq, look_adjacent(sk, before, after), spos, look_adjacent(spos, before, after),
-                 k_valid, causal, True)
-  out, lse = _softmax_attend(dots, look_adjacent(sv, before, after), dropout, rng)
+  s_valid = None if valid is None else chunks(valid[pos])
+  if dropout == 0.0 and n_chunks >= max(before, after):  # groups of chunks (see the function)
+    out, lse = grouped_chunk_attention(sq, sv, spos, s_valid, before, after, causal)
+  else:
+    k_valid = None if valid is None else look_adjacent(s_valid, before, after)
+    dots = _scores(sq, look_adjacent(length_normalized(sq), before, after), spos,
+                   look_adjacent(spos, before, after), k_valid, causal, True)
+    out, lse = _softmax_attend(dots, look_adjacent(sv, before, after), dropout, rng)
   out = _permute_rows(out.reshape((n_hashes * n, -1)), undo, sticker).reshape((n_hashes, n, -1))
   lse = _permute_rows(lse.reshape(-1), undo, sticker).reshape((n_hashes, n, 1))
   weights = jax.nn.softmax(lse, axis=0)  # sums to 1 even where lse ~ -1e5
   return jnp.sum(out * weights.astype(out.dtype), axis=0)
+
+
+GROUP_SCORES = 2**24  # scores per step of `grouped_chunk_attention` (64 MiB in float32)
+
+
+def grouped_chunk_attention(q, v, pos, valid, before, after, causal):
+  """Shared-QK attention of chunks with their neighbours, a group of chunks per loop step.
+
+  The numbers of `look_adjacent` attention over all chunks at once, but only
+  about `GROUP_SCORES` scores exist at a time, in the backward pass too.
+
+  Args:
+    q: (c, L, d) chunked shared queries/keys.
+    v: (c, L, d_v) chunked values.
+    pos: (c, L) int positions (for the masks).
+    valid: None or (c, L) bool, False hides a key.
+    before, after: neighbouring chunks each chunk sees (wrapping around).
+    causal: hide later positions.
+
+  Returns:
+    `(out (c, L, d_v), lse (c, L))`.
+  """
+  c, length = q.shape[:2]
+  group = max(1, min(c, GROUP_SCORES // (length * length * (1 + before + after))))
+  while c % group:
+    group -= 1
+  group = c if group < max(before, after) else group
+  n_groups = c // group
+
+  def grouped(a):
+    """(c, ...) -> (groups, chunks of the group plus `before` ahead and `after` behind, ...)."""
+    g = a.reshape((n_groups, group) + a.shape[1:])
+    parts = [jnp.roll(g, 1, axis=0)[:, group - before:]] if before else []
+    parts += [g] + ([jnp.roll(g, -1, axis=0)[:, :after]] if after else [])
+    return jnp.concatenate(parts, axis=1) if len(parts) > 1 else g
+
+  def step(_, args):
+    q_w, v_w, pos_w, valid_w = args  # windows: before + group + after chunks
+
+    def near(a):
+      return jnp.concatenate([a[i:i + group] for i in range(before + after + 1)], axis=1)
+
+    k_valid = None if valid_w is None else near(valid_w)
+    dots = _scores(q_w[before:before + group], near(length_normalized(q_w)),
+                   pos_w[before:before + group], near(pos_w), k_valid, causal, True)
+    return _softmax_attend(dots, near(v_w), 0.0, None)
+
+  args = (grouped(q), grouped(v), grouped(pos), None if valid is None else grouped(valid))
+  out, lse = chunk_map(step, (), args)
+  return out.reshape((c, length) + out.shape[3:]), lse.reshape((c, length))
 
 
 def chunked_attention(q, k, v, *, causal=False, exclude_self=False, valid=None, chunk_len=None,

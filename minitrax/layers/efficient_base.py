@@ -34,6 +34,7 @@ from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
 from minitrax.layers.attention_kernels import cached_attention, length_normalized
 from minitrax.layers.base import Layer
+from minitrax.layers.chunk_loops import chunk_map
 from minitrax.layers.core import poison
 from minitrax.layers.masks import keep_mask
 
@@ -229,7 +230,9 @@ class EfficientAttention(Layer):
 
   def _output(self, o, w_o, dtype, output_rng):
     """Heads projected back and summed; output dropout: one feature mask for all positions."""
-    y = jnp.einsum('bhne,hed->bnd', o.astype(dtype), w_o)
+    return self._dropped(jnp.einsum('bhne,hed->bnd', o.astype(dtype), w_o), output_rng)
+
+  def _dropped(self, y, output_rng):
     if self._output_dropout > 0.0:
       keep = keep_mask(output_rng, 1.0 - self._output_dropout, (y.shape[-1],))
       y = jnp.where(keep, y / (1.0 - self._output_dropout), 0.0).astype(y.dtype)
@@ -237,14 +240,77 @@ class EfficientAttention(Layer):
 
   def forward_with_state(self, x, weights, state, rng):
     x, valid = self._inputs(x, weights)
-    q, k, v, w_o = self._qkv(x, weights)
     attention_rng, output_rng = self._dropout_rngs(rng)
+    group = self._heads_per_step(x.shape[0])
+    if group and self._mode != 'predict':
+      one, extras = self._head_fn(x.shape[1], self._d_qk, rng, state)
+      if one is not None:
+        y = self._looped_heads(x, valid, weights, attention_rng, one, extras, group)
+        return self._dropped(y, output_rng), state
+    q, k, v, w_o = self._qkv(x, weights)
     if self._mode == 'predict':
       o, state = self._predict(q, k, v, state, attention_rng)
     else:
       o = self._attend(q, k, v, valid, rng, attention_rng, state)
       state = self._new_state(state, q, valid, rng)
     return self._output(o, w_o, x.dtype, output_rng), state
+
+  # ---------------------------------------------------------------- one head at a time
+
+  def _heads_per_step(self, batch):
+    """Heads per step of the loop over heads, or None to attend with all heads at once.
+
+    With `n_parallel_heads` below batch x n_heads, every step projects,
+    attends and projects back a group of heads (for the whole batch).
+    """
+    p = self._n_parallel_heads
+    if not p or p >= batch * self._n_heads:
+      return None
+    return math.gcd(self._n_heads, max(1, p // batch))
+
+  def _head_fn(self, n, d_qk, rng, state):
+    """`(one, extras)`: one (example, head) pair's attention and per-head arrays (or None).
+
+    `one(q, k, v, extra, valid, rng)` with q (n, d_qk), k (n, d_qk) or None
+    when shared, v (n, d_v), `extra` the head's slice of `extras`, valid
+    None or (n,) bool, rng None or a key; returns (n, d_v). `(None, None)`:
+    no loop over heads (the subclass attends all heads at once).
+    """
+    del n, d_qk, rng, state
+    return None, None
+
+  def _looped_heads(self, x, valid, weights, attention_rng, one, extras, group):
+    """`sum_h one-head attention @ w_o[h]`, `group` heads per step of a `chunk_map`: (b, n, d).
+
+    Only x (and the per-head weights) are kept for the backward pass; the
+    queries, keys and values of a head exist while its step runs.
+    """
+    b, h = x.shape[0], self._n_heads
+    n_w = 3 if self._share_qk else 4
+    biases = tuple(weights[n_w:]) if self._bias else (None,) * (n_w - 1)
+    rngs = None
+    if attention_rng is not None:  # pair (example e, head j) gets key e * h + j, as in _pairs
+      rngs = jnp.swapaxes(jax.random.split(attention_rng, b * h).reshape((b, h)), 0, 1)
+    per_head = jax.tree.map(lambda a: a.reshape((h // group, group) + a.shape[1:]),
+                            (tuple(weights[:n_w]), biases, extras, rngs))
+
+    def head(x, valid, args):
+      w, bias, extra, r = args
+
+      def project(w, b):
+        y = jnp.einsum('bnd,de->bne', x, w)
+        return y if b is None else y + jnp.broadcast_to(b, y.shape)
+
+      q, v = project(w[0], bias[0]), project(w[-2], bias[-1])
+      k = None if self._share_qk else project(w[1], bias[1])
+      o = jax.vmap(lambda q, k, v, ok, r: one(q, k, v, extra, ok, r))(q, k, v, valid, r)
+      return jnp.einsum('bne,ed->bnd', o.astype(x.dtype), w[-1])
+
+    def step(consts, args):  # the group's heads one after another (no stacked outputs)
+      ys = [head(*consts, jax.tree.map(lambda a, j=j: a[j], args)) for j in range(group)]
+      return sum(ys[1:], ys[0])
+
+    return chunk_map(step, (x, valid), per_head, reduce=True)
 
   def _new_state(self, state, q, valid, rng):
     del q, valid, rng

@@ -58,6 +58,7 @@ from minitrax.layers.attention_kernels import (auto_n_buckets, bucketed_attentio
                                                chunked_attention, hash_with_rotations,
                                                length_normalized, local_attention, random_rotations,
                                                total_buckets)
+from minitrax.layers.chunk_loops import chunk_map
 from minitrax.layers.efficient_base import EfficientAttention, check_optional_int
 
 
@@ -81,7 +82,7 @@ def over_heads(one, args, n_pairs, n_parallel):
     raise ArgumentError(f'n_parallel_heads={n_parallel} must divide batch x n_heads = {n_pairs}')
   groups = jax.tree.map(lambda a: a.reshape((n_pairs // n_parallel, n_parallel) + a.shape[1:]),
                         args)
-  out = jax.lax.map(jax.checkpoint(lambda a: jax.vmap(one)(*a)), groups)
+  out = chunk_map(lambda _, a: jax.vmap(one)(*a), (), groups)
   return out.reshape((n_pairs,) + out.shape[2:])
 
 
@@ -164,18 +165,18 @@ class SelfAttention(EfficientAttention):
                      n_parallel_heads=n_parallel_heads, use_python_loop=use_python_loop,
                      use_reference_code=use_reference_code)
 
-  def _attend(self, q, k, v, valid, rng, attention_rng, state):
-    del rng, state
+  def _head_fn(self, n, d_qk, rng, state):
+    """`(one, None)`: `one(q, k, v, extra, valid, rng)` attends for one (example, head) pair."""
+    del d_qk, rng, state
     chunk_len = self._chunk_len
-    n = q.shape[2]
     if chunk_len is not None and n % chunk_len:
       raise ArgumentError(f'{self.name}: sequence length {n} is not a multiple of '
                           f'chunk_len={chunk_len}; pad the inputs or pick another chunk_len')
-    if self._share_qk:
-      k = length_normalized(q)
     dropout = self._attention_dropout
 
-    def one(qh, kh, vh, ok, r):  # one head of one example: (n, d)
+    def one(qh, kh, vh, extra, ok, r):  # one head of one example: (n, d)
+      del extra
+      kh = length_normalized(qh) if kh is None else kh
       if chunk_len is None:
         return chunked_attention(qh, kh, vh, causal=self._causal, exclude_self=self._share_qk,
                                  valid=ok, dropout=dropout, rng=r)
@@ -183,7 +184,16 @@ class SelfAttention(EfficientAttention):
                              n_chunks_after=self._n_chunks_after, causal=self._causal,
                              exclude_self=self._share_qk, valid=ok, dropout=dropout, rng=r)
 
-    out = over_heads(one, _pairs(q, k, v, valid, attention_rng), q.shape[0] * q.shape[1],
+    return one, None
+
+  def _attend(self, q, k, v, valid, rng, attention_rng, state):
+    one, _ = self._head_fn(q.shape[2], q.shape[3], rng, state)
+    k = None if self._share_qk else k
+
+    def pair(qh, kh, vh, ok, r):
+      return one(qh, kh, vh, None, ok, r)
+
+    out = over_heads(pair, _pairs(q, k, v, valid, attention_rng), q.shape[0] * q.shape[1],
                      self._n_parallel_heads)
     return out.reshape(q.shape[:3] + (v.shape[-1],))
 
@@ -226,21 +236,23 @@ class _LSHAttention(EfficientAttention):
                           f'chunk_len')
     return chunk
 
-  def _attend(self, q, k, v, valid, rng, attention_rng, state):
-    b, h, n, _ = q.shape
+  def _head_fn(self, n, d_qk, rng, state):
+    """`(one, rotations)` for one (example, head) pair, or `(None, None)` without chunks.
+
+    `one(qk, k, v, rotations_of_the_head, valid, rng)` (k unused); the
+    rotations of all heads are one draw, (n_heads, d_qk, n_hashes, r/2).
+    """
     chunk = self._chunk(n)
-    if chunk is None:  # one chunk holding everything: exact attention
-      return chunked_attention(q, length_normalized(q), v, causal=self._causal, exclude_self=True,
-                               valid=None if valid is None else valid[:, None, :],
-                               dropout=self._attention_dropout, rng=attention_rng)
+    if chunk is None:
+      return None, None
     n_buckets = self._n_buckets or auto_n_buckets(n, self._chunk_len)
     hash_rng = jax.random.key(state) if rng is None else jax.random.fold_in(rng, 0)
     # One draw for all heads, outside any vmap/loop: the rotations do not depend
     # on how the heads are batched (JAX's 'rbg' keys draw differently under vmap).
-    rotations = random_rotations(hash_rng, q.shape[-1], n_buckets, self._n_hashes, n_sets=h)
-    rotations = rotations[jnp.tile(jnp.arange(h), b)]
+    rotations = random_rotations(hash_rng, d_qk, n_buckets, self._n_hashes, n_sets=self._n_heads)
 
-    def one(qk, vh, rot, ok, r):  # one head of one example
+    def one(qk, k, vh, rot, ok, r):  # one head of one example
+      del k
       buckets = hash_with_rotations(qk, rot, n_buckets)
       if ok is not None:  # padding gets a bucket of its own
         buckets = jnp.where(ok[None, :], buckets, total_buckets(n_buckets))
@@ -249,8 +261,22 @@ class _LSHAttention(EfficientAttention):
                                 n_chunks_after=self._n_chunks_after, causal=self._causal, valid=ok,
                                 dropout=self._attention_dropout, rng=r)
 
+    return one, rotations
+
+  def _attend(self, q, k, v, valid, rng, attention_rng, state):
+    b, h, n, _ = q.shape
+    one, rotations = self._head_fn(n, q.shape[3], rng, state)
+    if one is None:  # one chunk holding everything: exact attention
+      return chunked_attention(q, length_normalized(q), v, causal=self._causal, exclude_self=True,
+                               valid=None if valid is None else valid[:, None, :],
+                               dropout=self._attention_dropout, rng=attention_rng)
+    rotations = rotations[jnp.tile(jnp.arange(h), b)]
+
+    def pair(qk, vh, rot, ok, r):
+      return one(qk, None, vh, rot, ok, r)
+
     qf, _, vf, okf, rf = _pairs(q, None, v, valid, attention_rng)
-    out = over_heads(one, (qf, vf, rotations, okf, rf), b * h, self._n_parallel_heads)
+    out = over_heads(pair, (qf, vf, rotations, okf, rf), b * h, self._n_parallel_heads)
     return out.reshape((b, h, n, -1))
 
 

@@ -29,9 +29,11 @@ the forward pass added, so reconstructed activations carry float rounding
 """
 
 import jax
+import jax.numpy as jnp
 
 from minitrax.errors import ArgumentError, ArgumentTypeError
 from minitrax.layers.base import Layer, as_stack, from_stack, split_rng
+from minitrax.layers.chunk_loops import zeros_after
 from minitrax.layers.combinators import Serial
 
 
@@ -48,9 +50,22 @@ def _in_order(activations, weights):
   Work that depends only on the weights (e.g. a bias broadcast to the shape
   of the activations) could otherwise be scheduled at the start of the
   program for every layer at once, holding activation-sized buffers for all
-  layers; after this barrier it happens when the layer runs.
+  layers. The optimization barrier says so to XLA's GPU/TPU pipelines; the CPU
+  pipeline drops barriers, so each floating-point weight also gets a zero
+  computed from all the activations (`chunk_loops.zeros_after`): work on the
+  weights then happens only once the layer's inputs exist.
   """
-  return jax.lax.optimization_barrier((activations, weights))
+  activations, weights = jax.lax.optimization_barrier((activations, weights))
+  leaves = [a for a in jax.tree.leaves(activations) if a.size and _floating(a)]
+  if not leaves:
+    return activations, weights
+  zero = sum(zeros_after((), jnp.float32, a) for a in leaves)  # after every activation
+  weights = jax.tree.map(lambda w: w + zero.astype(w.dtype) if _floating(w) else w, weights)
+  return activations, weights
+
+
+def _floating(a):
+  return jnp.issubdtype(a.dtype, jnp.inexact)
 
 
 class ReversibleLayer(Layer):

@@ -28,7 +28,8 @@ from minitrax.layers.activation_fns import FastGelu, Relu
 from minitrax.layers.attention import AttentionQKV, PaddingMask, PositionalEncoding, ShiftRight
 from minitrax.layers.axial import AxialPositionalEncoding
 from minitrax.layers.base import Fn, Layer
-from minitrax.layers.combinators import Branch, Concatenate, Dup, Scan, Select, Serial
+from minitrax.layers.chunk_loops import ChunkedLayerNorm, MapChunks, chunk_sum_with_grads
+from minitrax.layers.combinators import Branch, Concatenate, Dup, Select, Serial
 from minitrax.layers.control import Cache
 from minitrax.layers.core import Dense, Dropout, Embedding, LogSoftmax, check_ids, poison
 from minitrax.layers.lsh_attention import SelfAttention
@@ -68,10 +69,10 @@ def ChunkedFeedForward(d_model, d_ff, dropout, activation, chunk_size, mode):  #
   """`FeedForward` run on `chunk_size` positions at a time (0: all at once).
 
   (batch, n, d) -> (batch, n, d). The batch x length positions are cut into
-  chunks of `chunk_size` (one chunk if it does not divide them) and a
-  rematerialised `Scan` runs the block on one chunk after another, so the
-  (positions, d_ff) hidden activations exist for one chunk at a time, in the
-  backward pass too. Weights: `FeedForward`'s, inside a Scan.
+  chunks of `chunk_size` (one chunk if it does not divide them) and
+  `MapChunks` runs the block on one chunk after another, so the (positions,
+  d_ff) hidden activations exist for one chunk at a time, in the backward
+  pass too. Weights: `FeedForward`'s, inside MapChunks (as inside a Scan).
   """
   ff = FeedForward(d_model, d_ff, dropout, activation, mode)
   if chunk_size < 1:
@@ -85,7 +86,7 @@ def ChunkedFeedForward(d_model, d_ff, dropout, activation, chunk_size, mode):  #
   return [
       Dup(),
       Fn('ReshapeToChunks', to_chunks),
-      Scan(Serial(ff), axis=0, n_carry=0, remat=True),
+      MapChunks(Serial(ff)),
       Fn('ReshapeXToY', lambda x, y: x.reshape(y.shape))
   ]
 
@@ -113,11 +114,16 @@ def DecoderBlock(
                              predict_mem_len=max_len, predict_drop_len=max_len)
   feed_forward = ChunkedFeedForward(d_model, d_ff, dropout, ff_activation, ff_chunk_size, mode)
   return [
-      ReversibleHalfResidual(LayerNorm(), attention_layer=attention),
+      ReversibleHalfResidual(_layer_norm(ff_chunk_size), attention_layer=attention),
       ReversibleSwap(),
       ReversibleHalfResidual(feed_forward),
       ReversibleSwap()
   ]
+
+
+def _layer_norm(chunk_size):
+  """LayerNorm, computed `chunk_size` positions at a time if > 0 (the same weights and numbers)."""
+  return ChunkedLayerNorm(chunk_size) if chunk_size > 0 else LayerNorm()
 
 
 def _positional_encoding(d_model, dropout, max_len, axial_pos_shape, d_axial_pos_embs, mode):
@@ -169,7 +175,8 @@ class ChunkedCrossEntropyLoss(Layer):
   `(x (..., d), w (d, V), b (V,), targets (...) int[, weights (...)]) -> ()`;
   n_in = 4, or 5 with `has_weights`. Equals `CrossEntropyLoss` of
   `LogSoftmax(x w + b)`, but the (positions, V) log-probabilities exist for
-  one chunk at a time (a rematerialised loop), in the backward pass too.
+  one chunk at a time: one loop computes the loss and its gradients
+  (`chunk_sum_with_grads`), the backward pass only scales them.
   Follows a `ReformerLM(..., loss_chunk_size=...)` in train mode; with the
   Trainer pass `loss_fn=functools.partial(ChunkedCrossEntropyLoss,
   chunk_size=...)`.
@@ -210,7 +217,7 @@ class ChunkedCrossEntropyLoss(Layer):
         for a in (x, targets, weights)
     ]
 
-    def chunk_loss(args):
+    def chunk_loss(args, w, b):
       x_c, t_c, w_c = args
       logits = jnp.dot(x_c, w)
       logits = logits + jnp.broadcast_to(b, logits.shape)
@@ -218,7 +225,8 @@ class ChunkedCrossEntropyLoss(Layer):
       picked = jnp.take_along_axis(log_probs, t_c[:, None], axis=-1)
       return -jnp.sum(picked[:, 0] * w_c)
 
-    total = jnp.sum(jax.lax.map(jax.checkpoint(chunk_loss), tuple(chunks)))
+    total = chunk_sum_with_grads(lambda params, args: chunk_loss(args, *params), (w, b),
+                                 tuple(chunks))
     return poison(total / jnp.sum(weights), bad)
 
 
@@ -294,7 +302,7 @@ def ReformerLM(
       ShiftRight(mode=mode), Embedding(vocab_size, d_model),
       Dropout(rate=dropout, shared_axes=[-2], mode=mode),
       _positional_encoding(d_model, dropout, max_len, axial_pos_shape, d_axial_pos_embs, mode),
-      Dup(), ReversibleSerial(blocks), Concatenate(), LayerNorm(),
+      Dup(), ReversibleSerial(blocks), Concatenate(), _layer_norm(loss_chunk_size or ff_chunk_size),
       Dropout(rate=dropout, shared_axes=[-2], mode=mode), head, name='ReformerLM')
 
 
