@@ -41,12 +41,16 @@ def run(n_devices):
       [WeightedCategoryCrossEntropy(), WeightedCategoryAccuracy()], n_eval_batches=2)
   loop = Loop(model, task, eval_tasks=eval_task, n_devices=n_devices, random_seed=3)
   loop.run(7)
-  history = {
+  return loop, history_values(loop)
+
+
+def history_values(loop):
+  """`{'<mode> <metric>': [values]}` of a Loop's history, timings left out."""
+  return {
       f'{mode} {name}': [v for _, v in loop.history.get(mode, name)] for mode in loop.history.modes
       for name in loop.history.metrics_for_mode(mode)
       if 'second' not in name
   }
-  return loop, history
 
 
 def main():

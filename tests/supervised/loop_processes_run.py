@@ -24,6 +24,8 @@ from minitrax.layers.metrics14 import WeightedCategoryAccuracy, WeightedCategory
 from minitrax.optimizers import Adam
 from minitrax.supervised.training import EvalTask, Loop, TrainTask
 
+from loop_devices_run import history_values  # the script's folder is on sys.path
+
 
 def batches(seed, part, count):
   """Endless seeded batches of 16 rows `(x, (x + 1) % 11, weights)`; rows of part `part`."""
@@ -47,11 +49,7 @@ def main(argv):
       [WeightedCategoryCrossEntropy(), WeightedCategoryAccuracy()], n_eval_batches=2)
   loop = Loop(model, task, eval_tasks=eval_task, output_dir=output_dir, random_seed=3)
   loop.run(6)
-  history = {
-      f'{mode} {name}': [v for _, v in loop.history.get(mode, name)] for mode in loop.history.modes
-      for name in loop.history.metrics_for_mode(mode)
-      if 'second' not in name
-  }
+  history = history_values(loop)
   weights = [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(loop.model.weights)]
   print('REPORT ' + json.dumps({'weights': weights, 'history': history}), flush=True)
 
