@@ -10,7 +10,6 @@ position.
 import numpy as np
 
 import jax
-import jax.numpy as jnp
 
 
 def metrics_round(eval_step, weights, state, batches, n, eval_key, position, names):
@@ -27,7 +26,7 @@ def metrics_round(eval_step, weights, state, batches, n, eval_key, position, nam
   """
   if n <= 0:
     return {}
-  totals = jnp.zeros(len(names), jnp.float32)
+  totals = eval_step.zeros()
   keys = (jax.random.fold_in(eval_key, position + i) for i in range(n))
   for (batch, _), key in zip(batches.epoch(n), keys):
     totals = eval_step(weights, state, batch, key, totals)

@@ -328,7 +328,29 @@ def make_eval_step(model, metric_layers, mesh, weight_fn):
         values.append(devices.weighted_sum(value, w_d, w_total))
     return totals + jnp.stack(values)
 
-  return _compiled(device_eval, mesh, (P(), P(), P(AXIS), P(), P()), P(), (4,))
+  return _EvalStep(_compiled(device_eval, mesh, (P(), P(), P(AXIS), P(), P()), P(), (4,)), mesh,
+                   len(metric_layers))
+
+
+class _EvalStep:
+  """The compiled eval step, and its first `totals` placed as the step places its outputs.
+
+  A first `totals` of another placement (a plain `jnp.zeros`) would make the
+  second call, which gets the first one's output, compile the step again.
+  """
+
+  def __init__(self, fn, mesh, n):
+    self._fn, self._mesh, self._n = fn, mesh, n
+
+  def __call__(self, weights, state, batch, key, totals):
+    return self._fn(weights, state, batch, key, totals)
+
+  def zeros(self):
+    """float32 zeros of shape (n_metrics,), replicated over the mesh (each process its copy)."""
+    zeros = np.zeros(self._n, np.float32)
+    if jax.config.jax_disable_jit and self._mesh.size == 1:
+      return jnp.asarray(zeros)
+    return jax.make_array_from_callback(zeros.shape, replicated(self._mesh), lambda i: zeros[i])
 
 
 __all__ = [

@@ -108,6 +108,23 @@ def test_eval_step_computes_the_five_metrics():
   assert got['weights_per_batch_per_core'] == 5.5
 
 
+def test_an_evaluation_round_compiles_its_step_once():
+  """The first totals are placed as the step's outputs, so batch 2 reuses batch 1's program."""
+  x, y, w = _batch()
+  model = Serial(Dense(4), LogSoftmax())
+  weights, state = model.init(x)
+  layers = [METRICS['loss'](has_weights=True, id_to_mask=None)]
+  eval_fn = step_lib.make_eval_step(model, layers, step_lib.make_mesh(1),
+                                    step_lib.loss_weight_fn(True, None))
+  totals = eval_fn.zeros()
+  for i in range(3):
+    totals = eval_fn(weights, state, (x, y, w), jax.random.key(i), totals)
+  assert eval_fn._fn._cache_size() == 1
+  log_p = _log_softmax(x @ np.asarray(weights[0][0]) + np.asarray(weights[0][1]))
+  loss = -(w * log_p[np.arange(6), y]).sum() / w.sum()
+  np.testing.assert_allclose(np.asarray(totals), [3 * loss], rtol=1e-6)
+
+
 def test_four_devices_match_one_device():
   """Same global batches on 1 and 4 virtual CPU devices: same losses, weights and metrics."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
