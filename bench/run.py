@@ -33,6 +33,9 @@ WORKLOADS = {
     'W1': ('bench.w1_codelab', 'w1_codelab_flax.py', ['--steps', '1000'], 300),
     # minitrax's W1 as a second process with a warm compilation cache, against Flax's cold W1.
     'W1warm': ('bench.w1_warm', 'w1_codelab_flax.py', ['--steps', '1000'], 600),
+    # Building the codelab's Trainer (cold, and warm in later processes) against Flax's init.
+    'W1init': ('bench.w1_init', os.path.join(ROOT, 'bench',
+                                             'w1_init_flax.py'), ['--warm_runs', '1'], 300),
     'W2': ('bench.w2_mlp', 'w2_mlp_mnist_flax.py', ['--steps', '300'], 200),
     'W3': ('bench.w3_lm', 'w3_lm_medium_flax.py', ['--steps', '10'], 400),
     'W4': ('bench.w4_decode', 'w4_decode_flax.py', ['--reps', '1'], 400),
@@ -42,6 +45,7 @@ FIGURES = {
     'ceiling': [('gflops_median', True)],
     'W1': [('first_block_s', False), ('steady_steps_per_s', True), ('final_eval_acc', True)],
     'W1warm': [('first_block_s', False)],
+    'W1init': [('init_s', False), ('init_warm_s', False, 'init_s')],
     'W2': [('steady_steps_per_s', True), ('gflops', True), ('first_step_s', False)],
     'W3': [('tokens_per_s', True), ('gflops', True), ('first_step_s', False),
            ('peak_rss_mib', False)],
@@ -126,8 +130,8 @@ def table(records, other='peer'):
 def load(path, run_prefix):
   """Records of `path` whose run_id starts with `run_prefix`, sides told apart by impl."""
   names = {
-      'matmul_ceiling': 'ceiling', 'W1_codelab': 'W1', 'W2_mlp_mnist': 'W2', 'W3_lm_medium': 'W3',
-      'W4_decode': 'W4'
+      'matmul_ceiling': 'ceiling', 'W1_codelab': 'W1', 'W1_init': 'W1init', 'W2_mlp_mnist': 'W2',
+      'W3_lm_medium': 'W3', 'W4_decode': 'W4'
   }
   out = []
   for line in open(path):
