@@ -308,7 +308,8 @@ def make_eval_step(model, metric_layers, mesh, weight_fn):
   Returns:
     `eval_fn(weights, state, batch, key, totals) -> totals + values`, where
     `values` is a float32 vector with one entry per metric, each combined over
-    the devices' shards of the global batch.
+    the devices' shards of the global batch; `eval_fn.zeros()` is the first
+    `totals` (placed as the outputs, so later calls reuse the first program).
   """
 
   def device_eval(devices, weights, state, batch, key, totals):
