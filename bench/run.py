@@ -128,18 +128,26 @@ def table(records, other='peer'):
 
 
 def load(path, run_prefix):
-  """Records of `path` whose run_id starts with `run_prefix`, sides told apart by impl."""
+  """Records of `path` whose run_id starts with `run_prefix`, sides told apart by impl.
+
+  The workload is the one named in the run_id (`<run>-<workload>-<i>`, as
+  `main` writes it; so the peer's W1 runs paired with W1warm count there),
+  else the record's own.
+  """
   names = {
-      'matmul_ceiling': 'ceiling', 'W1_codelab': 'W1', 'W1_init': 'W1init', 'W2_mlp_mnist': 'W2',
-      'W3_lm_medium': 'W3', 'W4_decode': 'W4'
+      'matmul_ceiling': 'ceiling', 'W1_codelab': 'W1', 'W1_codelab_warm_cache': 'W1warm',
+      'W1_init': 'W1init', 'W2_mlp_mnist': 'W2', 'W3_lm_medium': 'W3', 'W4_decode': 'W4'
   }
   out = []
   for line in open(path):
     rec = json.loads(line)
-    if rec.get('run_id', '').startswith(run_prefix) and rec['workload'] in names:
+    run_id = rec.get('run_id', '')
+    if run_id.startswith(run_prefix) and rec['workload'] in names:
       side = ('trax' if rec['impl'].startswith('trax') else
               'minitrax' if 'minitrax' in rec['versions'] else 'peer')
-      out.append({**rec, '_key': names[rec['workload']], '_side': side})
+      parts = run_id.rsplit('-', 2)
+      key = parts[1] if len(parts) == 3 and parts[1] in WORKLOADS else names[rec['workload']]
+      out.append({**rec, '_key': key, '_side': side})
   return out
 
 
@@ -172,7 +180,7 @@ def main(argv=None):
     module, peer_script, quick_args, timeout = WORKLOADS[key]
     extra = quick_args if args.quick else []
     for i in range(args.pairs):
-      env['PEERS_RUN_ID'] = f'{args.run_id}-{i + 1}'
+      env['PEERS_RUN_ID'] = f'{args.run_id}-{key}-{i + 1}'  # `load` reads the workload back
       sides = [('minitrax', [sys.executable, '-m', module] + extra, ROOT)]
       if args.peers:
         sides.insert(0, ('peer', [args.peers_python, peer_script] + extra, args.peers_dir))
