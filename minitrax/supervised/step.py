@@ -349,8 +349,6 @@ class _EvalStep:
   def zeros(self):
     """float32 zeros of shape (n_metrics,), replicated over the mesh (each process its copy)."""
     zeros = np.zeros(self._n, np.float32)
-    if jax.config.jax_disable_jit and self._mesh.size == 1:
-      return jnp.asarray(zeros)
     return jax.make_array_from_callback(zeros.shape, replicated(self._mesh), lambda i: zeros[i])
 
 
