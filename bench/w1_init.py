@@ -20,20 +20,24 @@ import sys
 import tempfile
 
 from bench import common
+from bench.w1_codelab import copy_inputs_5_5, model_fn
+from minitrax.layers.metrics import CrossEntropyLoss
+from minitrax.lr import MultifactorSchedule
+from minitrax.optimizers.adafactor import Adafactor
+from minitrax.supervised.trainer import Trainer
 
 
-def construct(out_dir):
-  """Seconds of one `Trainer(...)` of the codelab's model, writing to `out_dir`."""
-  from bench.w1_codelab import copy_inputs_5_5, model_fn  # pylint: disable=import-outside-toplevel
-  from minitrax.layers.metrics import CrossEntropyLoss  # pylint: disable=import-outside-toplevel
-  from minitrax.lr import MultifactorSchedule  # pylint: disable=import-outside-toplevel
-  from minitrax.optimizers.adafactor import Adafactor  # pylint: disable=import-outside-toplevel
-  from minitrax.supervised.trainer import Trainer  # pylint: disable=import-outside-toplevel
-  t = common.now()
-  trainer = Trainer(model_fn, CrossEntropyLoss, Adafactor, MultifactorSchedule, copy_inputs_5_5(),
-                    output_dir=out_dir, random_seed=0, has_weights=True)
-  seconds = common.now() - t
-  trainer.close()
+def construct():
+  """Seconds of one `Trainer(...)` of the codelab's model, writing to a folder deleted after."""
+  out_dir = tempfile.mkdtemp(prefix='bench_w1_init_')
+  try:
+    t = common.now()
+    trainer = Trainer(model_fn, CrossEntropyLoss, Adafactor, MultifactorSchedule, copy_inputs_5_5(),
+                      output_dir=out_dir, random_seed=0, has_weights=True)
+    seconds = common.now() - t
+    trainer.close()
+  finally:
+    shutil.rmtree(out_dir, ignore_errors=True)
   return seconds
 
 
@@ -55,17 +59,15 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   calib = common.calibrate()
-  out_dir = tempfile.mkdtemp(prefix='bench_w1_init_')
+  seconds = construct()
+  if args.child:
+    print(json.dumps({'seconds': seconds}), flush=True)
+    return
   cache = tempfile.mkdtemp(prefix='bench_w1_init_cache_')
   try:
-    seconds = construct(out_dir)
-    if args.child:
-      print(json.dumps({'seconds': seconds}), flush=True)
-      return
     child_seconds(cache)  # fills the cache
     warm = [child_seconds(cache) for _ in range(args.warm_runs)]
   finally:
-    shutil.rmtree(out_dir, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
   common.emit('W1_init', 'minitrax Trainer(...)', args, {
       'init_s': seconds,
