@@ -97,10 +97,20 @@ def _permute_rows_bwd(residuals, ct):
   perm, inverse, n = residuals
   del perm
   ct = ct[inverse]
-  return ct.reshape((ct.shape[0] // n, n) + ct.shape[1:]).sum(axis=0), None, None
+  return _sum_leading(ct.reshape((ct.shape[0] // n, n) + ct.shape[1:])), None, None
 
 
 _permute_rows.defvjp(_permute_rows_fwd, _permute_rows_bwd)
+
+
+def _sum_leading(x):
+  """`x.sum(axis=0)` for a short leading axis (hash rounds), as elementwise adds.
+
+  XLA's CPU backend compiles a reduction over a short outer axis into a slow
+  kernel (about 40 ms for 2 x 16384 x 64 floats); adds of slices are one
+  elementwise loop.
+  """
+  return sum((x[i] for i in range(1, x.shape[0])), x[0])
 
 
 def look_adjacent(x, before, after, axis=0):
@@ -165,10 +175,15 @@ def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks
   out = _permute_rows(out.reshape((n_hashes * n, -1)), undo, sticker).reshape((n_hashes, n, -1))
   lse = _permute_rows(lse.reshape(-1), undo, sticker).reshape((n_hashes, n, 1))
   weights = jax.nn.softmax(lse, axis=0)  # sums to 1 even where lse ~ -1e5
-  return jnp.sum(out * weights.astype(out.dtype), axis=0)
+  return _sum_leading(out * weights.astype(out.dtype))
 
 
-GROUP_SCORES = 2**24  # scores per step of `grouped_chunk_attention` (64 MiB in float32)
+# Scores per step of `grouped_chunk_attention` (1 MiB in float32): small enough that a step's
+# scores and probabilities stay in the CPU's caches between the fusions that write and read them.
+# Measured on 2 cores (32 MiB L3), one head's LSH attention forward + backward, 2 rounds of
+# chunks of 128 (docs/performance.md, sitting RF2): at 65,536 positions 1498 ms with 2**24,
+# 996 with 2**20, 861 with 2**18, 946 with 2**17; at 16,384 positions 348 against 287 ms.
+GROUP_SCORES = 2**18
 
 
 def grouped_chunk_attention(q, v, pos, valid, before, after, causal):

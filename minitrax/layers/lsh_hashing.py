@@ -102,15 +102,23 @@ def hash_with_rotations(vecs, rotations, n_buckets):
 
 def _hash(vecs, rotations, n_buckets):
   """`hash_with_rotations` in one piece. argmax([p, -p]) is argmax(p) if max(p) >= -min(p) (the
-  first maximum wins), else f/2 + argmin(p): [p, -p] is never built."""
-  rotated = jnp.einsum('...nd,dhr->...hnr', vecs.astype(jnp.float32), rotations)
+  first maximum wins), else f/2 + argmin(p): [p, -p] is never built.
+
+  The rotations are one (n, d) x (d, n_hashes r/2) matmul whose rows stay
+  position-major, and the buckets are transposed at the end: with the rounds
+  as the outer axis of the product, XLA's CPU backend transposes it before
+  the argmax (about twice the time at 256 buckets).
+  """
+  d, n_hashes, half = rotations.shape
+  rotated = jnp.matmul(vecs.astype(jnp.float32), rotations.reshape(d, n_hashes * half))
+  rotated = rotated.reshape(vecs.shape[:-1] + (n_hashes, half))
   buckets, start, scale = 0, 0, 1
   for f in _factors(n_buckets):
     part = rotated[..., start:start + f // 2]
     top = jnp.max(part, axis=-1) >= -jnp.min(part, axis=-1)
     digit = jnp.where(top, jnp.argmax(part, axis=-1), f // 2 + jnp.argmin(part, axis=-1))
     buckets, start, scale = buckets + scale * digit.astype(jnp.int32), start + f // 2, scale * f
-  return buckets
+  return jnp.swapaxes(buckets, -1, -2)
 
 
 def hash_vectors(vecs, n_buckets, rng, n_hashes=1):

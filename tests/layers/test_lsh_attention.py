@@ -128,6 +128,31 @@ def test_bucketed_attention_matches_numpy_reference_for_given_buckets():
     np.testing.assert_allclose(got, want, atol=2e-5)
 
 
+def test_bucketed_attention_gradients_match_numpy_finite_differences():
+  # Three rounds: the rounds' combination and the sorted rows' gradient (a gather
+  # summed over the rounds' copies, written by hand) both add up three terms.
+  n, chunk = 24, 4
+  qk = RNG.normal(size=(n, 5)).astype(np.float32)
+  v = RNG.normal(size=(n, 3)).astype(np.float32)
+  buckets = RNG.integers(0, 4, size=(3, n)).astype(np.int32)
+  d_qk, d_v = RNG.normal(size=qk.shape), RNG.normal(size=v.shape)
+
+  def loss(qk, v):
+    out = bucketed_attention(qk, v, jnp.asarray(buckets), chunk_len=chunk, causal=True)
+    return jnp.sum(jnp.sin(out))
+
+  g_qk, g_v = jax.grad(loss, (0, 1))(jnp.asarray(qk), jnp.asarray(v))
+  got = np.sum(np.asarray(g_qk) * d_qk) + np.sum(np.asarray(g_v) * d_v)
+
+  def np_loss(t):
+    x, y = qk.astype(np.float64) + t * d_qk, v.astype(np.float64) + t * d_v
+    return np.sum(np.sin(np_lsh(x, y, buckets, chunk, 1, 0, True)))
+
+  eps = 1e-4
+  want = (np_loss(eps) - np_loss(-eps)) / (2 * eps)
+  np.testing.assert_allclose(got, want, rtol=1e-3)
+
+
 @pytest.mark.parametrize('n_buckets, n_hashes', [(1, 1), (4, 2), ((2, 4), 1)])
 def test_lsh_with_one_chunk_equals_full_causal_attention(n_buckets, n_hashes):
   layer = layer_with(LSHSelfAttention, causal=True, chunk_len=N, n_buckets=n_buckets,
