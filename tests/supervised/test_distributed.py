@@ -67,6 +67,31 @@ def _finish(process, timeout=240, rows=None):
   return json.loads(out.split('WEIGHTS ', 1)[1]), out
 
 
+def _communicate_all(processes, timeout=240):
+  """`[(stdout, stderr)]` of processes run side by side. If one is still running after `timeout`
+  seconds, all are killed and the test fails with every process's last output, so a hang names
+  the process that waited and shows where the others were."""
+
+  def wait(process):
+    try:
+      return process.communicate(timeout=timeout) + (False,)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      return process.communicate() + (True,)
+
+  with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:
+    results = list(pool.map(wait, processes))
+  if any(hung for _, _, hung in results):
+    for process in processes:
+      process.kill()
+    reports = []
+    for i, (process, (out, err, hung)) in enumerate(zip(processes, results)):
+      status = f'killed after {timeout} s' if hung else f'exit {process.returncode}'
+      reports.append(f'process {i} ({status}):\n{out[-1500:]}\n{err[-1500:]}')
+    pytest.fail('\n'.join(reports))
+  return [(out, err) for out, err, _ in results]
+
+
 def _losses(output_dir):
   with open(os.path.join(output_dir, 'metrics.jsonl'), encoding='utf-8') as f:
     rows = [json.loads(line) for line in f]
@@ -174,8 +199,7 @@ def test_a_trax14_loop_over_2_processes_trains_on_their_rows_as_one_process_on_a
   port = _free_port()
   processes = [_start(tmp_path, tmp_path / 'one', 1, 0, 0, script=script)]
   processes += [_start(tmp_path, tmp_path / 'two', 2, p, port, script=script) for p in range(2)]
-  with concurrent.futures.ThreadPoolExecutor(3) as pool:
-    outputs = list(pool.map(lambda p: p.communicate(timeout=240), processes))
+  outputs = _communicate_all(processes)
   reports = []
   for process, (out, err) in zip(processes, outputs):
     assert process.returncode == 0, err[-3000:]
