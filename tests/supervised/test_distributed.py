@@ -8,7 +8,6 @@ reference is the same run in one process with the same global batch. FSDP:
 """
 
 import concurrent.futures
-import functools
 import json
 import logging
 import math
@@ -58,15 +57,6 @@ def _start(tmp_path, output_dir, n_processes, process_id, port, *options, script
       env=env)
 
 
-def _finish(process, timeout=240, rows=None):
-  """`(final weights, stdout)` of a finished process; checks the batch sizes it read if `rows`."""
-  out, err = process.communicate(timeout=timeout)
-  assert process.returncode == 0, err[-3000:]
-  if rows is not None:
-    assert json.loads(out.split('ROWS ', 1)[1].split('\n', 1)[0]) == rows
-  return json.loads(out.split('WEIGHTS ', 1)[1]), out
-
-
 def _communicate_all(processes, timeout=240):
   """`[(stdout, stderr)]` of processes run side by side. If one is still running after `timeout`
   seconds, all are killed and the test fails with every process's last output, so a hang names
@@ -82,14 +72,24 @@ def _communicate_all(processes, timeout=240):
   with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:
     results = list(pool.map(wait, processes))
   if any(hung for _, _, hung in results):
-    for process in processes:
-      process.kill()
     reports = []
     for i, (process, (out, err, hung)) in enumerate(zip(processes, results)):
       status = f'killed after {timeout} s' if hung else f'exit {process.returncode}'
       reports.append(f'process {i} ({status}):\n{out[-1500:]}\n{err[-1500:]}')
     pytest.fail('\n'.join(reports))
   return [(out, err) for out, err, _ in results]
+
+
+def _finish(processes, rows=None):
+  """`[(final weights, stdout)]` of processes run side by side (`_communicate_all`); checks each
+  exited with 0 and, if `rows`, the batch sizes it read."""
+  results = []
+  for process, (out, err) in zip(processes, _communicate_all(processes)):
+    assert process.returncode == 0, err[-3000:]
+    if rows is not None:
+      assert json.loads(out.split('ROWS ', 1)[1].split('\n', 1)[0]) == rows
+    results.append((json.loads(out.split('WEIGHTS ', 1)[1]), out))
+  return results
 
 
 def _losses(output_dir):
@@ -141,10 +141,8 @@ def test_a_killed_process_fails_the_other_and_a_restart_trains_as_one_process(tm
   assert elapsed < FAILURE_BOUND_S
   port = _free_port()
   restarted = [_start(tmp_path, run, 2, p, port) for p in range(2)]
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both pipes drained at once
-    finished = pool.map(functools.partial(_finish, rows=[4]), restarted)  # halves of 8
-    (weights0, out0), (weights1, out1) = list(finished)
-  expected, _ = _finish(reference, rows=[8])
+  (weights0, out0), (weights1, out1) = _finish(restarted, rows=[4])  # halves of 8
+  [(expected, _)] = _finish([reference], rows=[8])
   _assert_close(weights0, expected)
   _assert_close(weights1, expected)
   # Process 0 logs the run; process 1 only its own lines, prefixed by its index.
@@ -170,8 +168,7 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step_and_they_resume_exact
   ]
   _wait_for(marker.exists)
   os.kill(processes[1].pid, signal.SIGTERM)
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    errors = [err for _, err in pool.map(lambda p: p.communicate(timeout=120), processes)]
+  errors = [err for _, err in _communicate_all(processes, timeout=120)]
   stops = [
       re.findall(r'TrainingInterrupted: Step (\d+): training interrupted by SIGTERM', e)
       for e in errors
@@ -181,9 +178,8 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step_and_they_resume_exact
   assert 0 < step < 40 and _saved_step(run) == step
   port = _free_port()
   restarted = [_start(tmp_path, run, 2, p, port, *never) for p in range(2)]
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    weights = [w for w, _ in pool.map(_finish, restarted)]
-  expected, _ = _finish(reference)
+  weights = [w for w, _ in _finish(restarted)]
+  [(expected, _)] = _finish([reference])
   _assert_close(weights[0], expected)
   losses, expected_losses = _losses(run), _losses(tmp_path / 'one')
   assert sorted(losses) == list(range(1, 41))
@@ -254,8 +250,7 @@ def test_fsdp_over_2_processes_saves_each_its_pieces_and_restores_in_one_process
   final weights (1e-6), and trains on."""
   port, run = _free_port(), tmp_path / 'two'
   processes = [_start(tmp_path, run, 2, p, port, '--fsdp') for p in range(2)]
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both pipes drained at once
-    weights = [w for w, _ in pool.map(_finish, processes)]
+  weights = [w for w, _ in _finish(processes)]
   _assert_close(weights[1], weights[0])
   folders = sorted(n for n in os.listdir(run) if '.shards-' in n)
   assert [n.rsplit('-', 1)[0] for n in folders] == ['model.pkl.shards-12', 'model_6.pkl.shards-6']
