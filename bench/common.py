@@ -60,7 +60,18 @@ def machine():
   except OSError:
     pass
   env = {k: v for k, v in os.environ.items() if k.startswith(('XLA_', 'JAX_'))}
-  return {'cpu': cpu, 'nproc': os.cpu_count(), 'env': env, 'load': os.getloadavg()[0]}
+  device = jax.devices()[0]
+  return {
+      'cpu': cpu, 'nproc': os.cpu_count(), 'env': env, 'load': os.getloadavg()[0],
+      'device': f'{device.platform}: {device.device_kind}'
+  }
+
+
+def device_peak_mib():
+  """Peak memory the first device's allocator has held, MiB; None where it keeps no count (CPU)."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  peak = stats.get('peak_bytes_in_use')
+  return None if peak is None else peak / 2**20
 
 
 def calibrate(n=1024, reps=10):
@@ -81,6 +92,8 @@ def emit(workload, impl, args, figures, calib_start=None):
   figures = dict(figures)
   figures['calib_gflops_start'] = calib_start
   figures['calib_gflops_end'] = calibrate()
+  if jax.devices()[0].platform != 'cpu':
+    figures['device_peak_mib'] = device_peak_mib()
   rec = {
       'ts': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'run_id': os.environ.get('PEERS_RUN_ID', ''),
@@ -214,16 +227,16 @@ def memory_bandwidth(mib=512, reps=7):
 
 
 def ceiling_main(argv=None):
-  """The CPU ceiling (`python -m bench.common`): jitted f32 n^3 matmul GFLOP/s, median of
-  --steps."""
+  """The matmul ceiling (`python -m bench.common`): jitted n^3 matmul GFLOP/s, median of --steps."""
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument('--steps', type=int, default=20, help='timed repetitions')
   p.add_argument('--n', type=int, default=1024)
+  p.add_argument('--dtype', default='float32', help='float32 (a GPU: TF32 by default), bfloat16')
   p.add_argument('--seed', type=int, default=0)
   args = p.parse_args(argv)
   ka, kb = jax.random.split(jax.random.key(args.seed))
-  a = jax.random.normal(ka, (args.n, args.n), jnp.float32)
-  b = jax.random.normal(kb, (args.n, args.n), jnp.float32)
+  a = jax.random.normal(ka, (args.n, args.n), args.dtype)
+  b = jax.random.normal(kb, (args.n, args.n), args.dtype)
   mm = jax.jit(jnp.matmul)
   t = now()
   block(mm(a, b))
@@ -237,7 +250,8 @@ def ceiling_main(argv=None):
     times.append(now() - t)
   med, flops = median(times), 2.0 * args.n**3
   emit(
-      'matmul_ceiling', 'jax.jit(jnp.matmul)', args, {
+      'matmul_ceiling',
+      'jax.jit(jnp.matmul)' + ('' if args.dtype == 'float32' else f' {args.dtype}'), args, {
           'flops_formula': '2*n^3', 'first_call_s': first_s, 'median_s': med, 'min_s': min(times),
           'gflops_median': flops / med / 1e9, 'gflops_best': flops / min(times) / 1e9,
           'spread': spread(times)
@@ -246,8 +260,8 @@ def ceiling_main(argv=None):
 
 __all__ = [
     'now', 'block', 'median', 'spread', 'peak_rss_mib', 'versions', 'machine', 'calibrate',
-    'memory_bandwidth', 'emit', 'CompileTimer', 'time_train_loop', 'manual_train_step',
-    'initial_state', 'n_params', 'ceiling_main'
+    'memory_bandwidth', 'device_peak_mib', 'emit', 'CompileTimer', 'time_train_loop',
+    'manual_train_step', 'initial_state', 'n_params', 'ceiling_main'
 ]
 
 if __name__ == '__main__':

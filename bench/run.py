@@ -162,6 +162,8 @@ def main(argv=None):
   p.add_argument('--trax_python', default=real_trax.DEFAULT_PYTHON)
   p.add_argument('--peers_dir', default=DEFAULT_PEERS)
   p.add_argument('--peers_python', default=DEFAULT_PEERS_PY)
+  p.add_argument('--platform', default='cpu',
+                 help="JAX_PLATFORMS of the benchmark processes ('' lets JAX choose: a GPU)")
   p.add_argument('--out', default=os.path.join(ROOT, 'bench', 'results.jsonl'))
   p.add_argument('--run_id', default=time.strftime('%Y%m%dT%H%M%S'))
   p.add_argument('--table', metavar='RUN_PREFIX', default=None,
@@ -174,7 +176,7 @@ def main(argv=None):
         print(table(records, other) + '\n')
     return
   # Cold compilation, as the peers have no cache (W1warm sets its own cache folder).
-  env = dict(os.environ, JAX_PLATFORMS='cpu', MINITRAX_CACHE_DIR='')
+  env = dict(os.environ, JAX_PLATFORMS=args.platform, MINITRAX_CACHE_DIR='')
   records = []
   for key in args.only.split(','):
     module, peer_script, quick_args, timeout = WORKLOADS[key]
