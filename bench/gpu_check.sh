@@ -27,7 +27,7 @@ left() { echo $((budget - $(date +%s) + start)); }
 } > "$out/device.txt" 2>&1
 cat "$out/device.txt"
 
-# 1. Matmul ceilings (float32 runs as TF32 on a GPU by XLA's default), for the share of peak.
+# 1. Matmul ceilings (float32 runs as TF32 on a GPU by JAX's default), for the share of peak.
 n=8192
 [ -n "$quick" ] && n=1024
 for dtype in float32 bfloat16; do
