@@ -97,13 +97,13 @@ def _permute_rows_bwd(residuals, ct):
   perm, inverse, n = residuals
   del perm
   ct = ct[inverse]
-  return _sum_leading(ct.reshape((ct.shape[0] // n, n) + ct.shape[1:])), None, None
+  return sum_leading(ct.reshape((ct.shape[0] // n, n) + ct.shape[1:])), None, None
 
 
 _permute_rows.defvjp(_permute_rows_fwd, _permute_rows_bwd)
 
 
-def _sum_leading(x):
+def sum_leading(x):
   """`x.sum(axis=0)` for a short leading axis (hash rounds), as elementwise adds.
 
   XLA's CPU backend compiles a reduction over a short outer axis into a slow
@@ -175,7 +175,7 @@ def bucketed_attention(qk, v, buckets, *, chunk_len, n_chunks_before=1, n_chunks
   out = _permute_rows(out.reshape((n_hashes * n, -1)), undo, sticker).reshape((n_hashes, n, -1))
   lse = _permute_rows(lse.reshape(-1), undo, sticker).reshape((n_hashes, n, 1))
   weights = jax.nn.softmax(lse, axis=0)  # sums to 1 even where lse ~ -1e5
-  return _sum_leading(out * weights.astype(out.dtype))
+  return sum_leading(out * weights.astype(out.dtype))
 
 
 # Scores per step of `grouped_chunk_attention` (1 MiB in float32): small enough that a step's

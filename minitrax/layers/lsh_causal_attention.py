@@ -39,7 +39,7 @@ from minitrax.checks import check_flag, check_int, check_rate
 from minitrax.errors import ArgumentError
 from minitrax.layers.attention import check_positions
 from minitrax.layers.attention12 import BaseCausalAttention
-from minitrax.layers.attention_kernels import length_normalized, look_adjacent
+from minitrax.layers.attention_kernels import length_normalized, look_adjacent, sum_leading
 from minitrax.layers.core import poison
 from minitrax.layers.masks import keep_mask
 
@@ -235,7 +235,7 @@ class LSHCausalAttention(BaseCausalAttention):
       probs = probs * jnp.broadcast_to(keep, probs.shape) / (1.0 - self._dropout)
     so = jnp.matmul(probs, look_adjacent(bv, 1, 0)).reshape((h * n, -1))
     o, logits = so[undo].reshape((h, n, -1)), lse.reshape(-1)[undo].reshape((h, n, 1))
-    return jnp.sum(o * jax.nn.softmax(logits, axis=0), axis=0)
+    return sum_leading(o * jax.nn.softmax(logits, axis=0))
 
   # ---------------------------------------------------------------- predict
 
