@@ -69,7 +69,7 @@ def machine():
 
 def device_peak_mib():
   """Peak memory the first device's allocator has held, MiB; None where it keeps no count (CPU)."""
-  stats = jax.local_devices()[0].memory_stats() or {}
+  stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get('peak_bytes_in_use')
   return None if peak is None else peak / 2**20
 
@@ -92,8 +92,9 @@ def emit(workload, impl, args, figures, calib_start=None):
   figures = dict(figures)
   figures['calib_gflops_start'] = calib_start
   figures['calib_gflops_end'] = calibrate()
-  if jax.devices()[0].platform != 'cpu':
-    figures['device_peak_mib'] = device_peak_mib()
+  peak = device_peak_mib()
+  if peak is not None:
+    figures['device_peak_mib'] = peak
   rec = {
       'ts': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'run_id': os.environ.get('PEERS_RUN_ID', ''),
